@@ -1,0 +1,7 @@
+// Command api runs the api role alone; see ARCHITECTURE.md for what it does and
+// docs/ for how to run it beside the other roles.
+package main
+
+import "github.com/seqchat/seqchat/internal/app"
+
+func main() { app.Main(app.API) }

@@ -1,0 +1,8 @@
+// Command projector runs the projector role alone (or, as "projector rebuild",
+// replays TIMELINE into an emptied history); see ARCHITECTURE.md for what it does and
+// docs/ for how to run it beside the other roles.
+package main
+
+import "github.com/seqchat/seqchat/internal/app"
+
+func main() { app.Main(app.Projector) }

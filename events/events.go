@@ -1,0 +1,162 @@
+// Package events defines what flows through the system: the commands clients
+// ask for, the sequenced events the timeline holds, the NATS subjects they
+// travel on, and their JSON encoding.
+package events
+
+import (
+	"encoding/json"
+	"fmt"
+	"hash/fnv"
+	"strings"
+)
+
+// Event kinds, as PROTOCOL.md names them.
+const (
+	KindMessage      = "message"
+	KindRecall       = "recall"
+	KindMemberJoined = "member_joined"
+	KindMemberLeft   = "member_left"
+)
+
+// MaxBodySize is the largest encoded message body the protocol allows.
+const MaxBodySize = 16 << 10
+
+// Event is one entry of a conversation's timeline. Its JSON form is the one
+// clients see in history pages and on the socket.
+type Event struct {
+	Conv     string          `json:"conv"`
+	Seq      int64           `json:"seq"`
+	Kind     string          `json:"kind"`
+	ID       string          `json:"id"`
+	From     string          `json:"from"`
+	TS       int64           `json:"ts"`
+	Body     json.RawMessage `json:"body,omitempty"`
+	Target   int64           `json:"target,omitempty"`
+	User     string          `json:"user,omitempty"`
+	Recalled bool            `json:"recalled,omitempty"`
+}
+
+// Command operations.
+const (
+	OpSend   = "send"
+	OpRecall = "recall"
+	OpJoin   = "join"
+	OpLeave  = "leave"
+)
+
+// Command is a request to append to a conversation, waiting in CMDS for the
+// sequencer to give it a seq.
+type Command struct {
+	Op     string          `json:"op"`
+	ID     string          `json:"id"`
+	Conv   string          `json:"conv"`
+	From   string          `json:"from"`
+	Body   json.RawMessage `json:"body,omitempty"`
+	Target int64           `json:"target,omitempty"`
+	User   string          `json:"user,omitempty"`
+}
+
+// DedupeKey identifies a command across resends: ids are scoped to the sender.
+func (c *Command) DedupeKey() string { return c.From + "." + c.ID }
+
+// Result is the sequencer's answer to a command: the event's seq and ts, or
+// an error code and message when it was refused.
+type Result struct {
+	Conv    string `json:"conv,omitempty"`
+	Seq     int64  `json:"seq,omitempty"`
+	TS      int64  `json:"ts,omitempty"`
+	Code    string `json:"code,omitempty"`
+	Message string `json:"message,omitempty"`
+}
+
+// ValidID reports whether s is a valid client-chosen command id:
+// 1–64 characters of [A-Za-z0-9_-].
+func ValidID(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// ValidToken reports whether s can stand as one token of a NATS subject (ids
+// of users and conversations are ULIDs, but a client may send anything).
+func ValidToken(s string) bool {
+	if s == "" || len(s) > 128 {
+		return false
+	}
+	return !strings.ContainsAny(s, ". *>\t\r\n")
+}
+
+// Subjects.
+const (
+	CmdSubjects      = "cmd.>"
+	TimelineSubjects = "tl.>"
+	timelinePrefix   = "tl."
+)
+
+// Partition maps a conversation to one of n partitions. Every process must use
+// the same n: it decides which sequencer orders a conversation.
+func Partition(conv string, n int) int {
+	if n <= 1 {
+		return 0
+	}
+	h := fnv.New32a()
+	h.Write([]byte(conv))
+	return int(h.Sum32() % uint32(n))
+}
+
+// CmdSubject is where commands for conv wait in CMDS.
+func CmdSubject(partitions int, conv string) string {
+	return fmt.Sprintf("cmd.%d.%s", Partition(conv, partitions), conv)
+}
+
+// CmdPartitionFilter selects one partition's commands.
+func CmdPartitionFilter(p int) string { return fmt.Sprintf("cmd.%d.>", p) }
+
+// TimelineSubject is conv's subject in TIMELINE.
+func TimelineSubject(conv string) string { return timelinePrefix + conv }
+
+// ConvOfTimelineSubject is the inverse of TimelineSubject.
+func ConvOfTimelineSubject(subj string) string { return strings.TrimPrefix(subj, timelinePrefix) }
+
+// DeliverSubject is the core NATS subject an edge listens on.
+func DeliverSubject(edgeID string) string { return "deliver." + edgeID }
+
+// Headers carried on NATS messages.
+const (
+	// HeaderReply names the subject the sequencer answers a command on.
+	HeaderReply = "Chat-Reply"
+	// HeaderOrigin names the connection a command came from ("<edge>/<conn>"),
+	// so fanout can skip it: that connection gets an ack instead.
+	HeaderOrigin = "Chat-Origin"
+)
+
+// Encode returns the event's JSON.
+func (e *Event) Encode() []byte {
+	b, _ := json.Marshal(e) // an Event always marshals: its body is valid JSON
+	return b
+}
+
+// DecodeEvent parses an event.
+func DecodeEvent(b []byte) (Event, error) {
+	var e Event
+	if err := json.Unmarshal(b, &e); err != nil {
+		return e, fmt.Errorf("decode event: %w", err)
+	}
+	return e, nil
+}
+
+// DecodeCommand parses a command.
+func DecodeCommand(b []byte) (Command, error) {
+	var c Command
+	if err := json.Unmarshal(b, &c); err != nil {
+		return c, fmt.Errorf("decode command: %w", err)
+	}
+	return c, nil
+}

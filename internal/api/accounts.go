@@ -1,0 +1,204 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"regexp"
+	"time"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/oklog/ulid/v2"
+
+	"github.com/seqchat/seqchat/internal/auth"
+	"github.com/seqchat/seqchat/internal/chaterr"
+)
+
+var usernameRE = regexp.MustCompile(`^[a-z0-9_.-]{3,32}$`)
+
+// dummyHash is compared against when a username is unknown, so that a
+// failed login takes as long whether or not the user exists.
+var dummyHash, _ = auth.HashPassword("not a real password", 4)
+
+func isUniqueViolation(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "23505"
+}
+
+func (a *API) register(w http.ResponseWriter, r *http.Request) error {
+	var req struct{ Username, Password string }
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	if !usernameRE.MatchString(req.Username) {
+		return chaterr.New(chaterr.BadRequest, "username must be 3–32 of [a-z0-9_.-]")
+	}
+	if utf8.RuneCountInString(req.Password) < 8 {
+		return chaterr.New(chaterr.BadRequest, "password must be at least 8 characters")
+	}
+	if len(req.Password) > 72 {
+		return chaterr.New(chaterr.BadRequest, "password must be at most 72 bytes")
+	}
+	hash, err := auth.HashPassword(req.Password, a.opt.PasswordCost)
+	if err != nil {
+		return err
+	}
+	id := ulid.Make().String()
+	_, err = a.pool.Exec(r.Context(), "INSERT INTO users (id, username, password_hash) VALUES ($1, $2, $3)", id, req.Username, hash)
+	if isUniqueViolation(err) {
+		return chaterr.New(chaterr.Conflict, "username %q is taken", req.Username)
+	}
+	if err != nil {
+		return unavailable("create user", err)
+	}
+	writeJSON(w, http.StatusCreated, map[string]string{"id": id, "username": req.Username})
+	return nil
+}
+
+func (a *API) login(w http.ResponseWriter, r *http.Request) error {
+	var req struct{ Username, Password, Device string }
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	var id, hash string
+	err := a.pool.QueryRow(r.Context(), "SELECT id, password_hash FROM users WHERE username=$1", req.Username).Scan(&id, &hash)
+	if errors.Is(err, pgx.ErrNoRows) {
+		auth.CheckPassword(dummyHash, req.Password)
+		return chaterr.New(chaterr.Unauthorized, "wrong username or password")
+	}
+	if err != nil {
+		return unavailable("look up user", err)
+	}
+	if !auth.CheckPassword(hash, req.Password) {
+		return chaterr.New(chaterr.Unauthorized, "wrong username or password")
+	}
+	if len(req.Device) > 64 {
+		req.Device = req.Device[:64]
+	}
+	tok, c, err := a.tokens.Issue(id, ulid.Make().String(), req.Device, time.Now())
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"token": tok, "user_id": id, "expires_at": c.ExpiresAt.UTC().Format(time.RFC3339)})
+	return nil
+}
+
+func (a *API) logout(w http.ResponseWriter, r *http.Request, c auth.Claims) error {
+	_, err := a.pool.Exec(r.Context(), "INSERT INTO revoked_sessions (session_id, expires_at) VALUES ($1, $2) ON CONFLICT DO NOTHING", c.SessionID, c.ExpiresAt)
+	if err != nil {
+		return unavailable("revoke session", err)
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// checkRevoked refuses a token whose session was logged out.
+func (a *API) checkRevoked(ctx context.Context, c auth.Claims) error {
+	var revoked bool
+	err := a.pool.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM revoked_sessions WHERE session_id=$1)", c.SessionID).Scan(&revoked)
+	if err != nil {
+		return unavailable("check session", err)
+	}
+	if revoked {
+		return chaterr.New(chaterr.Unauthorized, "session logged out")
+	}
+	return nil
+}
+
+func (a *API) me(w http.ResponseWriter, r *http.Request, c auth.Claims) error {
+	var name string
+	err := a.pool.QueryRow(r.Context(), "SELECT username FROM users WHERE id=$1", c.UserID).Scan(&name)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return chaterr.New(chaterr.Unauthorized, "user no longer exists")
+	}
+	if err != nil {
+		return unavailable("look up user", err)
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"id": c.UserID, "username": name})
+	return nil
+}
+
+// resolveUser accepts a user id or a username.
+func (a *API) resolveUser(ctx context.Context, ref string) (string, error) {
+	var id string
+	err := a.pool.QueryRow(ctx, "SELECT id FROM users WHERE id=$1 OR username=$1 ORDER BY id=$1 DESC LIMIT 1", ref).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", chaterr.New(chaterr.NotFound, "no user %q", ref)
+	}
+	if err != nil {
+		return "", unavailable("look up user", err)
+	}
+	return id, nil
+}
+
+func (a *API) addFriend(w http.ResponseWriter, r *http.Request, c auth.Claims) error {
+	id, err := a.resolveUser(r.Context(), r.PathValue("user"))
+	if err != nil {
+		return err
+	}
+	if id == c.UserID {
+		return chaterr.New(chaterr.BadRequest, "you cannot befriend yourself")
+	}
+	// Friendship is mutual: one row each way.
+	_, err = a.pool.Exec(r.Context(), `INSERT INTO friends (user_id, friend_id) VALUES ($1, $2), ($2, $1) ON CONFLICT DO NOTHING`, c.UserID, id)
+	if err != nil {
+		return unavailable("add friend", err)
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (a *API) removeFriend(w http.ResponseWriter, r *http.Request, c auth.Claims) error {
+	id, err := a.resolveUser(r.Context(), r.PathValue("user"))
+	if err != nil {
+		return err
+	}
+	_, err = a.pool.Exec(r.Context(), `DELETE FROM friends WHERE (user_id=$1 AND friend_id=$2) OR (user_id=$2 AND friend_id=$1)`, c.UserID, id)
+	if err != nil {
+		return unavailable("remove friend", err)
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+type friend struct {
+	ID       string `json:"id"`
+	Username string `json:"username"`
+	Online   bool   `json:"online"`
+}
+
+func (a *API) friends(w http.ResponseWriter, r *http.Request, c auth.Claims) error {
+	rows, err := a.pool.Query(r.Context(), `SELECT u.id, u.username FROM friends f JOIN users u ON u.id=f.friend_id
+		WHERE f.user_id=$1 ORDER BY u.username`, c.UserID)
+	if err != nil {
+		return unavailable("list friends", err)
+	}
+	list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (friend, error) {
+		var f friend
+		return f, row.Scan(&f.ID, &f.Username)
+	})
+	if err != nil {
+		return unavailable("list friends", err)
+	}
+	if a.opt.Online != nil && len(list) > 0 {
+		ids := make([]string, len(list))
+		for i, f := range list {
+			ids[i] = f.ID
+		}
+		// Presence is a nicety: a Redis hiccup shows friends offline, not an error.
+		if online, err := a.opt.Online(r.Context(), ids); err == nil {
+			for i := range list {
+				list[i].Online = online[list[i].ID]
+			}
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"friends": list})
+	return nil
+}
+
+// unavailable wraps a store failure: the client may retry.
+func unavailable(what string, err error) error {
+	return chaterr.Wrap(chaterr.Unavailable, err, "%s: store unavailable, try again", what)
+}

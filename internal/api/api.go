@@ -1,0 +1,162 @@
+// Package api serves the REST half of PROTOCOL.md: accounts and sessions,
+// friends, conversations and membership, history paging and sending.
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/seqchat/seqchat/events"
+	"github.com/seqchat/seqchat/internal/auth"
+	"github.com/seqchat/seqchat/internal/chaterr"
+	"github.com/seqchat/seqchat/internal/history"
+)
+
+// Submitter sequences commands.
+type Submitter interface {
+	Submit(ctx context.Context, cmd events.Command, origin string) (events.Result, error)
+}
+
+// Options configure the api.
+type Options struct {
+	PasswordCost    int
+	CommandTimeout  time.Duration
+	MaxGroupMembers int
+	Log             *slog.Logger
+	// Online reports which of users have a live connection; nil: nobody.
+	Online func(ctx context.Context, users []string) (map[string]bool, error)
+}
+
+// API is the REST api.
+type API struct {
+	pool   *pgxpool.Pool
+	tokens *auth.Tokens
+	submit Submitter
+	reader *history.Reader
+	opt    Options
+}
+
+// New returns the api.
+func New(pool *pgxpool.Pool, tokens *auth.Tokens, submit Submitter, reader *history.Reader, opt Options) *API {
+	if opt.CommandTimeout <= 0 {
+		opt.CommandTimeout = 10 * time.Second
+	}
+	if opt.MaxGroupMembers <= 0 {
+		opt.MaxGroupMembers = 10000
+	}
+	return &API{pool: pool, tokens: tokens, submit: submit, reader: reader, opt: opt}
+}
+
+// maxBody bounds every request body: a 16 KiB message body plus its frame.
+const maxBody = 64 << 10
+
+// Mount adds the api's routes to mux.
+func (a *API) Mount(mux *http.ServeMux) {
+	mux.HandleFunc("POST /v1/users", a.handle(a.register))
+	mux.HandleFunc("POST /v1/sessions", a.handle(a.login))
+	mux.HandleFunc("DELETE /v1/sessions/current", a.authed(a.logout))
+	mux.HandleFunc("GET /v1/me", a.authed(a.me))
+	mux.HandleFunc("PUT /v1/friends/{user}", a.authed(a.addFriend))
+	mux.HandleFunc("DELETE /v1/friends/{user}", a.authed(a.removeFriend))
+	mux.HandleFunc("GET /v1/friends", a.authed(a.friends))
+	mux.HandleFunc("POST /v1/conversations", a.authed(a.createConversation))
+	mux.HandleFunc("GET /v1/conversations", a.authed(a.conversations))
+	mux.HandleFunc("GET /v1/conversations/{id}", a.authed(a.conversation))
+	mux.HandleFunc("POST /v1/conversations/{id}/members", a.authed(a.addMember))
+	mux.HandleFunc("DELETE /v1/conversations/{id}/members/{user}", a.authed(a.removeMember))
+	mux.HandleFunc("GET /v1/conversations/{id}/messages", a.authed(a.messages))
+	mux.HandleFunc("POST /v1/conversations/{id}/messages", a.authed(a.send))
+	mux.HandleFunc("POST /v1/conversations/{id}/read", a.authed(a.read))
+	mux.HandleFunc("POST /v1/conversations/{id}/recall", a.authed(a.recall))
+	mux.HandleFunc("GET /v1/unread", a.authed(a.unread))
+	// Unknown /v1 paths answer in the protocol's error shape.
+	mux.HandleFunc("/v1/", a.handle(func(w http.ResponseWriter, r *http.Request) error {
+		return chaterr.New(chaterr.NotFound, "no such endpoint: %s %s", r.Method, r.URL.Path)
+	}))
+}
+
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+type authedFunc func(w http.ResponseWriter, r *http.Request, c auth.Claims) error
+
+func (a *API) handle(h handlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		if err := h(w, r); err != nil {
+			a.fail(w, r, err)
+		}
+	}
+}
+
+func (a *API) authed(h authedFunc) http.HandlerFunc {
+	return a.handle(func(w http.ResponseWriter, r *http.Request) error {
+		c, err := a.tokens.FromRequest(r, false)
+		if err != nil {
+			return err
+		}
+		if err := a.checkRevoked(r.Context(), c); err != nil {
+			return err
+		}
+		return h(w, r, c)
+	})
+}
+
+// fail writes err in the protocol's error shape.
+func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
+	code := chaterr.CodeOf(err)
+	switch code {
+	case chaterr.Internal:
+		a.opt.Log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	case chaterr.Unavailable:
+		a.opt.Log.Warn("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	writeJSON(w, chaterr.HTTPStatus(code), map[string]any{
+		"error": map[string]string{"code": string(code), "message": chaterr.MessageOf(err)},
+	})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// decode reads a JSON object body into v.
+func decode(r *http.Request, v any) error {
+	b, err := io.ReadAll(r.Body)
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return chaterr.New(chaterr.TooLarge, "request body is over %d bytes", tooBig.Limit)
+		}
+		return chaterr.New(chaterr.BadRequest, "read body: %v", err)
+	}
+	if b = bytes.TrimSpace(b); len(b) == 0 || b[0] != '{' {
+		return chaterr.New(chaterr.BadRequest, "body must be a JSON object")
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return chaterr.New(chaterr.BadRequest, "malformed JSON: %v", err)
+	}
+	return nil
+}
+
+// queryInt parses a non-negative integer query parameter; ok is false when absent.
+func queryInt(r *http.Request, name string) (n int64, ok bool, err error) {
+	s := r.URL.Query().Get(name)
+	if !r.URL.Query().Has(name) {
+		return 0, false, nil
+	}
+	n, perr := strconv.ParseInt(s, 10, 64)
+	if perr != nil || n < 0 {
+		return 0, false, chaterr.New(chaterr.BadRequest, "%s must be a non-negative integer", name)
+	}
+	return n, true, nil
+}

@@ -1,0 +1,274 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/oklog/ulid/v2"
+
+	"github.com/seqchat/seqchat/events"
+	"github.com/seqchat/seqchat/internal/auth"
+	"github.com/seqchat/seqchat/internal/chaterr"
+)
+
+type conversationJSON struct {
+	ID      string   `json:"id"`
+	Kind    string   `json:"kind"`
+	Title   string   `json:"title"`
+	Members []string `json:"members,omitempty"`
+	LastSeq *int64   `json:"last_seq,omitempty"`
+	ReadSeq *int64   `json:"read_seq,omitempty"`
+	Unread  *int64   `json:"unread,omitempty"`
+}
+
+func (a *API) createConversation(w http.ResponseWriter, r *http.Request, c auth.Claims) error {
+	var req struct {
+		Kind    string
+		Title   string
+		Members []string
+	}
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	ctx := r.Context()
+	members := []string{c.UserID}
+	for _, m := range req.Members {
+		if !slices.Contains(members, m) {
+			members = append(members, m)
+		}
+	}
+	if len(req.Title) > 200 {
+		return chaterr.New(chaterr.BadRequest, "title is over 200 bytes")
+	}
+	switch req.Kind {
+	case "direct":
+		if len(members) != 2 {
+			return chaterr.New(chaterr.BadRequest, "a direct conversation has exactly one other member")
+		}
+		req.Title = ""
+	case "group":
+		if len(members) > a.opt.MaxGroupMembers {
+			return chaterr.New(chaterr.BadRequest, "a group has at most %d members", a.opt.MaxGroupMembers)
+		}
+	default:
+		return chaterr.New(chaterr.BadRequest, `kind must be "direct" or "group"`)
+	}
+	var known int
+	if err := a.pool.QueryRow(ctx, "SELECT count(*) FROM users WHERE id = ANY($1)", members).Scan(&known); err != nil {
+		return unavailable("look up members", err)
+	}
+	if known != len(members) {
+		return chaterr.New(chaterr.NotFound, "some members do not exist")
+	}
+	conv := conversationJSON{ID: ulid.Make().String(), Kind: req.Kind, Title: req.Title, Members: members}
+	status := http.StatusCreated
+	err := pgx.BeginFunc(ctx, a.pool, func(tx pgx.Tx) error {
+		var directKey, owner *string
+		if req.Kind == "direct" {
+			pair := slices.Clone(members)
+			slices.Sort(pair)
+			k := strings.Join(pair, ":")
+			directKey = &k
+			// A direct conversation between two users is unique.
+			var existing string
+			err := tx.QueryRow(ctx, "SELECT id FROM conversations WHERE direct_key=$1", k).Scan(&existing)
+			if err == nil {
+				conv.ID, status = existing, http.StatusOK
+				return nil
+			}
+			if !errors.Is(err, pgx.ErrNoRows) {
+				return err
+			}
+		} else {
+			owner = &c.UserID
+		}
+		_, err := tx.Exec(ctx, "INSERT INTO conversations (id, kind, title, owner_id, direct_key) VALUES ($1, $2, $3, $4, $5)",
+			conv.ID, req.Kind, req.Title, owner, directKey)
+		if err != nil {
+			return err
+		}
+		roles := make([]string, len(members))
+		for i, m := range members {
+			roles[i] = "member"
+			if owner != nil && m == *owner {
+				roles[i] = "owner"
+			}
+		}
+		_, err = tx.Exec(ctx, `INSERT INTO members (conv_id, user_id, role) SELECT $1, * FROM unnest($2::text[], $3::text[])`, conv.ID, members, roles)
+		return err
+	})
+	if isUniqueViolation(err) && req.Kind == "direct" {
+		// Created by a concurrent request: answer with that one.
+		return a.createConversation(w, r, c)
+	}
+	if err != nil {
+		return unavailable("create conversation", err)
+	}
+	writeJSON(w, status, conv)
+	return nil
+}
+
+// member returns the caller's role and the seq their history starts at, or
+// the protocol's error: not_found when conv does not exist, forbidden when
+// the caller is not in it.
+func (a *API) member(ctx context.Context, conv, user string) (role string, joined int64, err error) {
+	err = a.pool.QueryRow(ctx, `SELECT coalesce(m.role, ''), coalesce(m.joined_seq, 0)
+		FROM conversations c LEFT JOIN members m ON m.conv_id=c.id AND m.user_id=$2 WHERE c.id=$1`, conv, user).Scan(&role, &joined)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", 0, chaterr.New(chaterr.NotFound, "no conversation %q", conv)
+	}
+	if err != nil {
+		return "", 0, unavailable("look up membership", err)
+	}
+	if role == "" {
+		return "", 0, chaterr.New(chaterr.Forbidden, "you are not a member of this conversation")
+	}
+	return role, joined, nil
+}
+
+const listQuery = `SELECT c.id, c.kind, c.title, coalesce(h.last_seq, 0), m.read_seq,
+	(SELECT count(*) FROM events e WHERE e.conv_id=c.id AND e.seq > greatest(m.read_seq, m.joined_seq - 1)
+		AND e.kind='message' AND e.sender <> m.user_id AND NOT e.recalled)
+	FROM members m JOIN conversations c ON c.id=m.conv_id LEFT JOIN heads h ON h.conv_id=c.id
+	WHERE m.user_id=$1`
+
+func (a *API) listConversations(ctx context.Context, user, only string) ([]conversationJSON, error) {
+	q, args := listQuery+" ORDER BY coalesce(h.last_seq, 0) DESC, c.id", []any{user}
+	if only != "" {
+		q, args = listQuery+" AND c.id=$2", []any{user, only}
+	}
+	rows, err := a.pool.Query(ctx, q, args...)
+	if err != nil {
+		return nil, unavailable("list conversations", err)
+	}
+	list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (conversationJSON, error) {
+		var cv conversationJSON
+		cv.LastSeq, cv.ReadSeq, cv.Unread = new(int64), new(int64), new(int64)
+		return cv, row.Scan(&cv.ID, &cv.Kind, &cv.Title, cv.LastSeq, cv.ReadSeq, cv.Unread)
+	})
+	if err != nil {
+		return nil, unavailable("list conversations", err)
+	}
+	return list, nil
+}
+
+func (a *API) conversations(w http.ResponseWriter, r *http.Request, c auth.Claims) error {
+	list, err := a.listConversations(r.Context(), c.UserID, "")
+	if err != nil {
+		return err
+	}
+	if list == nil {
+		list = []conversationJSON{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"conversations": list})
+	return nil
+}
+
+func (a *API) conversation(w http.ResponseWriter, r *http.Request, c auth.Claims) error {
+	id := r.PathValue("id")
+	if _, _, err := a.member(r.Context(), id, c.UserID); err != nil {
+		return err
+	}
+	list, err := a.listConversations(r.Context(), c.UserID, id)
+	if err != nil {
+		return err
+	}
+	if len(list) == 0 {
+		return chaterr.New(chaterr.Forbidden, "you are not a member of this conversation")
+	}
+	cv := list[0]
+	rows, err := a.pool.Query(r.Context(), "SELECT user_id FROM members WHERE conv_id=$1 ORDER BY user_id", id)
+	if err != nil {
+		return unavailable("list members", err)
+	}
+	if cv.Members, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
+		return unavailable("list members", err)
+	}
+	writeJSON(w, http.StatusOK, cv)
+	return nil
+}
+
+func (a *API) addMember(w http.ResponseWriter, r *http.Request, c auth.Claims) error {
+	var req struct {
+		UserID string `json:"user_id"`
+	}
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	ctx, conv := r.Context(), r.PathValue("id")
+	role, _, err := a.member(ctx, conv, c.UserID)
+	if err != nil {
+		return err
+	}
+	var kind string
+	var count int
+	if err := a.pool.QueryRow(ctx, "SELECT kind, (SELECT count(*) FROM members WHERE conv_id=$1) FROM conversations WHERE id=$1", conv).Scan(&kind, &count); err != nil {
+		return unavailable("look up conversation", err)
+	}
+	if kind != "group" {
+		return chaterr.New(chaterr.BadRequest, "members can only be added to groups")
+	}
+	if role != "owner" && role != "admin" {
+		return chaterr.New(chaterr.Forbidden, "only the group's owner adds members")
+	}
+	user, err := a.resolveUser(ctx, req.UserID)
+	if err != nil {
+		return err
+	}
+	if count >= a.opt.MaxGroupMembers {
+		return chaterr.New(chaterr.BadRequest, "a group has at most %d members", a.opt.MaxGroupMembers)
+	}
+	// History is hidden until the join is sequenced; then it starts there.
+	tag, err := a.pool.Exec(ctx, "INSERT INTO members (conv_id, user_id, role, joined_seq) VALUES ($1, $2, 'member', $3) ON CONFLICT DO NOTHING", conv, user, int64(1)<<62)
+	if err != nil {
+		return unavailable("add member", err)
+	}
+	if tag.RowsAffected() == 0 {
+		w.WriteHeader(http.StatusNoContent) // already a member
+		return nil
+	}
+	res, err := a.sequence(ctx, events.Command{Op: events.OpJoin, ID: ulid.Make().String(), Conv: conv, From: c.UserID, User: user})
+	if err != nil {
+		return err
+	}
+	if _, err := a.pool.Exec(ctx, "UPDATE members SET joined_seq=$3 WHERE conv_id=$1 AND user_id=$2", conv, user, res.Seq); err != nil {
+		return unavailable("add member", err)
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (a *API) removeMember(w http.ResponseWriter, r *http.Request, c auth.Claims) error {
+	ctx, conv := r.Context(), r.PathValue("id")
+	role, _, err := a.member(ctx, conv, c.UserID)
+	if err != nil {
+		return err
+	}
+	user := r.PathValue("user")
+	if user != c.UserID && role != "owner" && role != "admin" {
+		return chaterr.New(chaterr.Forbidden, "only the group's owner removes others")
+	}
+	tag, err := a.pool.Exec(ctx, "DELETE FROM members WHERE conv_id=$1 AND user_id=$2", conv, user)
+	if err != nil {
+		return unavailable("remove member", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return chaterr.New(chaterr.NotFound, "%q is not a member", user)
+	}
+	if _, err := a.sequence(ctx, events.Command{Op: events.OpLeave, ID: ulid.Make().String(), Conv: conv, From: c.UserID, User: user}); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// sequence submits cmd and waits for its seq, at most CommandTimeout.
+func (a *API) sequence(ctx context.Context, cmd events.Command) (events.Result, error) {
+	ctx, cancel := context.WithTimeout(ctx, a.opt.CommandTimeout)
+	defer cancel()
+	return a.submit.Submit(ctx, cmd, "")
+}

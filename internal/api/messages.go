@@ -1,0 +1,173 @@
+package api
+
+import (
+	"encoding/json"
+	"net/http"
+
+	"github.com/seqchat/seqchat/events"
+	"github.com/seqchat/seqchat/internal/auth"
+	"github.com/seqchat/seqchat/internal/chaterr"
+)
+
+const (
+	defaultPage = 50
+	maxPage     = 200
+)
+
+func (a *API) messages(w http.ResponseWriter, r *http.Request, c auth.Claims) error {
+	after, hasAfter, err := queryInt(r, "after_seq")
+	if err != nil {
+		return err
+	}
+	before, hasBefore, err := queryInt(r, "before_seq")
+	if err != nil {
+		return err
+	}
+	limit, hasLimit, err := queryInt(r, "limit")
+	if err != nil {
+		return err
+	}
+	if hasAfter && hasBefore {
+		return chaterr.New(chaterr.BadRequest, "give after_seq or before_seq, not both")
+	}
+	if !hasLimit || limit == 0 {
+		limit = defaultPage
+	}
+	limit = min(limit, maxPage)
+	ctx, conv := r.Context(), r.PathValue("id")
+	_, joined, err := a.member(ctx, conv, c.UserID)
+	if err != nil {
+		return err
+	}
+	head, err := a.reader.Head(ctx, conv)
+	if err != nil {
+		return err
+	}
+	// The page is the seq range [from, to]; a member sees history from the
+	// seq they joined at on.
+	first := max(joined, 1)
+	var from, to int64
+	var hasMore bool
+	switch {
+	case hasAfter:
+		from = max(after+1, first)
+		to = min(from+limit-1, head)
+		hasMore = to < head
+	case hasBefore:
+		to = min(before-1, head)
+		from = max(to-limit+1, first)
+		hasMore = from > first && to >= first
+	default:
+		to = head
+		from = max(head-limit+1, first)
+		hasMore = from > first
+	}
+	list, err := a.reader.Range(ctx, conv, from, to)
+	if err != nil {
+		return err
+	}
+	if list == nil {
+		list = []events.Event{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"events": list, "head": head, "has_more": hasMore})
+	return nil
+}
+
+func (a *API) send(w http.ResponseWriter, r *http.Request, c auth.Claims) error {
+	var req struct {
+		ID   string          `json:"id"`
+		Body json.RawMessage `json:"body"`
+	}
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	if !events.ValidID(req.ID) {
+		return chaterr.New(chaterr.BadRequest, "id must be 1–64 of [A-Za-z0-9_-]")
+	}
+	if len(req.Body) == 0 || string(req.Body) == "null" {
+		return chaterr.New(chaterr.BadRequest, "body is required")
+	}
+	if len(req.Body) > events.MaxBodySize {
+		return chaterr.New(chaterr.TooLarge, "body is over %d bytes", events.MaxBodySize)
+	}
+	conv := r.PathValue("id")
+	if _, _, err := a.member(r.Context(), conv, c.UserID); err != nil {
+		return err
+	}
+	res, err := a.sequence(r.Context(), events.Command{Op: events.OpSend, ID: req.ID, Conv: conv, From: c.UserID, Body: req.Body})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]int64{"seq": res.Seq, "ts": res.TS})
+	return nil
+}
+
+func (a *API) read(w http.ResponseWriter, r *http.Request, c auth.Claims) error {
+	var req struct {
+		Seq *int64 `json:"seq"`
+	}
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	if req.Seq == nil || *req.Seq < 0 {
+		return chaterr.New(chaterr.BadRequest, "seq must be a non-negative integer")
+	}
+	ctx, conv := r.Context(), r.PathValue("id")
+	if _, _, err := a.member(ctx, conv, c.UserID); err != nil {
+		return err
+	}
+	head, err := a.reader.Head(ctx, conv)
+	if err != nil {
+		return err
+	}
+	// Only forward, and never past the head.
+	if _, err := a.pool.Exec(ctx, "UPDATE members SET read_seq=greatest(read_seq, $3) WHERE conv_id=$1 AND user_id=$2",
+		conv, c.UserID, min(*req.Seq, head)); err != nil {
+		return unavailable("store read pointer", err)
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (a *API) recall(w http.ResponseWriter, r *http.Request, c auth.Claims) error {
+	var req struct {
+		ID     string `json:"id"`
+		Target int64  `json:"target"`
+	}
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	if !events.ValidID(req.ID) {
+		return chaterr.New(chaterr.BadRequest, "id must be 1–64 of [A-Za-z0-9_-]")
+	}
+	if req.Target < 1 {
+		return chaterr.New(chaterr.BadRequest, "target must be a seq")
+	}
+	conv := r.PathValue("id")
+	if _, _, err := a.member(r.Context(), conv, c.UserID); err != nil {
+		return err
+	}
+	res, err := a.sequence(r.Context(), events.Command{Op: events.OpRecall, ID: req.ID, Conv: conv, From: c.UserID, Target: req.Target})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]int64{"seq": res.Seq})
+	return nil
+}
+
+func (a *API) unread(w http.ResponseWriter, r *http.Request, c auth.Claims) error {
+	list, err := a.listConversations(r.Context(), c.UserID, "")
+	if err != nil {
+		return err
+	}
+	var total int64
+	per := map[string]int64{}
+	for _, cv := range list {
+		if *cv.Unread > 0 {
+			per[cv.ID] = *cv.Unread
+			total += *cv.Unread
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"total": total, "conversations": per})
+	return nil
+}

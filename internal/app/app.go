@@ -1,0 +1,265 @@
+// Package app wires the roles (api, sequencer, projector, edge) to their
+// dependencies and runs any set of them in one process: cmd/chatd runs them
+// all, each cmd/<role> runs one, and tests boot them in-process.
+package app
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/oklog/ulid/v2"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/seqchat/seqchat/internal/api"
+	"github.com/seqchat/seqchat/internal/auth"
+	"github.com/seqchat/seqchat/internal/commands"
+	"github.com/seqchat/seqchat/internal/config"
+	"github.com/seqchat/seqchat/internal/history"
+	"github.com/seqchat/seqchat/internal/membership"
+	"github.com/seqchat/seqchat/internal/natsconn"
+	"github.com/seqchat/seqchat/internal/ops"
+	"github.com/seqchat/seqchat/internal/pg"
+	"github.com/seqchat/seqchat/internal/sequencer"
+	"github.com/seqchat/seqchat/timeline"
+)
+
+// Role is one part of the system a process can run.
+type Role string
+
+const (
+	API       Role = "api"
+	Sequencer Role = "sequencer"
+	Projector Role = "projector"
+	Edge      Role = "edge"
+)
+
+// AllRoles is what the one-process mode runs.
+var AllRoles = []Role{API, Sequencer, Projector, Edge}
+
+// App is a running process.
+type App struct {
+	// Addr is the address the HTTP server listens on.
+	Addr string
+	// NATS is the process's connection (and embedded server, if any).
+	NATS *natsconn.Conn
+	Pool *pgxpool.Pool
+
+	cancel context.CancelFunc
+	done   chan struct{}
+	err    error
+}
+
+// Wait blocks until the app has stopped and returns why.
+func (a *App) Wait() error { <-a.done; return a.err }
+
+// Stop stops the app, draining in-flight work, and waits for it.
+func (a *App) Stop() error { a.cancel(); return a.Wait() }
+
+// Run runs roles until ctx ends.
+func Run(ctx context.Context, cfg config.Config, log *slog.Logger, roles ...Role) error {
+	a, err := Start(ctx, cfg, log, roles...)
+	if err != nil {
+		return err
+	}
+	return a.Wait()
+}
+
+// Start connects to the dependencies, starts roles and serves HTTP.
+func Start(ctx context.Context, cfg config.Config, log *slog.Logger, roles ...Role) (*App, error) {
+	if cfg.InstanceID == "" {
+		cfg.InstanceID = strings.ToLower(ulid.Make().String())
+	}
+	has := func(r Role) bool { return slices.Contains(roles, r) }
+	log = log.With("instance", cfg.InstanceID)
+	ctx, cancel := context.WithCancel(ctx)
+	a := &App{cancel: cancel, done: make(chan struct{})}
+	var closers []func()
+	fail := func(err error) (*App, error) {
+		cancel()
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+		return nil, err
+	}
+
+	if (has(API) || has(Edge)) && cfg.TokenSecret == "" {
+		if cfg.NATSURL != "" {
+			return fail(errors.New("CHAT_TOKEN_SECRET is required when roles run as separate processes"))
+		}
+		secret, err := localSecret(cfg.DataDir)
+		if err != nil {
+			return fail(err)
+		}
+		cfg.TokenSecret = secret
+	}
+
+	nc, err := natsconn.Connect(ctx, cfg.NATSURL, cfg.DataDir, "chat-"+cfg.InstanceID, log)
+	if err != nil {
+		return fail(err)
+	}
+	a.NATS = nc
+	closers = append(closers, nc.Close)
+	if err := timeline.Ensure(ctx, nc.JS, timeline.Settings{
+		Replicas: cfg.StreamReplicas, Storage: cfg.StreamStorage, MaxAge: cfg.TimelineMaxAge,
+		DuplicateWindow: cfg.DuplicateWindow, DedupeTTL: cfg.DedupeTTL, LeaseTTL: cfg.LeaseTTL,
+	}); err != nil {
+		return fail(err)
+	}
+
+	pool, err := openPostgres(ctx, cfg.PostgresURL, log)
+	if err != nil {
+		return fail(err)
+	}
+	a.Pool = pool
+	closers = append(closers, pool.Close)
+
+	ropt, err := redis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		return fail(fmt.Errorf("parse redis url: %w", err))
+	}
+	rdb := redis.NewClient(ropt)
+	closers = append(closers, func() { rdb.Close() })
+
+	reg := ops.NewRegistry()
+	mux := http.NewServeMux()
+	ops.Mount(mux, reg, []ops.Check{
+		{Name: "jetstream", Fn: func(ctx context.Context) error {
+			_, err := nc.JS.AccountInfo(ctx)
+			return err
+		}},
+		{Name: "postgres", Fn: pool.Ping},
+		{Name: "redis", Fn: func(ctx context.Context) error { return rdb.Ping(ctx).Err() }},
+	})
+
+	tl := timeline.New(nc.NC, nc.JS)
+	var runs []func(context.Context) error
+	if has(Sequencer) {
+		seq, err := sequencer.New(ctx, nc.NC, nc.JS, membership.New(pool, 0), sequencer.Options{
+			InstanceID: cfg.InstanceID, Partitions: cfg.Partitions, Batch: cfg.SequencerBatch,
+			LeaseTTL: cfg.LeaseTTL, RecallWindow: cfg.RecallWindow, Log: log.With("role", "sequencer"), Metrics: reg,
+		})
+		if err != nil {
+			return fail(err)
+		}
+		runs = append(runs, seq.Run)
+	}
+	if has(Projector) {
+		runs = append(runs, history.NewProjector(pool, nc.JS, cfg.ProjectorBatch, log.With("role", "projector"), reg).Run)
+	}
+	if has(API) || has(Edge) {
+		tokens, err := auth.NewTokens(cfg.TokenSecret, cfg.TokenTTL)
+		if err != nil {
+			return fail(err)
+		}
+		sub, err := commands.New(ctx, nc.NC, nc.JS, cfg.Partitions)
+		if err != nil {
+			return fail(err)
+		}
+		closers = append(closers, sub.Close)
+		if has(API) {
+			api.New(pool, tokens, sub, history.NewReader(pool, tl), api.Options{
+				PasswordCost: cfg.PasswordCost, CommandTimeout: cfg.CommandTimeout,
+				MaxGroupMembers: cfg.MaxGroupMembers, Log: log.With("role", "api"),
+			}).Mount(mux)
+		}
+	}
+
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fail(fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err))
+	}
+	a.Addr = ln.Addr().String()
+	log.Info("serving", "addr", a.Addr, "roles", roles)
+
+	var wg sync.WaitGroup
+	errc := make(chan error, len(runs)+1)
+	roleCtx, stopRoles := context.WithCancel(context.WithoutCancel(ctx))
+	for _, run := range runs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := run(roleCtx); err != nil {
+				errc <- err
+			}
+		}()
+	}
+	httpDone := make(chan struct{})
+	go func() {
+		defer close(httpDone)
+		if err := ops.Serve(ctx, ln, mux, cfg.ShutdownTimeout, log); err != nil {
+			errc <- err
+		}
+	}()
+	go func() {
+		defer close(a.done)
+		select {
+		case <-ctx.Done():
+		case a.err = <-errc:
+			log.Error("stopping", "err", a.err)
+			cancel()
+		}
+		// Stop taking requests first, then let the roles finish their batches.
+		<-httpDone
+		stopRoles()
+		wg.Wait()
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+		log.Info("stopped")
+	}()
+	return a, nil
+}
+
+// openPostgres opens the pool, waiting for Postgres while it is not up yet
+// (a process started beside its database should not crash-loop).
+func openPostgres(ctx context.Context, url string, log *slog.Logger) (*pgxpool.Pool, error) {
+	for attempt := 1; ; attempt++ {
+		pool, err := pg.Open(ctx, url)
+		if err == nil {
+			return pool, nil
+		}
+		if attempt >= 30 || ctx.Err() != nil {
+			return nil, err
+		}
+		log.Warn("postgres not ready; retrying", "err", err, "attempt", attempt)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// localSecret reads the token secret the one-process mode keeps in its data
+// dir, generating it on first start.
+func localSecret(dir string) (string, error) {
+	path := filepath.Join(dir, "token-secret")
+	if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) >= 16 {
+		return strings.TrimSpace(string(b)), nil
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("create data dir: %w", err)
+	}
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	secret := hex.EncodeToString(b)
+	if err := os.WriteFile(path, []byte(secret+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("keep token secret: %w", err)
+	}
+	return secret, nil
+}

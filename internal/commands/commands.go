@@ -1,0 +1,124 @@
+// Package commands submits chat commands to CMDS and waits for the
+// sequencer's answer. The api and the edges share it.
+package commands
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+
+	"github.com/seqchat/seqchat/events"
+	"github.com/seqchat/seqchat/internal/chaterr"
+	"github.com/seqchat/seqchat/timeline"
+)
+
+// Submitter publishes commands and routes the sequencer's answers back.
+type Submitter struct {
+	nc         *nats.Conn
+	js         jetstream.JetStream
+	dedupe     jetstream.KeyValue
+	partitions int
+	prefix     string
+	sub        *nats.Subscription
+
+	mu      sync.Mutex
+	waiting map[string]chan events.Result
+}
+
+// New subscribes to this process's answer subject.
+func New(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, partitions int) (*Submitter, error) {
+	kv, err := js.KeyValue(ctx, timeline.DedupeBucket)
+	if err != nil {
+		return nil, fmt.Errorf("open bucket %s: %w", timeline.DedupeBucket, err)
+	}
+	s := &Submitter{nc: nc, js: js, dedupe: kv, partitions: partitions, prefix: "_CHAT." + nuid.Next(), waiting: map[string]chan events.Result{}}
+	s.sub, err = nc.Subscribe(s.prefix+".*", s.deliver)
+	if err != nil {
+		return nil, fmt.Errorf("subscribe to answers: %w", err)
+	}
+	s.sub.SetPendingLimits(-1, -1)
+	return s, nil
+}
+
+// Close stops listening for answers.
+func (s *Submitter) Close() { _ = s.sub.Unsubscribe() }
+
+func (s *Submitter) deliver(m *nats.Msg) {
+	token := m.Subject[len(s.prefix)+1:]
+	var r events.Result
+	if err := json.Unmarshal(m.Data, &r); err != nil {
+		return
+	}
+	s.mu.Lock()
+	ch := s.waiting[token]
+	delete(s.waiting, token)
+	s.mu.Unlock()
+	if ch != nil {
+		ch <- r
+	}
+}
+
+// Submit appends cmd and waits until it is sequenced (or refused). origin
+// names the connection it came from, if any. A command id seen before, within
+// the dedupe TTL, answers its original result without appending anything.
+func (s *Submitter) Submit(ctx context.Context, cmd events.Command, origin string) (events.Result, error) {
+	if r, ok := s.remembered(ctx, cmd.DedupeKey()); ok {
+		return r, nil
+	}
+	token := nuid.Next()
+	ch := make(chan events.Result, 1)
+	s.mu.Lock()
+	s.waiting[token] = ch
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.waiting, token)
+		s.mu.Unlock()
+	}()
+	data, _ := json.Marshal(cmd)
+	m := nats.NewMsg(events.CmdSubject(s.partitions, cmd.Conv))
+	m.Data = data
+	m.Header.Set(events.HeaderReply, s.prefix+"."+token)
+	if origin != "" {
+		m.Header.Set(events.HeaderOrigin, origin)
+	}
+	// No Nats-Msg-Id here: a resend must reach the sequencer, which answers
+	// every copy with the original seq; CMDS dropping it would leave the
+	// resender without an answer.
+	if _, err := s.js.PublishMsg(ctx, m); err != nil {
+		return events.Result{}, chaterr.Wrap(chaterr.Unavailable, err, "command queue unavailable")
+	}
+	select {
+	case r := <-ch:
+		if r.Code != "" {
+			return r, chaterr.New(chaterr.Code(r.Code), "%s", r.Message)
+		}
+		return r, nil
+	case <-ctx.Done():
+		return events.Result{}, chaterr.New(chaterr.Unavailable, "not sequenced in time; resend with the same id")
+	}
+}
+
+// remembered looks cmd's id up in DEDUPE, for resends older than the
+// duplicate windows.
+func (s *Submitter) remembered(ctx context.Context, key string) (events.Result, bool) {
+	e, err := s.dedupe.Get(ctx, key)
+	if err != nil {
+		if !errors.Is(err, jetstream.ErrKeyNotFound) {
+			// Not fatal: the sequencer still catches recent duplicates.
+			return events.Result{}, false
+		}
+		return events.Result{}, false
+	}
+	var r events.Result
+	if json.Unmarshal(e.Value(), &r) != nil || r.Seq == 0 {
+		return events.Result{}, false
+	}
+	return r, true
+}

@@ -1,0 +1,170 @@
+// Package config holds the settings every role reads: one struct, filled from
+// flags and CHAT_* environment variables (a flag wins over the environment),
+// with defaults that work on one machine.
+package config
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+)
+
+// Config is the whole configuration of a process.
+type Config struct {
+	HTTPAddr     string
+	PostgresURL  string
+	RedisURL     string
+	RedisPrefix  string
+	NATSURL      string
+	DataDir      string
+	TokenSecret  string
+	TokenTTL     time.Duration
+	RecallWindow time.Duration
+	RateLimits   bool
+	InstanceID   string
+
+	// Partitions is how many sequencer partitions conversations are spread
+	// over; every process of a deployment must agree on it.
+	Partitions       int
+	StreamReplicas   int
+	StreamStorage    string
+	TimelineMaxAge   time.Duration
+	DuplicateWindow  time.Duration
+	DedupeTTL        time.Duration
+	LeaseTTL         time.Duration
+	PasswordCost     int
+	ShutdownTimeout  time.Duration
+	CommandTimeout   time.Duration
+	SequencerBatch   int
+	ProjectorBatch   int
+	CommandRate      float64
+	CommandBurst     int
+	MaxGroupMembers  int
+	EdgeOutboundSize int
+}
+
+// Default returns the configuration with every default applied.
+func Default() Config {
+	c, err := Load(nil, func(string) string { return "" })
+	if err != nil {
+		panic(err) // defaults are constants: a failure here is a programming error
+	}
+	return c
+}
+
+// Load parses args (without the program name) over the environment given by
+// getenv (os.Getenv in production).
+func Load(args []string, getenv func(string) string) (Config, error) {
+	var c Config
+	fs := flag.NewFlagSet("chat", flag.ContinueOnError)
+	str := func(p *string, name, env, def, help string) {
+		if v := getenv(env); v != "" {
+			def = v
+		}
+		fs.StringVar(p, name, def, help+" ($"+env+")")
+	}
+	dur := func(p *time.Duration, name, env string, def time.Duration, help string) error {
+		if v := getenv(env); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				return fmt.Errorf("%s: %w", env, err)
+			}
+			def = d
+		}
+		fs.DurationVar(p, name, def, help+" ($"+env+")")
+		return nil
+	}
+	num := func(p *int, name, env string, def int, help string) error {
+		if v := getenv(env); v != "" {
+			if _, err := fmt.Sscan(v, &def); err != nil {
+				return fmt.Errorf("%s: %w", env, err)
+			}
+		}
+		fs.IntVar(p, name, def, help+" ($"+env+")")
+		return nil
+	}
+	var rateLimits string
+	str(&c.HTTPAddr, "http-addr", "CHAT_HTTP_ADDR", "127.0.0.1:8080", "address of REST, /v1/ws and the health and metrics endpoints")
+	str(&c.PostgresURL, "postgres-url", "CHAT_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/chat?sslmode=disable", "PostgreSQL URL; the database is created if missing")
+	str(&c.RedisURL, "redis-url", "CHAT_REDIS_URL", "redis://127.0.0.1:6379/0", "Redis URL")
+	str(&c.RedisPrefix, "redis-prefix", "CHAT_REDIS_PREFIX", "", "prefix of every Redis key (to share one Redis)")
+	str(&c.NATSURL, "nats-url", "CHAT_NATS_URL", "", "NATS URLs, comma separated; empty starts an embedded JetStream server")
+	str(&c.DataDir, "data-dir", "CHAT_DATA_DIR", "./data", "the embedded JetStream's storage directory")
+	str(&c.TokenSecret, "token-secret", "CHAT_TOKEN_SECRET", "", "key that signs tokens; empty in one-process mode: generated once and kept in the data dir")
+	str(&rateLimits, "rate-limits", "CHAT_RATE_LIMITS", "on", "on, or off to lift every rate limit")
+	str(&c.InstanceID, "instance-id", "CHAT_INSTANCE_ID", "", "this process's id (edge id, lease owner); empty: generated")
+	str(&c.StreamStorage, "stream-storage", "CHAT_STREAM_STORAGE", "file", "JetStream storage of the streams: file or memory")
+	var errs []error
+	add := func(err error) {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	add(dur(&c.TokenTTL, "token-ttl", "CHAT_TOKEN_TTL", 30*24*time.Hour, "how long a token is valid"))
+	add(dur(&c.RecallWindow, "recall-window", "CHAT_RECALL_WINDOW", 2*time.Minute, "how long a sender may recall"))
+	add(dur(&c.TimelineMaxAge, "timeline-max-age", "CHAT_TIMELINE_MAX_AGE", 0, "how long TIMELINE keeps events; 0 keeps them forever"))
+	add(dur(&c.DuplicateWindow, "duplicate-window", "CHAT_DUPLICATE_WINDOW", 2*time.Minute, "JetStream's in-memory duplicate window on CMDS and TIMELINE"))
+	add(dur(&c.DedupeTTL, "dedupe-ttl", "CHAT_DEDUPE_TTL", 25*time.Hour, "how long a command id is remembered"))
+	add(dur(&c.LeaseTTL, "lease-ttl", "CHAT_LEASE_TTL", 6*time.Second, "how long a dead sequencer holds its partitions"))
+	add(dur(&c.ShutdownTimeout, "shutdown-timeout", "CHAT_SHUTDOWN_TIMEOUT", 10*time.Second, "how long SIGTERM waits for in-flight work"))
+	add(dur(&c.CommandTimeout, "command-timeout", "CHAT_COMMAND_TIMEOUT", 10*time.Second, "how long a REST send waits for its seq"))
+	add(num(&c.Partitions, "partitions", "CHAT_PARTITIONS", 8, "sequencer partitions; the same in every process"))
+	add(num(&c.StreamReplicas, "stream-replicas", "CHAT_STREAM_REPLICAS", 1, "replicas of the JetStream streams (3 on a cluster)"))
+	add(num(&c.PasswordCost, "password-cost", "CHAT_PASSWORD_COST", 10, "bcrypt cost"))
+	add(num(&c.SequencerBatch, "sequencer-batch", "CHAT_SEQUENCER_BATCH", 500, "commands a sequencer appends in one atomic batch"))
+	add(num(&c.ProjectorBatch, "projector-batch", "CHAT_PROJECTOR_BATCH", 500, "events a projector writes at once"))
+	add(num(&c.CommandBurst, "command-burst", "CHAT_COMMAND_BURST", 100, "commands a connection may send in a burst"))
+	add(num(&c.MaxGroupMembers, "max-group-members", "CHAT_MAX_GROUP_MEMBERS", 10000, "largest group"))
+	add(num(&c.EdgeOutboundSize, "edge-outbound", "CHAT_EDGE_OUTBOUND", 1024, "frames queued per connection before it is dropped as too slow"))
+	rate := 50.0
+	if v := getenv("CHAT_COMMAND_RATE"); v != "" {
+		if _, err := fmt.Sscan(v, &rate); err != nil {
+			add(fmt.Errorf("CHAT_COMMAND_RATE: %w", err))
+		}
+	}
+	fs.Float64Var(&c.CommandRate, "command-rate", rate, "commands per second per connection ($CHAT_COMMAND_RATE)")
+	if len(errs) > 0 {
+		return c, errs[0]
+	}
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	switch strings.ToLower(rateLimits) {
+	case "on", "true", "1", "":
+		c.RateLimits = true
+	case "off", "false", "0":
+		c.RateLimits = false
+	default:
+		return c, fmt.Errorf("CHAT_RATE_LIMITS: want on or off, got %q", rateLimits)
+	}
+	if c.Partitions < 1 || c.Partitions > 1024 {
+		return c, fmt.Errorf("partitions: want 1..1024, got %d", c.Partitions)
+	}
+	if c.SequencerBatch < 1 || c.SequencerBatch > 1000 {
+		return c, fmt.Errorf("sequencer batch: want 1..1000 (JetStream's atomic batch limit), got %d", c.SequencerBatch)
+	}
+	if c.StreamStorage != "file" && c.StreamStorage != "memory" {
+		return c, fmt.Errorf("stream storage: want file or memory, got %q", c.StreamStorage)
+	}
+	return c, nil
+}
+
+// FromEnv loads the configuration of a command from os.Args and the environment.
+func FromEnv() (Config, error) { return Load(os.Args[1:], os.Getenv) }
+
+// EnvNames lists every CHAT_* variable a process reads; deployment files are
+// checked against it.
+func EnvNames() []string {
+	var names []string
+	seen := map[string]bool{}
+	_, _ = Load(nil, func(k string) string {
+		if !seen[k] {
+			seen[k] = true
+			names = append(names, k)
+		}
+		return ""
+	})
+	return names
+}

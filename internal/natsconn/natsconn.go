@@ -1,0 +1,107 @@
+// Package natsconn connects a process to NATS JetStream: to the cluster named
+// by CHAT_NATS_URL, or to an embedded server it starts when that is empty.
+package natsconn
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Conn is a live connection, and the embedded server when there is one.
+type Conn struct {
+	NC     *nats.Conn
+	JS     jetstream.JetStream
+	Server *server.Server // nil when connected to an external server
+}
+
+// Close drains the connection and stops the embedded server.
+func (c *Conn) Close() {
+	if c.NC != nil {
+		_ = c.NC.Drain()
+		// Drain is asynchronous; give it a moment before the server goes.
+		deadline := time.Now().Add(2 * time.Second)
+		for !c.NC.IsClosed() && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		c.NC.Close()
+	}
+	if c.Server != nil {
+		c.Server.Shutdown()
+		c.Server.WaitForShutdown()
+	}
+}
+
+// StartEmbedded starts a JetStream server storing in dir and listening on
+// host:port (port -1: a random one).
+func StartEmbedded(dir, host string, port int) (*server.Server, error) {
+	ns, err := server.NewServer(&server.Options{
+		ServerName:         "chatd",
+		Host:               host,
+		Port:               port,
+		JetStream:          true,
+		StoreDir:           filepath.Join(dir, "jetstream"),
+		NoSigs:             true,
+		NoLog:              true,
+		MaxPayload:         4 << 20,
+		JetStreamMaxMemory: 1 << 30,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create embedded nats-server: %w", err)
+	}
+	ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		ns.Shutdown()
+		return nil, fmt.Errorf("embedded nats-server not ready after 10s")
+	}
+	return ns, nil
+}
+
+// Connect connects to url (comma-separated servers), or, when url is empty,
+// starts an embedded server in dataDir and connects to it in-process.
+func Connect(ctx context.Context, url, dataDir, name string, log *slog.Logger) (*Conn, error) {
+	opts := []nats.Option{
+		nats.Name(name),
+		// Reconnect forever: a NATS restart must never need a restart of ours.
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.ReconnectBufSize(64 << 20),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("nats disconnected", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("nats reconnected", "url", nc.ConnectedUrl()) }),
+	}
+	c := &Conn{}
+	if url == "" {
+		ns, err := StartEmbedded(dataDir, "127.0.0.1", -1)
+		if err != nil {
+			return nil, err
+		}
+		c.Server = ns
+		url = ns.ClientURL()
+		opts = append(opts, nats.InProcessServer(ns))
+		log.Info("embedded JetStream started", "url", url, "dir", dataDir)
+	}
+	nc, err := nats.Connect(strings.TrimSpace(url), opts...)
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("connect to nats %s: %w", url, err)
+	}
+	c.NC = nc
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	c.JS = js
+	return c, nil
+}

@@ -1,0 +1,497 @@
+// Package sequencer is the only writer of TIMELINE: it turns the commands
+// waiting in CMDS into events and gives each event of a conversation the next
+// gap-free seq.
+//
+// Conversations are spread over partitions (cmd.<partition>.<conv>); one
+// sequencer at a time owns a partition through a lease in a JetStream KV
+// bucket and processes its commands in order, so one sender's commands keep
+// their order. Ownership is an optimisation, not the guarantee: every append
+// carries Nats-Expected-Last-Subject-Sequence, so two sequencers racing on a
+// conversation (a lease handover, a paused process) get a conflict, never a
+// gap or a duplicate. Commands are appended in JetStream atomic batches, one
+// round trip for a whole batch across many conversations, falling back to
+// one-at-a-time appends when a batch fails.
+package sequencer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/seqchat/seqchat/events"
+	"github.com/seqchat/seqchat/internal/chaterr"
+	"github.com/seqchat/seqchat/internal/consume"
+	"github.com/seqchat/seqchat/internal/membership"
+	"github.com/seqchat/seqchat/timeline"
+)
+
+// Members is what the sequencer needs to know of membership.
+type Members interface {
+	Get(ctx context.Context, conv string) (*membership.Conv, error)
+	Invalidate(conv string)
+}
+
+// Options configure a Sequencer.
+type Options struct {
+	InstanceID   string
+	Partitions   int
+	Batch        int
+	LeaseTTL     time.Duration
+	RecallWindow time.Duration
+	Log          *slog.Logger
+	Metrics      prometheus.Registerer
+	// Now gives the time events are stamped with; tests move it.
+	Now func() time.Time
+}
+
+// Sequencer turns commands into events.
+type Sequencer struct {
+	opt     Options
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	tl      *timeline.Log
+	members Members
+	leases  jetstream.KeyValue
+	recent  *recent
+
+	appended  prometheus.Counter
+	refused   *prometheus.CounterVec
+	dups      prometheus.Counter
+	conflicts prometheus.Counter
+	batchSize prometheus.Histogram
+	batchTime prometheus.Histogram
+	owned     prometheus.Gauge
+}
+
+// New returns a sequencer; the streams must exist (timeline.Ensure).
+func New(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, members Members, opt Options) (*Sequencer, error) {
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	if opt.Batch <= 0 {
+		opt.Batch = 500
+	}
+	if opt.LeaseTTL <= 0 {
+		opt.LeaseTTL = 6 * time.Second
+	}
+	if opt.Metrics == nil {
+		opt.Metrics = prometheus.NewRegistry()
+	}
+	leases, err := js.KeyValue(ctx, timeline.LeaseBucket)
+	if err != nil {
+		return nil, fmt.Errorf("open bucket %s: %w", timeline.LeaseBucket, err)
+	}
+	f := promauto.With(opt.Metrics)
+	return &Sequencer{
+		opt: opt, nc: nc, js: js, tl: timeline.New(nc, js), members: members, leases: leases,
+		recent:    newRecent(200_000),
+		appended:  f.NewCounter(prometheus.CounterOpts{Name: "chat_sequencer_events_appended_total", Help: "Events appended to TIMELINE."}),
+		refused:   f.NewCounterVec(prometheus.CounterOpts{Name: "chat_sequencer_commands_refused_total", Help: "Commands refused, by code."}, []string{"code"}),
+		dups:      f.NewCounter(prometheus.CounterOpts{Name: "chat_sequencer_duplicates_total", Help: "Resent commands answered with their original seq."}),
+		conflicts: f.NewCounter(prometheus.CounterOpts{Name: "chat_sequencer_conflicts_total", Help: "Appends that lost a race on a conversation and were retried."}),
+		batchSize: f.NewHistogram(prometheus.HistogramOpts{Name: "chat_sequencer_batch_size", Help: "Commands per batch.", Buckets: prometheus.ExponentialBuckets(1, 2, 11)}),
+		batchTime: f.NewHistogram(prometheus.HistogramOpts{Name: "chat_sequencer_batch_seconds", Help: "Time to append a batch.", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}),
+		owned:     f.NewGauge(prometheus.GaugeOpts{Name: "chat_sequencer_partitions_owned", Help: "Partitions this sequencer owns."}),
+	}, nil
+}
+
+// Run owns whatever partitions it can lease and sequences them until ctx ends.
+func (s *Sequencer) Run(ctx context.Context) error {
+	type worker struct {
+		cancel context.CancelFunc
+		done   chan struct{}
+		rev    uint64
+	}
+	workers := map[int]*worker{}
+	stop := func(p int) {
+		w := workers[p]
+		w.cancel()
+		<-w.done
+		delete(workers, p)
+		s.owned.Set(float64(len(workers)))
+	}
+	defer func() {
+		for p, w := range workers {
+			stop(p)
+			// Let a peer take over at once rather than after the lease expires.
+			_ = s.leases.Delete(context.WithoutCancel(ctx), leaseKey(p), jetstream.LastRevision(w.rev))
+		}
+	}()
+	tick := time.NewTicker(s.opt.LeaseTTL / 3)
+	defer tick.Stop()
+	for {
+		for p := 0; p < s.opt.Partitions; p++ {
+			if w, ok := workers[p]; ok {
+				rev, err := s.leases.Update(ctx, leaseKey(p), []byte(s.opt.InstanceID), w.rev)
+				if err != nil {
+					if ctx.Err() != nil {
+						return nil
+					}
+					s.opt.Log.Warn("lost partition lease", "partition", p, "err", err)
+					stop(p)
+					continue
+				}
+				w.rev = rev
+				continue
+			}
+			rev, err := s.leases.Create(ctx, leaseKey(p), []byte(s.opt.InstanceID))
+			if err != nil {
+				continue // owned by a live peer
+			}
+			wctx, cancel := context.WithCancel(ctx)
+			w := &worker{cancel: cancel, done: make(chan struct{}), rev: rev}
+			workers[p] = w
+			s.owned.Set(float64(len(workers)))
+			go func(p int) {
+				defer close(w.done)
+				if err := s.runPartition(wctx, p); err != nil && wctx.Err() == nil {
+					s.opt.Log.Error("partition stopped", "partition", p, "err", err)
+					cancel()
+				}
+			}(p)
+		}
+		// A worker that stopped by itself gives its lease back.
+		for p, w := range workers {
+			select {
+			case <-w.done:
+				delete(workers, p)
+				_ = s.leases.Delete(ctx, leaseKey(p), jetstream.LastRevision(w.rev))
+			default:
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+func leaseKey(p int) string { return fmt.Sprintf("p%d", p) }
+
+// runPartition sequences partition p. It starts the partition's consumer
+// afresh, so that whatever a previous owner had been handed but not acked is
+// delivered again, in order, before anything newer.
+func (s *Sequencer) runPartition(ctx context.Context, p int) error {
+	name := fmt.Sprintf("sequencer-p%d", p)
+	err := s.js.DeleteConsumer(ctx, timeline.CmdsStream, name)
+	if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return fmt.Errorf("reset consumer %s: %w", name, err)
+	}
+	cons, err := s.js.CreateOrUpdateConsumer(ctx, timeline.CmdsStream, jetstream.ConsumerConfig{
+		Durable:       name,
+		FilterSubject: events.CmdPartitionFilter(p),
+		AckPolicy:     jetstream.AckExplicitPolicy, // a work queue wants each one
+		AckWait:       30 * time.Second,
+		MaxAckPending: 20 * s.opt.Batch,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		return fmt.Errorf("create consumer %s: %w", name, err)
+	}
+	s.opt.Log.Info("sequencing partition", "partition", p)
+	state := map[string]*timeline.Position{}
+	return consume.Batches(ctx, cons, s.opt.Batch, s.opt.Log, func(ctx context.Context, batch []jetstream.Msg) error {
+		return s.process(ctx, state, batch)
+	})
+}
+
+// pending is one command on its way to the timeline.
+type pending struct {
+	cmd    events.Command
+	reply  string
+	origin string
+	ev     events.Event
+	result *events.Result
+}
+
+// process sequences one batch of a partition's commands, in order.
+func (s *Sequencer) process(ctx context.Context, state map[string]*timeline.Position, msgs []jetstream.Msg) error {
+	start := time.Now()
+	work := make([]*pending, 0, len(msgs))
+	for _, m := range msgs {
+		p := &pending{reply: m.Headers().Get(events.HeaderReply), origin: m.Headers().Get(events.HeaderOrigin)}
+		cmd, err := events.DecodeCommand(m.Data())
+		if err != nil {
+			p.result = refusal(chaterr.New(chaterr.BadRequest, "malformed command"))
+		} else {
+			p.cmd = cmd
+			if r, ok := s.recent.get(cmd.DedupeKey()); ok {
+				s.dups.Inc()
+				p.result = &r
+			} else if err := s.check(ctx, &p.cmd); err != nil {
+				if chaterr.CodeOf(err) == chaterr.Unavailable || chaterr.CodeOf(err) == chaterr.Internal {
+					return err // Postgres is away: retry the batch later, refuse nothing
+				}
+				p.result = refusal(err)
+			}
+		}
+		if p.result != nil && p.result.Code != "" {
+			s.refused.WithLabelValues(p.result.Code).Inc()
+		}
+		work = append(work, p)
+	}
+	if err := s.append(ctx, state, work); err != nil {
+		return err
+	}
+	// Answer at once; remembering the ids in DEDUPE can follow.
+	for _, p := range work {
+		s.answer(p)
+	}
+	var futures []jetstream.PubAckFuture
+	for _, p := range work {
+		if p.ev.Seq == 0 || p.result == nil || p.result.Code != "" {
+			continue
+		}
+		b, _ := json.Marshal(p.result)
+		f, err := s.js.PublishAsync("$KV."+timeline.DedupeBucket+"."+p.cmd.DedupeKey(), b)
+		if err != nil {
+			return fmt.Errorf("remember command ids: %w", err)
+		}
+		futures = append(futures, f)
+	}
+	for _, f := range futures {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return fmt.Errorf("remember command ids: %w", err)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	for _, m := range msgs {
+		if err := m.Ack(); err != nil {
+			s.opt.Log.Warn("ack command", "err", err)
+		}
+	}
+	s.batchSize.Observe(float64(len(msgs)))
+	s.batchTime.Observe(time.Since(start).Seconds())
+	return nil
+}
+
+func refusal(err error) *events.Result {
+	return &events.Result{Code: string(chaterr.CodeOf(err)), Message: chaterr.MessageOf(err)}
+}
+
+// check refuses commands the protocol does not allow.
+func (s *Sequencer) check(ctx context.Context, c *events.Command) error {
+	if !events.ValidID(c.ID) || !events.ValidToken(c.Conv) || !events.ValidToken(c.From) {
+		return chaterr.New(chaterr.BadRequest, "command needs a valid id, conv and sender")
+	}
+	cv, err := s.members.Get(ctx, c.Conv)
+	if err != nil {
+		return err
+	}
+	switch c.Op {
+	case events.OpSend:
+		if len(c.Body) > events.MaxBodySize {
+			return chaterr.New(chaterr.TooLarge, "body is over %d bytes", events.MaxBodySize)
+		}
+		if len(c.Body) == 0 || !json.Valid(c.Body) {
+			return chaterr.New(chaterr.BadRequest, "body must be JSON")
+		}
+		if cv.Members[c.From] == "" {
+			return chaterr.New(chaterr.Forbidden, "not a member of this conversation")
+		}
+	case events.OpRecall:
+		if cv.Members[c.From] == "" {
+			return chaterr.New(chaterr.Forbidden, "not a member of this conversation")
+		}
+		return chaterr.New(chaterr.Forbidden, "recall is not available yet")
+	case events.OpJoin, events.OpLeave:
+		// Only the api submits these, after changing membership in Postgres.
+		if !events.ValidToken(c.User) {
+			return chaterr.New(chaterr.BadRequest, "membership command needs a user")
+		}
+	default:
+		return chaterr.New(chaterr.BadRequest, "unknown command %q", c.Op)
+	}
+	return nil
+}
+
+// event builds the event a command becomes.
+func (s *Sequencer) event(c *events.Command, ts int64) events.Event {
+	ev := events.Event{Conv: c.Conv, ID: c.ID, From: c.From, TS: ts}
+	switch c.Op {
+	case events.OpSend:
+		ev.Kind, ev.Body = events.KindMessage, c.Body
+	case events.OpRecall:
+		ev.Kind, ev.Target = events.KindRecall, c.Target
+	case events.OpJoin:
+		ev.Kind, ev.User = events.KindMemberJoined, c.User
+	case events.OpLeave:
+		ev.Kind, ev.User = events.KindMemberLeft, c.User
+	}
+	return ev
+}
+
+// position returns conv's position, reading it from TIMELINE on a cold start.
+func (s *Sequencer) position(ctx context.Context, state map[string]*timeline.Position, conv string) (*timeline.Position, error) {
+	if pos, ok := state[conv]; ok {
+		return pos, nil
+	}
+	pos, err := s.tl.Last(ctx, conv)
+	if err != nil {
+		return nil, err
+	}
+	if len(state) > 1_000_000 {
+		clear(state)
+	}
+	state[conv] = &pos
+	return &pos, nil
+}
+
+// append stores the accepted commands' events, as one atomic batch when it
+// can and one at a time when the batch fails.
+func (s *Sequencer) append(ctx context.Context, state map[string]*timeline.Position, work []*pending) error {
+	ts := s.opt.Now().UnixMilli()
+	var entries []timeline.Entry
+	var batch []*pending
+	next := map[string]int64{}
+	for _, p := range work {
+		if p.result != nil {
+			continue
+		}
+		pos, err := s.position(ctx, state, p.cmd.Conv)
+		if err != nil {
+			return err
+		}
+		p.ev = s.event(&p.cmd, ts)
+		e := timeline.Entry{Event: &p.ev, MsgID: p.cmd.DedupeKey(), Origin: p.origin}
+		if n, ok := next[p.cmd.Conv]; ok {
+			p.ev.Seq = n + 1
+		} else {
+			p.ev.Seq = pos.Seq + 1
+			expect := pos.StreamSeq
+			e.Expect = &expect
+		}
+		next[p.cmd.Conv] = p.ev.Seq
+		entries = append(entries, e)
+		batch = append(batch, p)
+	}
+	if len(entries) == 0 {
+		return nil
+	}
+	first, err := s.tl.AppendBatch(ctx, entries)
+	if err == nil {
+		for i, p := range batch {
+			pos := state[p.cmd.Conv]
+			pos.Seq, pos.StreamSeq = p.ev.Seq, first+uint64(i)
+			s.settle(p)
+		}
+		s.appended.Add(float64(len(batch)))
+		return nil
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	s.opt.Log.Debug("atomic batch failed; appending one at a time", "err", err, "size", len(batch))
+	for _, p := range batch {
+		delete(state, p.cmd.Conv)
+	}
+	for _, p := range batch {
+		if err := s.appendOne(ctx, state, p, ts); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// appendOne appends a single event, retrying on conflict, and resolves a
+// duplicate to the original event.
+func (s *Sequencer) appendOne(ctx context.Context, state map[string]*timeline.Position, p *pending, ts int64) error {
+	for attempt := 0; ; attempt++ {
+		pos, err := s.position(ctx, state, p.cmd.Conv)
+		if err != nil {
+			return err
+		}
+		p.ev = s.event(&p.cmd, ts)
+		p.ev.Seq = pos.Seq + 1
+		expect := pos.StreamSeq
+		streamSeq, dup, err := s.tl.Append(ctx, timeline.Entry{Event: &p.ev, MsgID: p.cmd.DedupeKey(), Origin: p.origin, Expect: &expect})
+		switch {
+		case errors.Is(err, timeline.ErrConflict):
+			s.conflicts.Inc()
+			delete(state, p.cmd.Conv)
+			if attempt > 100 {
+				return fmt.Errorf("append to %s: still conflicting after %d attempts", p.cmd.Conv, attempt)
+			}
+			continue
+		case err != nil:
+			return err
+		case dup:
+			orig, err := s.tl.Get(ctx, streamSeq)
+			if err != nil {
+				return fmt.Errorf("resolve duplicate %s: %w", p.cmd.DedupeKey(), err)
+			}
+			s.dups.Inc()
+			p.ev = orig.Event
+			delete(state, p.cmd.Conv) // the original may not be the last event
+		default:
+			pos.Seq, pos.StreamSeq = p.ev.Seq, streamSeq
+			s.appended.Inc()
+		}
+		s.settle(p)
+		return nil
+	}
+}
+
+// settle records the result of an appended command.
+func (s *Sequencer) settle(p *pending) {
+	p.result = &events.Result{Conv: p.ev.Conv, Seq: p.ev.Seq, TS: p.ev.TS}
+	s.recent.put(p.cmd.DedupeKey(), *p.result)
+	if p.cmd.Op == events.OpJoin || p.cmd.Op == events.OpLeave {
+		s.members.Invalidate(p.cmd.Conv)
+	}
+}
+
+// answer sends the command's result to whoever waits for it.
+func (s *Sequencer) answer(p *pending) {
+	if p.reply == "" || p.result == nil {
+		return
+	}
+	b, _ := json.Marshal(p.result)
+	if err := s.nc.Publish(p.reply, b); err != nil {
+		s.opt.Log.Warn("answer command", "err", err)
+	}
+}
+
+// recent remembers the results of recent commands so that a quick resend is
+// answered without touching the timeline. Two generations bound its size.
+type recent struct {
+	mu       sync.Mutex
+	max      int
+	cur, old map[string]events.Result
+}
+
+func newRecent(max int) *recent {
+	return &recent{max: max, cur: map[string]events.Result{}, old: map[string]events.Result{}}
+}
+
+func (r *recent) get(key string) (events.Result, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if v, ok := r.cur[key]; ok {
+		return v, true
+	}
+	v, ok := r.old[key]
+	return v, ok
+}
+
+func (r *recent) put(key string, v events.Result) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.cur) >= r.max/2 {
+		r.old, r.cur = r.cur, make(map[string]events.Result, r.max/2)
+	}
+	r.cur[key] = v
+}

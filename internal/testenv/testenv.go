@@ -1,0 +1,149 @@
+// Package testenv hands tests the real dependencies: an embedded JetStream
+// server on a temp dir and a random port, a fresh Postgres database, and a
+// Redis key prefix of their own, so that tests can run in parallel.
+package testenv
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+
+	"log/slog"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/seqchat/seqchat/internal/config"
+	"github.com/seqchat/seqchat/internal/natsconn"
+)
+
+// PostgresAdminURL is the maintenance database tests create databases through.
+func PostgresAdminURL() string {
+	if u := os.Getenv("CHAT_TEST_POSTGRES_URL"); u != "" {
+		return u
+	}
+	return "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+}
+
+// RedisURL is the Redis tests use, each under its own prefix.
+func RedisURL() string {
+	if u := os.Getenv("CHAT_TEST_REDIS_URL"); u != "" {
+		return u
+	}
+	return "redis://127.0.0.1:6379/0"
+}
+
+// Name returns a short random name with the given prefix.
+func Name(prefix string) string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return prefix + hex.EncodeToString(b)
+}
+
+// Postgres creates an empty database for t, dropped when t ends, and returns
+// its URL.
+func Postgres(t testing.TB) string {
+	t.Helper()
+	ctx := context.Background()
+	admin := PostgresAdminURL()
+	conn, err := pgx.Connect(ctx, admin)
+	if err != nil {
+		t.Fatalf("testenv: connect to postgres (%s): %v", admin, err)
+	}
+	defer conn.Close(ctx)
+	name := Name("t_")
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatalf("testenv: create database: %v", err)
+	}
+	t.Cleanup(func() {
+		c, err := pgx.Connect(context.Background(), admin)
+		if err != nil {
+			return
+		}
+		defer c.Close(context.Background())
+		_, _ = c.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+	})
+	i := strings.LastIndex(admin, "/")
+	rest := ""
+	if q := strings.Index(admin[i:], "?"); q >= 0 {
+		rest = admin[i+q:]
+	}
+	return admin[:i+1] + name + rest
+}
+
+// NATS starts an embedded JetStream server for t on a temp dir and a random
+// port and returns its client URL; it stops when t ends.
+func NATS(t testing.TB) string {
+	t.Helper()
+	ns, err := natsconn.StartEmbedded(t.TempDir(), "127.0.0.1", -1)
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	return ns.ClientURL()
+}
+
+// Connect starts an embedded JetStream server for t and connects to it.
+func Connect(t testing.TB) *natsconn.Conn {
+	t.Helper()
+	c, err := natsconn.Connect(context.Background(), NATS(t), "", t.Name(), Logger(t))
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+// Config returns a configuration for t: its own JetStream server, database
+// and Redis prefix, a random HTTP port, cheap password hashing and memory
+// streams unless file storage is asked for.
+func Config(t testing.TB) config.Config {
+	t.Helper()
+	cfg := config.Default()
+	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg.PostgresURL = Postgres(t)
+	cfg.RedisURL = RedisURL()
+	cfg.RedisPrefix = Name("test:") + ":"
+	cfg.NATSURL = NATS(t)
+	cfg.DataDir = t.TempDir()
+	cfg.TokenSecret = "test-secret-" + Name("")
+	cfg.PasswordCost = 4
+	cfg.RateLimits = false
+	cfg.ShutdownTimeout = 5 * time.Second
+	cfg.LeaseTTL = 2 * time.Second
+	return cfg
+}
+
+// Logger returns a logger that writes through t.Log.
+func Logger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// Context returns a context that ends with t (or after d).
+func Context(t testing.TB, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// Eventually polls cond every 20ms until it holds or d passes.
+func Eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -1,0 +1,304 @@
+package timeline
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+
+	"github.com/seqchat/seqchat/events"
+)
+
+// Log appends to and reads from TIMELINE.
+type Log struct {
+	nc *nats.Conn
+	js jetstream.JetStream
+}
+
+// New returns a Log over an open connection; the streams must exist (Ensure).
+func New(nc *nats.Conn, js jetstream.JetStream) *Log { return &Log{nc: nc, js: js} }
+
+// Position is where a conversation's timeline stands: its last seq and the
+// stream sequence that event has in TIMELINE.
+type Position struct {
+	Seq       int64
+	StreamSeq uint64
+}
+
+// Stored is an event with its place in TIMELINE.
+type Stored struct {
+	events.Event
+	StreamSeq uint64
+	Origin    string
+}
+
+const (
+	hdrBatchID     = "Nats-Batch-Id"
+	hdrBatchSeq    = "Nats-Batch-Sequence"
+	hdrBatchCommit = "Nats-Batch-Commit"
+	hdrExpectSubj  = "Nats-Expected-Last-Subject-Sequence"
+	errWrongLast   = 10071 // JSStreamWrongLastSequenceErr
+)
+
+// Entry is one event to append. Expect, when set, is the stream sequence the
+// conversation's last event must have (0: the conversation must be empty).
+type Entry struct {
+	Event  *events.Event
+	MsgID  string
+	Origin string
+	Expect *uint64
+}
+
+func (e *Entry) msg() *nats.Msg {
+	m := nats.NewMsg(events.TimelineSubject(e.Event.Conv))
+	m.Data = e.Event.Encode()
+	if e.MsgID != "" {
+		m.Header.Set(jetstream.MsgIDHeader, e.MsgID)
+	}
+	if e.Origin != "" {
+		m.Header.Set(events.HeaderOrigin, e.Origin)
+	}
+	if e.Expect != nil {
+		m.Header.Set(hdrExpectSubj, strconv.FormatUint(*e.Expect, 10))
+	}
+	return m
+}
+
+type pubAck struct {
+	Stream    string `json:"stream"`
+	Seq       uint64 `json:"seq"`
+	Duplicate bool   `json:"duplicate,omitempty"`
+	Count     int    `json:"count,omitempty"`
+	Error     *struct {
+		Code        int    `json:"code"`
+		ErrCode     int    `json:"err_code"`
+		Description string `json:"description"`
+	} `json:"error,omitempty"`
+}
+
+// AppendBatch appends entries atomically: all are stored, with consecutive
+// stream sequences, or none is. It returns the stream sequence of the first.
+// Any failure (a conflict, a duplicate message id) fails the whole batch; the
+// caller then falls back to Append, one entry at a time.
+func (l *Log) AppendBatch(ctx context.Context, entries []Entry) (uint64, error) {
+	if len(entries) == 0 {
+		return 0, nil
+	}
+	id := nuid.Next()
+	for i := range entries {
+		m := entries[i].msg()
+		m.Header.Set(hdrBatchID, id)
+		m.Header.Set(hdrBatchSeq, strconv.Itoa(i+1))
+		if i < len(entries)-1 {
+			if err := l.nc.PublishMsg(m); err != nil {
+				return 0, fmt.Errorf("append batch to %s: %w", TimelineStream, err)
+			}
+			continue
+		}
+		m.Header.Set(hdrBatchCommit, "1")
+		resp, err := l.nc.RequestMsgWithContext(ctx, m)
+		if err != nil {
+			return 0, fmt.Errorf("commit batch to %s: %w", TimelineStream, err)
+		}
+		var ack pubAck
+		if err := json.Unmarshal(resp.Data, &ack); err != nil {
+			return 0, fmt.Errorf("commit batch to %s: decode ack: %w", TimelineStream, err)
+		}
+		if ack.Error != nil {
+			if ack.Error.ErrCode == errWrongLast {
+				return 0, ErrConflict
+			}
+			return 0, fmt.Errorf("commit batch to %s: %s (%d)", TimelineStream, ack.Error.Description, ack.Error.ErrCode)
+		}
+		if ack.Count != len(entries) {
+			return 0, fmt.Errorf("commit batch to %s: stored %d of %d", TimelineStream, ack.Count, len(entries))
+		}
+		return ack.Seq - uint64(len(entries)) + 1, nil
+	}
+	panic("unreachable")
+}
+
+// Append appends one entry. When its message id was seen within the
+// duplicate window, nothing is appended and dup is true: streamSeq is then the
+// original's. ErrConflict means the Expect check failed.
+func (l *Log) Append(ctx context.Context, e Entry) (streamSeq uint64, dup bool, err error) {
+	ack, err := l.js.PublishMsg(ctx, e.msg())
+	if err != nil {
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && apiErr.ErrorCode == errWrongLast {
+			return 0, false, ErrConflict
+		}
+		return 0, false, fmt.Errorf("append to %s: %w", events.TimelineSubject(e.Event.Conv), err)
+	}
+	return ack.Sequence, ack.Duplicate, nil
+}
+
+// Get returns the event stored at streamSeq.
+func (l *Log) Get(ctx context.Context, streamSeq uint64) (Stored, error) {
+	msgs, err := l.direct(ctx, directReq{Seq: streamSeq})
+	if err != nil {
+		return Stored{}, err
+	}
+	if len(msgs) == 0 {
+		return Stored{}, fmt.Errorf("get %s #%d: %w", TimelineStream, streamSeq, jetstream.ErrMsgNotFound)
+	}
+	return msgs[0], nil
+}
+
+// Last returns conv's position; a conversation with no event is at zero.
+func (l *Log) Last(ctx context.Context, conv string) (Position, error) {
+	msgs, err := l.direct(ctx, directReq{LastFor: events.TimelineSubject(conv)})
+	if err != nil || len(msgs) == 0 {
+		return Position{}, err
+	}
+	return Position{Seq: msgs[0].Seq, StreamSeq: msgs[0].StreamSeq}, nil
+}
+
+// Read returns up to limit events of conv with seq > after, ascending. hint,
+// when not zero, is a stream sequence at or below the one of seq after+1 (the
+// caller may know it from a projection); it saves the search.
+func (l *Log) Read(ctx context.Context, conv string, after int64, limit int, hint uint64) ([]Stored, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	start, err := l.locate(ctx, conv, after+1, hint)
+	if err != nil || start == 0 {
+		return nil, err
+	}
+	var out []Stored
+	for len(out) < limit {
+		n := min(limit-len(out), 1000)
+		msgs, err := l.direct(ctx, directReq{Seq: start, NextFor: events.TimelineSubject(conv), Batch: n})
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range msgs {
+			if m.Seq != after+int64(len(out))+1 {
+				return nil, fmt.Errorf("read %s: found seq %d where %d belongs", conv, m.Seq, after+int64(len(out))+1)
+			}
+			out = append(out, m)
+		}
+		if len(msgs) < n {
+			break
+		}
+		start = msgs[len(msgs)-1].StreamSeq + 1
+	}
+	return out, nil
+}
+
+// locate finds the stream sequence of conv's event seq, or 0 if it has none.
+// Seqs grow with stream sequences, so a binary search over the stream with
+// "next message of this subject" probes finds it in O(log n) lookups.
+func (l *Log) locate(ctx context.Context, conv string, seq int64, lo uint64) (uint64, error) {
+	last, err := l.Last(ctx, conv)
+	if err != nil || last.Seq < seq || seq < 1 {
+		return 0, err
+	}
+	if last.Seq == seq {
+		return last.StreamSeq, nil
+	}
+	lo = max(lo, 1)
+	hi := last.StreamSeq
+	subj := events.TimelineSubject(conv)
+	probe := lo // the first probe at the hint usually hits
+	for lo <= hi {
+		msgs, err := l.direct(ctx, directReq{Seq: probe, NextFor: subj})
+		if err != nil {
+			return 0, err
+		}
+		if len(msgs) == 0 {
+			return 0, fmt.Errorf("locate %s seq %d: no event at or after #%d", conv, seq, probe)
+		}
+		m := msgs[0]
+		switch {
+		case m.Seq == seq:
+			return m.StreamSeq, nil
+		case m.Seq < seq:
+			lo = m.StreamSeq + 1
+		default:
+			hi = probe - 1
+		}
+		probe = lo + (hi-lo)/2
+	}
+	return 0, fmt.Errorf("locate %s seq %d: not found (timeline truncated?)", conv, seq)
+}
+
+type directReq struct {
+	Seq     uint64 `json:"seq,omitempty"`
+	LastFor string `json:"last_by_subj,omitempty"`
+	NextFor string `json:"next_by_subj,omitempty"`
+	Batch   int    `json:"batch,omitempty"`
+}
+
+// direct runs a JetStream direct get, batched when r.Batch > 0.
+func (l *Log) direct(ctx context.Context, r directReq) ([]Stored, error) {
+	req, _ := json.Marshal(r)
+	subj := "$JS.API.DIRECT.GET." + TimelineStream
+	if r.Batch == 0 {
+		resp, err := l.nc.RequestWithContext(ctx, subj, req)
+		if err != nil {
+			return nil, fmt.Errorf("direct get %s: %w", TimelineStream, err)
+		}
+		m, ok, err := decodeDirect(resp)
+		if err != nil || !ok {
+			return nil, err
+		}
+		return []Stored{m}, nil
+	}
+	inbox := l.nc.NewInbox()
+	sub, err := l.nc.SubscribeSync(inbox)
+	if err != nil {
+		return nil, fmt.Errorf("direct get %s: %w", TimelineStream, err)
+	}
+	defer sub.Unsubscribe()
+	if err := l.nc.PublishRequest(subj, inbox, req); err != nil {
+		return nil, fmt.Errorf("direct get %s: %w", TimelineStream, err)
+	}
+	var out []Stored
+	for {
+		wait := 5 * time.Second
+		if dl, ok := ctx.Deadline(); ok {
+			wait = time.Until(dl)
+		}
+		resp, err := sub.NextMsg(wait)
+		if err != nil {
+			return nil, fmt.Errorf("direct get %s: %w", TimelineStream, err)
+		}
+		m, ok, err := decodeDirect(resp)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return out, nil // end of batch, or nothing found
+		}
+		out = append(out, m)
+	}
+}
+
+// decodeDirect parses one direct-get answer; ok is false for the end-of-batch
+// marker and for "not found".
+func decodeDirect(m *nats.Msg) (Stored, bool, error) {
+	if status := m.Header.Get("Status"); status != "" {
+		switch status {
+		case "204", "404":
+			return Stored{}, false, nil
+		default:
+			return Stored{}, false, fmt.Errorf("direct get %s: status %s %s", TimelineStream, status, m.Header.Get("Description"))
+		}
+	}
+	seq, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
+	if err != nil {
+		return Stored{}, false, fmt.Errorf("direct get %s: bad sequence header: %w", TimelineStream, err)
+	}
+	ev, err := events.DecodeEvent(m.Data)
+	if err != nil {
+		return Stored{}, false, err
+	}
+	return Stored{Event: ev, StreamSeq: seq, Origin: m.Header.Get(events.HeaderOrigin)}, true, nil
+}

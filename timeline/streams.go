@@ -1,0 +1,101 @@
+// Package timeline is the sequenced log: the JetStream streams CMDS (commands
+// waiting for a seq) and TIMELINE (every conversation's events, one subject
+// per conversation), appending with optimistic concurrency, and reading a
+// conversation's events by seq.
+package timeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/seqchat/seqchat/events"
+)
+
+// Stream and bucket names.
+const (
+	CmdsStream     = "CMDS"
+	TimelineStream = "TIMELINE"
+	DedupeBucket   = "DEDUPE"
+	LeaseBucket    = "SEQ_LEASES"
+)
+
+// Settings are the stream settings an operator may change.
+type Settings struct {
+	Replicas        int
+	Storage         string // "file" or "memory"
+	MaxAge          time.Duration
+	DuplicateWindow time.Duration
+	DedupeTTL       time.Duration
+	LeaseTTL        time.Duration
+}
+
+func (s Settings) storage() jetstream.StorageType {
+	if s.Storage == "memory" {
+		return jetstream.MemoryStorage
+	}
+	return jetstream.FileStorage
+}
+
+// Ensure creates the streams and buckets, or updates them in place when their
+// settings changed. It never deletes a stream: a setting JetStream cannot
+// change in place (storage, say) is an error for the operator to resolve.
+func Ensure(ctx context.Context, js jetstream.JetStream, s Settings) error {
+	if s.Replicas < 1 {
+		s.Replicas = 1
+	}
+	if s.DuplicateWindow <= 0 {
+		s.DuplicateWindow = 2 * time.Minute
+	}
+	streams := []jetstream.StreamConfig{{
+		Name:        CmdsStream,
+		Description: "chat commands waiting for a seq",
+		Subjects:    []string{events.CmdSubjects},
+		Retention:   jetstream.WorkQueuePolicy,
+		Storage:     s.storage(),
+		Replicas:    s.Replicas,
+		Duplicates:  s.DuplicateWindow,
+		MaxAge:      24 * time.Hour,
+	}, {
+		Name:               TimelineStream,
+		Description:        "every conversation's events, one subject per conversation",
+		Subjects:           []string{events.TimelineSubjects},
+		Retention:          jetstream.LimitsPolicy,
+		Storage:            s.storage(),
+		Replicas:           s.Replicas,
+		Duplicates:         s.DuplicateWindow,
+		MaxAge:             s.MaxAge,
+		AllowDirect:        true,
+		AllowAtomicPublish: true,
+	}}
+	for _, cfg := range streams {
+		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
+			return fmt.Errorf("create or update stream %s: %w", cfg.Name, err)
+		}
+	}
+	dedupeTTL := s.DedupeTTL
+	if dedupeTTL <= 0 {
+		dedupeTTL = 25 * time.Hour
+	}
+	leaseTTL := s.LeaseTTL
+	if leaseTTL <= 0 {
+		leaseTTL = 6 * time.Second
+	}
+	buckets := []jetstream.KeyValueConfig{
+		{Bucket: DedupeBucket, Description: "command id to seq, for resends past the duplicate window", TTL: dedupeTTL, Storage: s.storage(), Replicas: s.Replicas},
+		{Bucket: LeaseBucket, Description: "which sequencer owns which partition", TTL: leaseTTL, Storage: jetstream.MemoryStorage, Replicas: s.Replicas},
+	}
+	for _, cfg := range buckets {
+		if _, err := js.CreateOrUpdateKeyValue(ctx, cfg); err != nil {
+			return fmt.Errorf("create or update bucket %s: %w", cfg.Bucket, err)
+		}
+	}
+	return nil
+}
+
+// ErrConflict means another writer appended to a conversation first: reload
+// its position and try again.
+var ErrConflict = errors.New("timeline: conversation moved on (expected last sequence mismatch)")
