@@ -6,6 +6,7 @@ package consume
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -20,33 +21,56 @@ type Handler func(ctx context.Context, batch []jetstream.Msg) error
 // Batches consumes cons until ctx ends, calling h with up to max messages at
 // a time.
 func Batches(ctx context.Context, cons jetstream.Consumer, max int, log *slog.Logger, h Handler) error {
-	ch := make(chan jetstream.Msg, 2*max)
-	cc, err := cons.Consume(func(m jetstream.Msg) {
-		select {
-		case ch <- m:
-		case <-ctx.Done():
-		}
-	}, jetstream.PullMaxMessages(2*max), jetstream.PullExpiry(5*time.Second),
-		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-			log.Debug("consume", "err", err)
-		}))
+	it, err := cons.Messages(jetstream.PullMaxMessages(2*max), jetstream.PullExpiry(5*time.Second))
 	if err != nil {
 		return fmt.Errorf("consume: %w", err)
 	}
-	defer cc.Stop()
+	ch := make(chan jetstream.Msg, max)
+	go func() {
+		defer close(ch)
+		for {
+			m, err := it.Next()
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				return
+			}
+			if err != nil {
+				log.Debug("consume", "err", err)
+				continue
+			}
+			ch <- m
+		}
+	}()
 	batch := make([]jetstream.Msg, 0, max)
+	// On the way out, hand back everything we hold or the client buffered but
+	// did not finish, so that whoever consumes next gets it now rather than
+	// after AckWait. (A Nak of a message already acked is a no-op.)
+	defer func() {
+		it.Drain()
+		for _, m := range batch {
+			_ = m.Nak()
+		}
+		for m := range ch {
+			_ = m.Nak()
+		}
+	}()
 	for {
 		batch = batch[:0]
 		select {
 		case <-ctx.Done():
 			return nil
-		case m := <-ch:
+		case m, ok := <-ch:
+			if !ok {
+				return nil
+			}
 			batch = append(batch, m)
 		}
 	gather:
 		for len(batch) < max {
 			select {
-			case m := <-ch:
+			case m, ok := <-ch:
+				if !ok {
+					break gather
+				}
 				batch = append(batch, m)
 			default:
 				break gather
@@ -55,6 +79,7 @@ func Batches(ctx context.Context, cons jetstream.Consumer, max int, log *slog.Lo
 		for backoff := 50 * time.Millisecond; ; backoff = min(2*backoff, 2*time.Second) {
 			err := h(ctx, batch)
 			if err == nil {
+				batch = batch[:0]
 				break
 			}
 			if ctx.Err() != nil {

@@ -50,7 +50,7 @@ func (p *Projector) Run(ctx context.Context) error {
 	cons, err := p.js.CreateOrUpdateConsumer(ctx, timeline.TimelineStream, jetstream.ConsumerConfig{
 		Durable:       ConsumerName,
 		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       30 * time.Second,
+		AckWait:       10 * time.Second,
 		MaxAckPending: 20 * p.batch,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 	})
@@ -172,21 +172,29 @@ func Rebuild(ctx context.Context, pool *pgxpool.Pool, js jetstream.JetStream, ba
 	if err != nil {
 		return 0, fmt.Errorf("rebuild: %w", err)
 	}
-	total := 0
-	for {
-		b, err := cons.Fetch(max(batch, 1), jetstream.FetchMaxWait(2*time.Second))
+	total, pending := 0, info.State.Msgs
+	for pending > 0 {
+		// Ask for no more than is left, so the last fetch does not wait out
+		// its timeout for messages that will never come.
+		b, err := cons.Fetch(int(min(uint64(max(batch, 1)), pending)), jetstream.FetchMaxWait(5*time.Second))
 		if err != nil {
 			return total, fmt.Errorf("rebuild: fetch: %w", err)
 		}
 		var stored []timeline.Stored
-		done := false
 		for m := range b.Messages() {
+			md, err := m.Metadata()
+			if err != nil {
+				return total, fmt.Errorf("rebuild: %w", err)
+			}
 			s, err := decode(m)
 			if err != nil {
-				return total, fmt.Errorf("rebuild: event #%s: %w", strconv.Quote(m.Subject()), err)
+				return total, fmt.Errorf("rebuild: event %s: %w", strconv.Quote(m.Subject()), err)
 			}
 			stored = append(stored, s)
-			done = done || s.StreamSeq >= last
+			pending = md.NumPending
+			if s.StreamSeq >= last {
+				pending = 0
+			}
 		}
 		if err := b.Error(); err != nil {
 			return total, fmt.Errorf("rebuild: fetch: %w", err)
@@ -195,8 +203,9 @@ func Rebuild(ctx context.Context, pool *pgxpool.Pool, js jetstream.JetStream, ba
 			return total, err
 		}
 		total += len(stored)
-		if done || len(stored) == 0 {
-			return total, nil
+		if len(stored) == 0 {
+			break
 		}
 	}
+	return total, nil
 }

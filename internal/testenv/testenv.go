@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/seqchat/seqchat/internal/config"
 	"github.com/seqchat/seqchat/internal/natsconn"
@@ -145,5 +146,31 @@ func Eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
 			t.Fatalf("timed out after %v waiting for %s", d, what)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Seed inserts users and a group conversation straight into Postgres, for
+// tests of the roles below the api. The first user owns the group.
+func Seed(t testing.TB, pool interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}, conv string, users ...string) {
+	t.Helper()
+	ctx := context.Background()
+	for _, u := range users {
+		if _, err := pool.Exec(ctx, "INSERT INTO users (id, username, password_hash) VALUES ($1, $1, 'x') ON CONFLICT DO NOTHING", u); err != nil {
+			t.Fatalf("seed user: %v", err)
+		}
+	}
+	if _, err := pool.Exec(ctx, "INSERT INTO conversations (id, kind, title, owner_id) VALUES ($1, 'group', $1, $2)", conv, users[0]); err != nil {
+		t.Fatalf("seed conversation: %v", err)
+	}
+	for i, u := range users {
+		role := "member"
+		if i == 0 {
+			role = "owner"
+		}
+		if _, err := pool.Exec(ctx, "INSERT INTO members (conv_id, user_id, role) VALUES ($1, $2, $3)", conv, u, role); err != nil {
+			t.Fatalf("seed member: %v", err)
+		}
 	}
 }

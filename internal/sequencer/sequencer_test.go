@@ -1,0 +1,287 @@
+package sequencer_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+
+	"github.com/seqchat/seqchat/events"
+	"github.com/seqchat/seqchat/internal/chaterr"
+	"github.com/seqchat/seqchat/internal/commands"
+	"github.com/seqchat/seqchat/internal/config"
+	"github.com/seqchat/seqchat/internal/membership"
+	"github.com/seqchat/seqchat/internal/natsconn"
+	"github.com/seqchat/seqchat/internal/pg"
+	"github.com/seqchat/seqchat/internal/sequencer"
+	"github.com/seqchat/seqchat/internal/testenv"
+	"github.com/seqchat/seqchat/timeline"
+)
+
+type rig struct {
+	cfg  config.Config
+	pool *pgxpool.Pool
+	nc   *natsconn.Conn
+	tl   *timeline.Log
+	sub  *commands.Submitter
+}
+
+func newRig(t *testing.T, tweak func(*config.Config)) *rig {
+	t.Helper()
+	cfg := testenv.Config(t)
+	cfg.StreamStorage = "file"
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	ctx := testenv.Context(t, 2*time.Minute)
+	pool, err := pg.Open(ctx, cfg.PostgresURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	nc, err := natsconn.Connect(ctx, cfg.NATSURL, "", t.Name(), testenv.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	if err := timeline.Ensure(ctx, nc.JS, timeline.Settings{Storage: cfg.StreamStorage, DuplicateWindow: cfg.DuplicateWindow, LeaseTTL: cfg.LeaseTTL}); err != nil {
+		t.Fatal(err)
+	}
+	sub, err := commands.New(ctx, nc.NC, nc.JS, cfg.Partitions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sub.Close)
+	return &rig{cfg: cfg, pool: pool, nc: nc, tl: timeline.New(nc.NC, nc.JS), sub: sub}
+}
+
+// start runs a sequencer until the returned stop is called (or the test ends).
+func (r *rig) start(t *testing.T, id string) (stop func()) {
+	t.Helper()
+	s, err := sequencer.New(context.Background(), r.nc.NC, r.nc.JS, membership.New(r.pool, 0), sequencer.Options{
+		InstanceID: id, Partitions: r.cfg.Partitions, Batch: r.cfg.SequencerBatch, LeaseTTL: r.cfg.LeaseTTL, Log: testenv.Logger(t).With("seq", id),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); s.Run(ctx) }()
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); <-done }) }
+	t.Cleanup(stop)
+	return stop
+}
+
+func (r *rig) timeline(t *testing.T, conv string) []timeline.Stored {
+	t.Helper()
+	got, err := r.tl.Read(context.Background(), conv, 0, 1_000_000, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+// Invariant 2: 8 senders, 500 messages each, into 20 conversations, pipelined,
+// with two sequencers running and one of them stopped halfway: every
+// conversation's seqs are exactly 1..n and each sender's order is kept.
+func TestGapFreeOrderedUnderTwoSequencers(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, nil)
+	const senders, perSender, convs = 8, 500, 20
+	users := make([]string, senders)
+	for i := range users {
+		users[i] = fmt.Sprintf("u%d", i)
+	}
+	for c := 0; c < convs; c++ {
+		testenv.Seed(t, r.pool, fmt.Sprintf("c%02d", c), users...)
+	}
+	stopA := r.start(t, "seq-a")
+	r.start(t, "seq-b")
+
+	var acked sync.WaitGroup
+	var mu sync.Mutex
+	results := map[string]events.Result{} // "<sender>.<id>" → result
+	half := make(chan struct{})
+	var halfOnce sync.Once
+	var count int
+	for s := 0; s < senders; s++ {
+		acked.Add(1)
+		go func(s int) {
+			defer acked.Done()
+			// One NATS connection per sender publishes in order without
+			// waiting: the sequencer alone keeps the order.
+			nc, err := nats.Connect(r.cfg.NATSURL)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer nc.Close()
+			js, _ := nc.JetStream()
+			inbox := nats.NewInbox()
+			replies := make(chan *nats.Msg, 4*perSender)
+			sub, _ := nc.ChanSubscribe(inbox+".*", replies)
+			defer sub.Unsubscribe()
+			for i := 0; i < perSender; i++ {
+				cmd := events.Command{Op: events.OpSend, ID: fmt.Sprintf("s%dm%d", s, i), Conv: fmt.Sprintf("c%02d", (i+s)%convs), From: users[s], Body: json.RawMessage(fmt.Sprintf(`{"i":%d}`, i))}
+				m := nats.NewMsg(events.CmdSubject(r.cfg.Partitions, cmd.Conv))
+				m.Data, _ = json.Marshal(cmd)
+				m.Header.Set(events.HeaderReply, inbox+"."+cmd.ID)
+				if _, err := js.PublishMsgAsync(m); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+			// A command redelivered after the handover is answered again:
+			// count distinct commands, and check repeats agree.
+			seen := map[string]bool{}
+			for len(seen) < perSender {
+				select {
+				case m := <-replies:
+					var res events.Result
+					json.Unmarshal(m.Data, &res)
+					if res.Code != "" {
+						t.Errorf("command refused: %+v", res)
+					}
+					key := users[s] + "." + strings.TrimPrefix(m.Subject, inbox+".")
+					mu.Lock()
+					if prev, ok := results[key]; ok && prev != res {
+						t.Errorf("%s answered %+v, then %+v", key, prev, res)
+					}
+					results[key] = res
+					if !seen[key] {
+						seen[key] = true
+						count++
+					}
+					if count == senders*perSender/2 {
+						halfOnce.Do(func() { close(half) })
+					}
+					mu.Unlock()
+				case <-time.After(30 * time.Second):
+					t.Errorf("sender %d: only %d of %d answers", s, len(seen), perSender)
+					return
+				}
+			}
+		}(s)
+	}
+	<-half
+	stopA() // the other sequencer takes over its partitions
+	acked.Wait()
+	if t.Failed() {
+		return
+	}
+
+	total := 0
+	for c := 0; c < convs; c++ {
+		conv := fmt.Sprintf("c%02d", c)
+		got := r.timeline(t, conv)
+		total += len(got)
+		lastIndex := map[string]int{}
+		for i, e := range got {
+			if e.Seq != int64(i+1) {
+				t.Fatalf("%s: event %d has seq %d (gap or duplicate)", conv, i, e.Seq)
+			}
+			var body struct{ I int }
+			json.Unmarshal(e.Body, &body)
+			if prev, ok := lastIndex[e.From]; ok && body.I <= prev {
+				t.Fatalf("%s: %s's message %d sequenced after %d", conv, e.From, body.I, prev)
+			}
+			lastIndex[e.From] = body.I
+			if res := results[e.From+"."+e.ID]; res.Seq != e.Seq || res.Conv != conv {
+				t.Fatalf("%s: ack for %s.%s = %+v, timeline has seq %d", conv, e.From, e.ID, res, e.Seq)
+			}
+		}
+	}
+	if total != senders*perSender {
+		t.Fatalf("timeline holds %d events, want %d", total, senders*perSender)
+	}
+}
+
+// Invariant 3: the same command id sent five times, before and after a
+// sequencer restart and after the duplicate window has passed, gives one
+// event and the same seq every time.
+func TestIdempotentResend(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, func(c *config.Config) { c.DuplicateWindow = time.Second })
+	testenv.Seed(t, r.pool, "c1", "alice", "bob")
+	ctx := testenv.Context(t, time.Minute)
+	stop := r.start(t, "seq-1")
+	cmd := events.Command{Op: events.OpSend, ID: "01JRESEND", Conv: "c1", From: "alice", Body: json.RawMessage(`{"text":"once"}`)}
+	var first events.Result
+	submit := func(n int) {
+		t.Helper()
+		res, err := r.sub.Submit(ctx, cmd, "")
+		if err != nil {
+			t.Fatalf("submit %d: %v", n, err)
+		}
+		if n == 1 {
+			first = res
+		}
+		if res != first {
+			t.Fatalf("submit %d answered %+v, first answered %+v", n, res, first)
+		}
+	}
+	submit(1)
+	submit(2)
+	// Another sender may use the same id: ids are scoped to their sender.
+	other := cmd
+	other.From = "bob"
+	if res, err := r.sub.Submit(ctx, other, ""); err != nil || res.Seq != 2 {
+		t.Fatalf("bob's command with alice's id = %+v, %v; want seq 2", res, err)
+	}
+	submit(3)
+	stop()
+	r.start(t, "seq-2") // a cold sequencer: nothing in memory
+	submit(4)
+	time.Sleep(1500 * time.Millisecond) // let JetStream's duplicate window pass
+	submit(5)
+	got := r.timeline(t, "c1")
+	if len(got) != 2 || got[0].ID != cmd.ID || got[0].From != "alice" || got[1].From != "bob" {
+		t.Fatalf("timeline = %+v, want alice's event then bob's", got)
+	}
+}
+
+// Refused commands get the protocol's code and append nothing.
+func TestRefusals(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, nil)
+	testenv.Seed(t, r.pool, "c1", "alice", "bob")
+	testenv.Seed(t, r.pool, "c2", "carol")
+	ctx := testenv.Context(t, time.Minute)
+	r.start(t, "seq")
+	big := json.RawMessage(`"` + strings.Repeat("x", events.MaxBodySize) + `"`)
+	for _, tc := range []struct {
+		name string
+		cmd  events.Command
+		want chaterr.Code
+	}{
+		{"not a member", events.Command{Op: events.OpSend, ID: "a1", Conv: "c2", From: "alice", Body: json.RawMessage(`1`)}, chaterr.Forbidden},
+		{"no such conversation", events.Command{Op: events.OpSend, ID: "a2", Conv: "nope", From: "alice", Body: json.RawMessage(`1`)}, chaterr.NotFound},
+		{"body too large", events.Command{Op: events.OpSend, ID: "a3", Conv: "c1", From: "alice", Body: big}, chaterr.TooLarge},
+		{"body not JSON", events.Command{Op: events.OpSend, ID: "a4", Conv: "c1", From: "alice", Body: json.RawMessage(`{`)}, chaterr.BadRequest},
+		{"bad id", events.Command{Op: events.OpSend, ID: "a b", Conv: "c1", From: "alice", Body: json.RawMessage(`1`)}, chaterr.BadRequest},
+		{"unknown op", events.Command{Op: "explode", ID: "a5", Conv: "c1", From: "alice"}, chaterr.BadRequest},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := r.sub.Submit(ctx, tc.cmd, "")
+			if chaterr.CodeOf(err) != tc.want {
+				t.Fatalf("err = %v, want %s", err, tc.want)
+			}
+		})
+	}
+	for _, conv := range []string{"c1", "c2"} {
+		if got := r.timeline(t, conv); len(got) != 0 {
+			t.Fatalf("%s holds %d events after refusals", conv, len(got))
+		}
+	}
+	// And the conversation still works.
+	if res, err := r.sub.Submit(ctx, events.Command{Op: events.OpSend, ID: "ok", Conv: "c1", From: "bob", Body: json.RawMessage(`"hi"`)}, ""); err != nil || res.Seq != 1 {
+		t.Fatalf("valid send = %+v, %v", res, err)
+	}
+}
