@@ -55,10 +55,16 @@ func Ensure(ctx context.Context, js jetstream.JetStream, s Settings) error {
 		Description: "chat commands waiting for a seq",
 		Subjects:    []string{events.CmdSubjects},
 		Retention:   jetstream.WorkQueuePolicy,
-		Storage:     s.storage(),
-		Replicas:    s.Replicas,
-		Duplicates:  s.DuplicateWindow,
-		MaxAge:      24 * time.Hour,
+		// A command is only a request: nobody has been acked for it, and a
+		// client resends until it is. So it need not survive a crash of its
+		// server (a cluster replicates it anyway), and memory makes the queue
+		// several times cheaper. Full means "unavailable, retry", not loss.
+		Storage:    jetstream.MemoryStorage,
+		Replicas:   s.Replicas,
+		Duplicates: s.DuplicateWindow,
+		MaxAge:     time.Hour,
+		MaxBytes:   512 << 20,
+		Discard:    jetstream.DiscardNew,
 	}, {
 		Name:               TimelineStream,
 		Description:        "every conversation's events, one subject per conversation",

@@ -66,7 +66,7 @@ func (a *API) createConversation(w http.ResponseWriter, r *http.Request, c auth.
 	}
 	conv := conversationJSON{ID: ulid.Make().String(), Kind: req.Kind, Title: req.Title, Members: members}
 	status := http.StatusCreated
-	err := pgx.BeginFunc(ctx, a.pool, func(tx pgx.Tx) error {
+	create := func(tx pgx.Tx) error {
 		var directKey, owner *string
 		if req.Kind == "direct" {
 			pair := slices.Clone(members)
@@ -100,10 +100,12 @@ func (a *API) createConversation(w http.ResponseWriter, r *http.Request, c auth.
 		}
 		_, err = tx.Exec(ctx, `INSERT INTO members (conv_id, user_id, role) SELECT $1, * FROM unnest($2::text[], $3::text[])`, conv.ID, members, roles)
 		return err
-	})
+	}
+	err := pgx.BeginFunc(ctx, a.pool, create)
 	if isUniqueViolation(err) && req.Kind == "direct" {
-		// Created by a concurrent request: answer with that one.
-		return a.createConversation(w, r, c)
+		// Created by a concurrent request: run again to answer with that one.
+		// (The body is already read, so retry the transaction, not the handler.)
+		err = pgx.BeginFunc(ctx, a.pool, create)
 	}
 	if err != nil {
 		return unavailable("create conversation", err)
@@ -247,6 +249,15 @@ func (a *API) removeMember(w http.ResponseWriter, r *http.Request, c auth.Claims
 	role, _, err := a.member(ctx, conv, c.UserID)
 	if err != nil {
 		return err
+	}
+	// Like adding, groups only: a direct conversation is unique per pair, so
+	// one that lost a member could never be joined or asked for again.
+	var kind string
+	if err := a.pool.QueryRow(ctx, "SELECT kind FROM conversations WHERE id=$1", conv).Scan(&kind); err != nil {
+		return unavailable("look up conversation", err)
+	}
+	if kind != "group" {
+		return chaterr.New(chaterr.BadRequest, "members can only leave or be removed from groups")
 	}
 	user := r.PathValue("user")
 	if user != c.UserID && role != "owner" && role != "admin" {

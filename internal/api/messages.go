@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
 
@@ -87,6 +88,13 @@ func (a *API) send(w http.ResponseWriter, r *http.Request, c auth.Claims) error 
 	if len(req.Body) == 0 || string(req.Body) == "null" {
 		return chaterr.New(chaterr.BadRequest, "body is required")
 	}
+	// The limit is on the body as events carry it: compact JSON, not the
+	// request's own spacing.
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, req.Body); err != nil {
+		return chaterr.New(chaterr.BadRequest, "body must be JSON")
+	}
+	req.Body = compact.Bytes()
 	if len(req.Body) > events.MaxBodySize {
 		return chaterr.New(chaterr.TooLarge, "body is over %d bytes", events.MaxBodySize)
 	}

@@ -47,8 +47,13 @@ type Options struct {
 	Batch        int
 	LeaseTTL     time.Duration
 	RecallWindow time.Duration
-	Log          *slog.Logger
-	Metrics      prometheus.Registerer
+	// AtomicBatches appends each batch as one JetStream atomic batch: one
+	// round trip and, on a cluster, one Raft proposal. Worth it where
+	// JetStream stages batches cheaply (memory or replicated streams); a
+	// single file-backed replica stages them in fsynced files.
+	AtomicBatches bool
+	Log           *slog.Logger
+	Metrics       prometheus.Registerer
 	// Now gives the time events are stamped with; tests move it.
 	Now func() time.Time
 }
@@ -350,10 +355,100 @@ func (s *Sequencer) position(ctx context.Context, state map[string]*timeline.Pos
 	return &pos, nil
 }
 
-// append stores the accepted commands' events, as one atomic batch when it
-// can and one at a time when the batch fails.
+// append stores the accepted commands' events. Commands of one conversation
+// go in order, one per round; the rounds pipeline every conversation of the
+// batch at once, each append carrying the stream sequence its conversation
+// must be at. With AtomicBatches the whole batch is first tried as one atomic
+// append.
 func (s *Sequencer) append(ctx context.Context, state map[string]*timeline.Position, work []*pending) error {
 	ts := s.opt.Now().UnixMilli()
+	queues := map[string][]*pending{}
+	var order []string
+	for _, p := range work {
+		if p.result != nil {
+			continue
+		}
+		if _, ok := queues[p.cmd.Conv]; !ok {
+			order = append(order, p.cmd.Conv)
+		}
+		queues[p.cmd.Conv] = append(queues[p.cmd.Conv], p)
+	}
+	if len(order) == 0 {
+		return nil
+	}
+	if s.opt.AtomicBatches {
+		done, err := s.appendAtomic(ctx, state, work, ts)
+		if done || err != nil {
+			return err
+		}
+	}
+	conflicts := 0
+	for len(order) > 0 {
+		type flight struct {
+			p   *pending
+			pos *timeline.Position
+			f   jetstream.PubAckFuture
+		}
+		flights := make([]flight, 0, len(order))
+		for _, conv := range order {
+			p := queues[conv][0]
+			pos, err := s.position(ctx, state, conv)
+			if err != nil {
+				return err
+			}
+			p.ev = s.event(&p.cmd, ts)
+			p.ev.Seq = pos.Seq + 1
+			expect := pos.StreamSeq
+			f, err := s.tl.AppendAsync(timeline.Entry{Event: &p.ev, MsgID: p.cmd.DedupeKey(), Origin: p.origin, Expect: &expect})
+			if err != nil {
+				return err
+			}
+			flights = append(flights, flight{p, pos, f})
+		}
+		var next []string
+		for _, fl := range flights {
+			conv := fl.p.cmd.Conv
+			streamSeq, dup, err := timeline.Settle(ctx, fl.f)
+			switch {
+			case errors.Is(err, timeline.ErrConflict):
+				// Another sequencer appended first: reload and retry this one.
+				s.conflicts.Inc()
+				delete(state, conv)
+				if conflicts++; conflicts > 100*len(flights) {
+					return fmt.Errorf("append to %s: still conflicting after %d attempts", conv, conflicts)
+				}
+			case err != nil:
+				return err
+			case dup:
+				// Appended before (a redelivery, a resend within the window):
+				// answer with the original.
+				orig, err := s.tl.Get(ctx, streamSeq)
+				if err != nil {
+					return fmt.Errorf("resolve duplicate %s: %w", fl.p.cmd.DedupeKey(), err)
+				}
+				s.dups.Inc()
+				fl.p.ev = orig.Event
+				delete(state, conv) // the original need not be the last event
+				s.settle(fl.p)
+				queues[conv] = queues[conv][1:]
+			default:
+				fl.pos.Seq, fl.pos.StreamSeq = fl.p.ev.Seq, streamSeq
+				s.appended.Inc()
+				s.settle(fl.p)
+				queues[conv] = queues[conv][1:]
+			}
+			if len(queues[conv]) > 0 {
+				next = append(next, conv)
+			}
+		}
+		order = next
+	}
+	return nil
+}
+
+// appendAtomic tries the whole batch as one atomic append; done is false
+// when it failed and the caller should append in rounds.
+func (s *Sequencer) appendAtomic(ctx context.Context, state map[string]*timeline.Position, work []*pending, ts int64) (done bool, err error) {
 	var entries []timeline.Entry
 	var batch []*pending
 	next := map[string]int64{}
@@ -363,7 +458,7 @@ func (s *Sequencer) append(ctx context.Context, state map[string]*timeline.Posit
 		}
 		pos, err := s.position(ctx, state, p.cmd.Conv)
 		if err != nil {
-			return err
+			return false, err
 		}
 		p.ev = s.event(&p.cmd, ts)
 		e := timeline.Entry{Event: &p.ev, MsgID: p.cmd.DedupeKey(), Origin: p.origin}
@@ -378,71 +473,24 @@ func (s *Sequencer) append(ctx context.Context, state map[string]*timeline.Posit
 		entries = append(entries, e)
 		batch = append(batch, p)
 	}
-	if len(entries) == 0 {
-		return nil
-	}
 	first, err := s.tl.AppendBatch(ctx, entries)
-	if err == nil {
-		for i, p := range batch {
-			pos := state[p.cmd.Conv]
-			pos.Seq, pos.StreamSeq = p.ev.Seq, first+uint64(i)
-			s.settle(p)
+	if err != nil {
+		if ctx.Err() != nil {
+			return false, ctx.Err()
 		}
-		s.appended.Add(float64(len(batch)))
-		return nil
-	}
-	if ctx.Err() != nil {
-		return ctx.Err()
-	}
-	s.opt.Log.Debug("atomic batch failed; appending one at a time", "err", err, "size", len(batch))
-	for _, p := range batch {
-		delete(state, p.cmd.Conv)
-	}
-	for _, p := range batch {
-		if err := s.appendOne(ctx, state, p, ts); err != nil {
-			return err
+		s.opt.Log.Debug("atomic batch failed; appending in rounds", "err", err, "size", len(batch))
+		for conv := range next {
+			delete(state, conv)
 		}
+		return false, nil
 	}
-	return nil
-}
-
-// appendOne appends a single event, retrying on conflict, and resolves a
-// duplicate to the original event.
-func (s *Sequencer) appendOne(ctx context.Context, state map[string]*timeline.Position, p *pending, ts int64) error {
-	for attempt := 0; ; attempt++ {
-		pos, err := s.position(ctx, state, p.cmd.Conv)
-		if err != nil {
-			return err
-		}
-		p.ev = s.event(&p.cmd, ts)
-		p.ev.Seq = pos.Seq + 1
-		expect := pos.StreamSeq
-		streamSeq, dup, err := s.tl.Append(ctx, timeline.Entry{Event: &p.ev, MsgID: p.cmd.DedupeKey(), Origin: p.origin, Expect: &expect})
-		switch {
-		case errors.Is(err, timeline.ErrConflict):
-			s.conflicts.Inc()
-			delete(state, p.cmd.Conv)
-			if attempt > 100 {
-				return fmt.Errorf("append to %s: still conflicting after %d attempts", p.cmd.Conv, attempt)
-			}
-			continue
-		case err != nil:
-			return err
-		case dup:
-			orig, err := s.tl.Get(ctx, streamSeq)
-			if err != nil {
-				return fmt.Errorf("resolve duplicate %s: %w", p.cmd.DedupeKey(), err)
-			}
-			s.dups.Inc()
-			p.ev = orig.Event
-			delete(state, p.cmd.Conv) // the original may not be the last event
-		default:
-			pos.Seq, pos.StreamSeq = p.ev.Seq, streamSeq
-			s.appended.Inc()
-		}
+	for i, p := range batch {
+		pos := state[p.cmd.Conv]
+		pos.Seq, pos.StreamSeq = p.ev.Seq, first+uint64(i)
 		s.settle(p)
-		return nil
 	}
+	s.appended.Add(float64(len(batch)))
+	return true, nil
 }
 
 // settle records the result of an appended command.

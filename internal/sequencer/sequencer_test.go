@@ -25,17 +25,19 @@ import (
 )
 
 type rig struct {
-	cfg  config.Config
-	pool *pgxpool.Pool
-	nc   *natsconn.Conn
-	tl   *timeline.Log
-	sub  *commands.Submitter
+	atomic bool
+	cfg    config.Config
+	pool   *pgxpool.Pool
+	nc     *natsconn.Conn
+	tl     *timeline.Log
+	sub    *commands.Submitter
 }
 
-func newRig(t *testing.T, tweak func(*config.Config)) *rig {
+func newRig(t testing.TB, tweak func(*config.Config)) *rig {
 	t.Helper()
 	cfg := testenv.Config(t)
 	cfg.StreamStorage = "file"
+	cfg.Partitions = 4
 	if tweak != nil {
 		tweak(&cfg)
 	}
@@ -62,10 +64,11 @@ func newRig(t *testing.T, tweak func(*config.Config)) *rig {
 }
 
 // start runs a sequencer until the returned stop is called (or the test ends).
-func (r *rig) start(t *testing.T, id string) (stop func()) {
+func (r *rig) start(t testing.TB, id string) (stop func()) {
 	t.Helper()
 	s, err := sequencer.New(context.Background(), r.nc.NC, r.nc.JS, membership.New(r.pool, 0), sequencer.Options{
 		InstanceID: id, Partitions: r.cfg.Partitions, Batch: r.cfg.SequencerBatch, LeaseTTL: r.cfg.LeaseTTL, Log: testenv.Logger(t).With("seq", id),
+		AtomicBatches: r.atomic,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -93,7 +96,21 @@ func (r *rig) timeline(t *testing.T, conv string) []timeline.Stored {
 // conversation's seqs are exactly 1..n and each sender's order is kept.
 func TestGapFreeOrderedUnderTwoSequencers(t *testing.T) {
 	t.Parallel()
-	r := newRig(t, nil)
+	for _, mode := range []struct {
+		name    string
+		atomic  bool
+		storage string
+	}{{"rounds on file storage", false, "file"}, {"atomic batches on memory storage", true, "memory"}} {
+		t.Run(mode.name, func(t *testing.T) {
+			t.Parallel()
+			r := newRig(t, func(c *config.Config) { c.StreamStorage = mode.storage })
+			r.atomic = mode.atomic
+			testGapFreeOrdered(t, r)
+		})
+	}
+}
+
+func testGapFreeOrdered(t *testing.T, r *rig) {
 	const senders, perSender, convs = 8, 500, 20
 	users := make([]string, senders)
 	for i := range users {

@@ -1,0 +1,74 @@
+package sequencer_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/seqchat/seqchat/events"
+	"github.com/seqchat/seqchat/internal/testenv"
+	"github.com/seqchat/seqchat/timeline"
+)
+
+// BenchmarkSequencer measures the sequencer alone: b.N commands spread over
+// 1,000 conversations wait in CMDS (embedded JetStream, file storage); the
+// clock runs from starting the sequencer until all of them are events in
+// TIMELINE.
+//
+//	go test -run '^$' -bench Sequencer -benchtime 200000x ./internal/sequencer/
+func BenchmarkSequencer(b *testing.B) {
+	const convs = 1000
+	r := newRig(b, nil)
+	members := []string{"alice", "bob"}
+	for c := 0; c < convs; c++ {
+		conv := fmt.Sprintf("c%04d", c)
+		if c == 0 {
+			testenv.Seed(b, r.pool, conv, members...)
+			continue
+		}
+		if _, err := r.pool.Exec(context.Background(), "INSERT INTO conversations (id, kind, title, owner_id) VALUES ($1, 'group', '', 'alice')", conv); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := r.pool.Exec(context.Background(), "INSERT INTO members (conv_id, user_id) VALUES ($1, 'alice'), ($1, 'bob')", conv); err != nil {
+			b.Fatal(err)
+		}
+	}
+	nc, err := nats.Connect(r.cfg.NATSURL)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := nc.JetStream(nats.PublishAsyncMaxPending(8192))
+	body := json.RawMessage(`{"text":"a message of a typical length, some sixty bytes"}`)
+	for i := 0; i < b.N; i++ {
+		cmd := events.Command{Op: events.OpSend, ID: fmt.Sprintf("b%d", i), Conv: fmt.Sprintf("c%04d", i%convs), From: members[i%2], Body: body}
+		data, _ := json.Marshal(cmd)
+		if _, err := js.PublishAsync(events.CmdSubject(r.cfg.Partitions, cmd.Conv), data); err != nil {
+			b.Fatal(err)
+		}
+	}
+	<-js.PublishAsyncComplete()
+	stream, err := r.nc.JS.Stream(context.Background(), timeline.TimelineStream)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	start := time.Now()
+	r.start(b, "bench")
+	for {
+		info, err := stream.Info(context.Background())
+		if err != nil {
+			b.Fatal(err)
+		}
+		if info.State.Msgs >= uint64(b.N) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "events/s")
+}
