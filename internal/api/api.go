@@ -19,6 +19,7 @@ import (
 	"github.com/seqchat/seqchat/internal/auth"
 	"github.com/seqchat/seqchat/internal/chaterr"
 	"github.com/seqchat/seqchat/internal/history"
+	"github.com/seqchat/seqchat/internal/receipts"
 )
 
 // Submitter sequences commands.
@@ -34,6 +35,12 @@ type Options struct {
 	Log             *slog.Logger
 	// Online reports which of users have a live connection; nil: nobody.
 	Online func(ctx context.Context, users []string) (map[string]bool, error)
+	// Reads moves read pointers.
+	Reads *receipts.Service
+	// Unread counts what each user has not read.
+	Unread interface {
+		Counts(ctx context.Context, user string) (map[string]int64, error)
+	}
 }
 
 // API is the REST api.
@@ -76,6 +83,7 @@ func (a *API) Mount(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/conversations/{id}/messages", a.authed(a.messages))
 	mux.HandleFunc("POST /v1/conversations/{id}/messages", a.authed(a.send))
 	mux.HandleFunc("POST /v1/conversations/{id}/read", a.authed(a.read))
+	mux.HandleFunc("GET /v1/conversations/{id}/receipts", a.authed(a.receipts))
 	mux.HandleFunc("POST /v1/conversations/{id}/recall", a.authed(a.recall))
 	mux.HandleFunc("GET /v1/unread", a.authed(a.unread))
 	// Unknown /v1 paths answer in the protocol's error shape.

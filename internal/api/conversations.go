@@ -132,9 +132,7 @@ func (a *API) member(ctx context.Context, conv, user string) (role string, joine
 	return role, joined, nil
 }
 
-const listQuery = `SELECT c.id, c.kind, c.title, coalesce(h.last_seq, 0), m.read_seq,
-	(SELECT count(*) FROM events e WHERE e.conv_id=c.id AND e.seq > greatest(m.read_seq, m.joined_seq - 1)
-		AND e.kind='message' AND e.sender <> m.user_id AND NOT e.recalled)
+const listQuery = `SELECT c.id, c.kind, c.title, coalesce(h.last_seq, 0), m.read_seq
 	FROM members m JOIN conversations c ON c.id=m.conv_id LEFT JOIN heads h ON h.conv_id=c.id
 	WHERE m.user_id=$1`
 
@@ -150,10 +148,17 @@ func (a *API) listConversations(ctx context.Context, user, only string) ([]conve
 	list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (conversationJSON, error) {
 		var cv conversationJSON
 		cv.LastSeq, cv.ReadSeq, cv.Unread = new(int64), new(int64), new(int64)
-		return cv, row.Scan(&cv.ID, &cv.Kind, &cv.Title, cv.LastSeq, cv.ReadSeq, cv.Unread)
+		return cv, row.Scan(&cv.ID, &cv.Kind, &cv.Title, cv.LastSeq, cv.ReadSeq)
 	})
 	if err != nil {
 		return nil, unavailable("list conversations", err)
+	}
+	counts, err := a.opt.Unread.Counts(ctx, user)
+	if err != nil {
+		return nil, unavailable("count unread", err)
+	}
+	for i := range list {
+		*list[i].Unread = counts[list[i].ID]
 	}
 	return list, nil
 }

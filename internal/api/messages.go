@@ -124,14 +124,8 @@ func (a *API) read(w http.ResponseWriter, r *http.Request, c auth.Claims) error 
 	if _, _, err := a.member(ctx, conv, c.UserID); err != nil {
 		return err
 	}
-	head, err := a.reader.Head(ctx, conv)
-	if err != nil {
+	if _, err := a.opt.Reads.Read(ctx, c.UserID, conv, *req.Seq, ""); err != nil {
 		return err
-	}
-	// Only forward, and never past the head.
-	if _, err := a.pool.Exec(ctx, "UPDATE members SET read_seq=greatest(read_seq, $3) WHERE conv_id=$1 AND user_id=$2",
-		conv, c.UserID, min(*req.Seq, head)); err != nil {
-		return unavailable("store read pointer", err)
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
@@ -164,18 +158,29 @@ func (a *API) recall(w http.ResponseWriter, r *http.Request, c auth.Claims) erro
 }
 
 func (a *API) unread(w http.ResponseWriter, r *http.Request, c auth.Claims) error {
-	list, err := a.listConversations(r.Context(), c.UserID, "")
+	per, err := a.opt.Unread.Counts(r.Context(), c.UserID)
+	if err != nil {
+		return unavailable("count unread", err)
+	}
+	var total int64
+	for _, n := range per {
+		total += n
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"total": total, "conversations": per})
+	return nil
+}
+
+// receipts lists every member's read pointer (a protocol extension: see
+// docs/protocol-extensions.md).
+func (a *API) receipts(w http.ResponseWriter, r *http.Request, c auth.Claims) error {
+	conv := r.PathValue("id")
+	if _, _, err := a.member(r.Context(), conv, c.UserID); err != nil {
+		return err
+	}
+	of, err := a.opt.Reads.Of(r.Context(), conv)
 	if err != nil {
 		return err
 	}
-	var total int64
-	per := map[string]int64{}
-	for _, cv := range list {
-		if *cv.Unread > 0 {
-			per[cv.ID] = *cv.Unread
-			total += *cv.Unread
-		}
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"total": total, "conversations": per})
+	writeJSON(w, http.StatusOK, map[string]any{"receipts": of})
 	return nil
 }

@@ -27,13 +27,18 @@ import (
 	"github.com/seqchat/seqchat/internal/auth"
 	"github.com/seqchat/seqchat/internal/commands"
 	"github.com/seqchat/seqchat/internal/config"
+	"github.com/seqchat/seqchat/internal/edge"
+	"github.com/seqchat/seqchat/internal/fanout"
 	"github.com/seqchat/seqchat/internal/history"
 	"github.com/seqchat/seqchat/internal/membership"
 	"github.com/seqchat/seqchat/internal/natsconn"
 	"github.com/seqchat/seqchat/internal/ops"
 	"github.com/seqchat/seqchat/internal/pg"
+	"github.com/seqchat/seqchat/internal/presence"
+	"github.com/seqchat/seqchat/internal/receipts"
 	"github.com/seqchat/seqchat/internal/sequencer"
 	"github.com/seqchat/seqchat/timeline"
+	"github.com/seqchat/seqchat/unread"
 )
 
 // Role is one part of the system a process can run.
@@ -145,11 +150,16 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger, roles ...Ro
 	})
 
 	tl := timeline.New(nc.NC, nc.JS)
+	unreads := unread.New(rdb, cfg.RedisPrefix)
+	reads := receipts.New(pool, history.NewReader(pool, tl), unreads, nil)
+	pres := presence.New(rdb, cfg.RedisPrefix, 0)
 	var runs []func(context.Context) error
 	if has(Sequencer) {
 		seq, err := sequencer.New(ctx, nc.NC, nc.JS, membership.New(pool, 0), sequencer.Options{
 			InstanceID: cfg.InstanceID, Partitions: cfg.Partitions, Batch: cfg.SequencerBatch,
 			LeaseTTL: cfg.LeaseTTL, RecallWindow: cfg.RecallWindow, Log: log.With("role", "sequencer"), Metrics: reg,
+			AtomicBatches: cfg.StreamReplicas > 1 || cfg.StreamStorage == "memory",
+			History:       history.NewReader(pool, tl),
 		})
 		if err != nil {
 			return fail(err)
@@ -158,6 +168,8 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger, roles ...Ro
 	}
 	if has(Projector) {
 		runs = append(runs, history.NewProjector(pool, nc.JS, cfg.ProjectorBatch, log.With("role", "projector"), reg).Run)
+		runs = append(runs, unread.NewProjector(unreads, membership.New(pool, 0), nc.JS, cfg.ProjectorBatch, log.With("role", "unread"), reg).Run)
+		runs = append(runs, fanout.New(nc.NC, nc.JS, membership.New(pool, 0), pres, cfg.ProjectorBatch, log.With("role", "fanout"), reg).Run)
 	}
 	if has(API) || has(Edge) {
 		tokens, err := auth.NewTokens(cfg.TokenSecret, cfg.TokenTTL)
@@ -173,7 +185,20 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger, roles ...Ro
 			api.New(pool, tokens, sub, history.NewReader(pool, tl), api.Options{
 				PasswordCost: cfg.PasswordCost, CommandTimeout: cfg.CommandTimeout,
 				MaxGroupMembers: cfg.MaxGroupMembers, Log: log.With("role", "api"),
+				Online: pres.Online, Reads: reads, Unread: unreads,
 			}).Mount(mux)
+		}
+		if has(Edge) {
+			e, err := edge.New(nc.NC, sub, history.NewReader(pool, tl), pool, tokens, pres, edge.Options{
+				ID: cfg.InstanceID, OutboundSize: cfg.EdgeOutboundSize, RateLimits: cfg.RateLimits,
+				CommandRate: cfg.CommandRate, CommandBurst: cfg.CommandBurst, CommandTimeout: cfg.CommandTimeout,
+				Log: log.With("role", "edge"), Metrics: reg,
+			})
+			if err != nil {
+				return fail(err)
+			}
+			e.Mount(mux) // beside REST in the one-process mode
+			runs = append(runs, e.Run)
 		}
 	}
 

@@ -68,23 +68,38 @@ func (s *Submitter) deliver(m *nats.Msg) {
 // names the connection it came from, if any. A command id seen before, within
 // the dedupe TTL, answers its original result without appending anything.
 func (s *Submitter) Submit(ctx context.Context, cmd events.Command, origin string) (events.Result, error) {
-	if r, ok := s.remembered(ctx, cmd.DedupeKey()); ok {
-		return r, nil
+	p, err := s.Publish(ctx, cmd, origin)
+	if err != nil {
+		return events.Result{}, err
 	}
-	token := nuid.Next()
-	ch := make(chan events.Result, 1)
+	return p.Wait(ctx)
+}
+
+// Pending is a command published to CMDS whose answer has not been read yet.
+// Its owner must call Wait once.
+type Pending struct {
+	s     *Submitter
+	token string
+	ch    chan events.Result
+	known *events.Result // answered from DEDUPE without publishing
+}
+
+// Publish appends cmd to CMDS and returns without waiting for the sequencer.
+// Commands published one after another from one goroutine reach the
+// sequencer in that order, which is how an edge keeps one connection's
+// messages in the order they were sent while many wait for their seq at once.
+func (s *Submitter) Publish(ctx context.Context, cmd events.Command, origin string) (*Pending, error) {
+	if r, ok := s.remembered(ctx, cmd.DedupeKey()); ok {
+		return &Pending{known: &r}, nil
+	}
+	p := &Pending{s: s, token: nuid.Next(), ch: make(chan events.Result, 1)}
 	s.mu.Lock()
-	s.waiting[token] = ch
+	s.waiting[p.token] = p.ch
 	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.waiting, token)
-		s.mu.Unlock()
-	}()
 	data, _ := json.Marshal(cmd)
 	m := nats.NewMsg(events.CmdSubject(s.partitions, cmd.Conv))
 	m.Data = data
-	m.Header.Set(events.HeaderReply, s.prefix+"."+token)
+	m.Header.Set(events.HeaderReply, s.prefix+"."+p.token)
 	if origin != "" {
 		m.Header.Set(events.HeaderOrigin, origin)
 	}
@@ -92,10 +107,20 @@ func (s *Submitter) Submit(ctx context.Context, cmd events.Command, origin strin
 	// every copy with the original seq; CMDS dropping it would leave the
 	// resender without an answer.
 	if _, err := s.js.PublishMsg(ctx, m); err != nil {
-		return events.Result{}, chaterr.Wrap(chaterr.Unavailable, err, "command queue unavailable")
+		p.forget()
+		return nil, chaterr.Wrap(chaterr.Unavailable, err, "command queue unavailable")
 	}
+	return p, nil
+}
+
+// Wait blocks until the sequencer answers or ctx ends.
+func (p *Pending) Wait(ctx context.Context) (events.Result, error) {
+	if p.known != nil {
+		return *p.known, nil
+	}
+	defer p.forget()
 	select {
-	case r := <-ch:
+	case r := <-p.ch:
 		if r.Code != "" {
 			return r, chaterr.New(chaterr.Code(r.Code), "%s", r.Message)
 		}
@@ -103,6 +128,12 @@ func (s *Submitter) Submit(ctx context.Context, cmd events.Command, origin strin
 	case <-ctx.Done():
 		return events.Result{}, chaterr.New(chaterr.Unavailable, "not sequenced in time; resend with the same id")
 	}
+}
+
+func (p *Pending) forget() {
+	p.s.mu.Lock()
+	delete(p.s.waiting, p.token)
+	p.s.mu.Unlock()
 }
 
 // remembered looks cmd's id up in DEDUPE, for resends older than the

@@ -8,7 +8,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -153,59 +152,13 @@ func Apply(ctx context.Context, pool *pgxpool.Pool, stored []timeline.Stored) er
 // to the last one stored when it started. It returns how many events it
 // replayed.
 func Rebuild(ctx context.Context, pool *pgxpool.Pool, js jetstream.JetStream, batch int) (int, error) {
-	stream, err := js.Stream(ctx, timeline.TimelineStream)
-	if err != nil {
-		return 0, fmt.Errorf("rebuild: open %s: %w", timeline.TimelineStream, err)
-	}
-	info, err := stream.Info(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("rebuild: %w", err)
-	}
 	if _, err := pool.Exec(ctx, "TRUNCATE events, heads"); err != nil {
 		return 0, fmt.Errorf("rebuild: empty history: %w", err)
 	}
-	last := info.State.LastSeq
-	if info.State.Msgs == 0 {
-		return 0, nil
-	}
-	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		return 0, fmt.Errorf("rebuild: %w", err)
-	}
-	total, pending := 0, info.State.Msgs
-	for pending > 0 {
-		// Ask for no more than is left, so the last fetch does not wait out
-		// its timeout for messages that will never come.
-		b, err := cons.Fetch(int(min(uint64(max(batch, 1)), pending)), jetstream.FetchMaxWait(5*time.Second))
-		if err != nil {
-			return total, fmt.Errorf("rebuild: fetch: %w", err)
-		}
-		var stored []timeline.Stored
-		for m := range b.Messages() {
-			md, err := m.Metadata()
-			if err != nil {
-				return total, fmt.Errorf("rebuild: %w", err)
-			}
-			s, err := decode(m)
-			if err != nil {
-				return total, fmt.Errorf("rebuild: event %s: %w", strconv.Quote(m.Subject()), err)
-			}
-			stored = append(stored, s)
-			pending = md.NumPending
-			if s.StreamSeq >= last {
-				pending = 0
-			}
-		}
-		if err := b.Error(); err != nil {
-			return total, fmt.Errorf("rebuild: fetch: %w", err)
-		}
-		if err := Apply(ctx, pool, stored); err != nil {
-			return total, err
-		}
+	total := 0
+	err := timeline.Replay(ctx, js, batch, func(stored []timeline.Stored) error {
 		total += len(stored)
-		if len(stored) == 0 {
-			break
-		}
-	}
-	return total, nil
+		return Apply(ctx, pool, stored)
+	})
+	return total, err
 }

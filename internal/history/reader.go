@@ -83,5 +83,74 @@ func (r *Reader) Range(ctx context.Context, conv string, from, to int64) ([]even
 	if err := fill(to); err != nil {
 		return nil, err
 	}
+	if len(out) > 0 {
+		if err := r.applyRecalls(ctx, conv, out); err != nil {
+			return nil, err
+		}
+	}
 	return out, nil
+}
+
+// applyRecalls marks the events of out that a recall the projector has not
+// written yet has recalled: only the unprojected tail can hold one, since a
+// projected recall is written together with its target.
+func (r *Reader) applyRecalls(ctx context.Context, conv string, out []events.Event) error {
+	var projected int64
+	err := r.pool.QueryRow(ctx, "SELECT coalesce((SELECT last_seq FROM heads WHERE conv_id=$1), 0)", conv).Scan(&projected)
+	if err != nil {
+		return chaterr.Wrap(chaterr.Unavailable, err, "history unavailable")
+	}
+	tail, err := r.tl.Read(ctx, conv, max(projected, out[0].Seq), maxTailScan, 0)
+	if err != nil {
+		return chaterr.Wrap(chaterr.Unavailable, err, "timeline unavailable")
+	}
+	for _, s := range tail {
+		if s.Kind != events.KindRecall {
+			continue
+		}
+		if i := s.Target - out[0].Seq; i >= 0 && i < int64(len(out)) && out[i].Kind == events.KindMessage {
+			out[i].Recalled, out[i].Body = true, nil
+		}
+	}
+	return nil
+}
+
+// maxTailScan bounds how far past the projection a read looks for recalls.
+const maxTailScan = 10_000
+
+// Event returns conv's event seq; not_found when there is none.
+func (r *Reader) Event(ctx context.Context, conv string, seq int64) (events.Event, error) {
+	got, err := r.Range(ctx, conv, seq, seq)
+	if err != nil {
+		return events.Event{}, err
+	}
+	if len(got) == 0 {
+		return events.Event{}, chaterr.New(chaterr.NotFound, "no event %d in %s", seq, conv)
+	}
+	return got[0], nil
+}
+
+// RecallOf returns the seq of the recall event that recalled conv's message
+// target, or 0 if it has not been recalled.
+func (r *Reader) RecallOf(ctx context.Context, conv string, target int64) (int64, error) {
+	var seq, projected int64
+	err := r.pool.QueryRow(ctx, `SELECT coalesce((SELECT min(seq) FROM events WHERE conv_id=$1 AND kind='recall' AND target=$2), 0),
+		coalesce((SELECT last_seq FROM heads WHERE conv_id=$1), 0)`, conv, target).Scan(&seq, &projected)
+	if err != nil {
+		return 0, chaterr.Wrap(chaterr.Unavailable, err, "history unavailable")
+	}
+	if seq > 0 {
+		return seq, nil
+	}
+	// Not projected (yet): look in the tail the projector has not written.
+	tail, err := r.tl.Read(ctx, conv, max(projected, target), maxTailScan, 0)
+	if err != nil {
+		return 0, chaterr.Wrap(chaterr.Unavailable, err, "timeline unavailable")
+	}
+	for _, s := range tail {
+		if s.Kind == events.KindRecall && s.Target == target {
+			return s.Seq, nil
+		}
+	}
+	return 0, nil
 }

@@ -21,6 +21,8 @@ type Conv struct {
 	Kind    string
 	Owner   string
 	Members map[string]string // user id to role
+	// Joined is the seq each member's history starts at.
+	Joined map[string]int64
 }
 
 // Cache is a bounded cache of conversations' members.
@@ -81,7 +83,7 @@ func (c *Cache) Invalidate(conv string) {
 
 // Load reads conv's members from Postgres.
 func Load(ctx context.Context, pool *pgxpool.Pool, conv string) (*Conv, error) {
-	cv := &Conv{Members: map[string]string{}}
+	cv := &Conv{Members: map[string]string{}, Joined: map[string]int64{}}
 	var owner *string
 	err := pool.QueryRow(ctx, "SELECT kind, owner_id FROM conversations WHERE id=$1", conv).Scan(&cv.Kind, &owner)
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -93,17 +95,19 @@ func Load(ctx context.Context, pool *pgxpool.Pool, conv string) (*Conv, error) {
 	if owner != nil {
 		cv.Owner = *owner
 	}
-	rows, err := pool.Query(ctx, "SELECT user_id, role FROM members WHERE conv_id=$1", conv)
+	rows, err := pool.Query(ctx, "SELECT user_id, role, joined_seq FROM members WHERE conv_id=$1", conv)
 	if err != nil {
 		return nil, chaterr.Wrap(chaterr.Unavailable, err, "load members")
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var u, r string
-		if err := rows.Scan(&u, &r); err != nil {
+		var joined int64
+		if err := rows.Scan(&u, &r, &joined); err != nil {
 			return nil, fmt.Errorf("scan member: %w", err)
 		}
 		cv.Members[u] = r
+		cv.Joined[u] = joined
 	}
 	if err := rows.Err(); err != nil {
 		return nil, chaterr.Wrap(chaterr.Unavailable, err, "load members")

@@ -40,6 +40,12 @@ type Members interface {
 	Invalidate(conv string)
 }
 
+// History looks up earlier events, for recall.
+type History interface {
+	Event(ctx context.Context, conv string, seq int64) (events.Event, error)
+	RecallOf(ctx context.Context, conv string, target int64) (int64, error)
+}
+
 // Options configure a Sequencer.
 type Options struct {
 	InstanceID   string
@@ -52,8 +58,10 @@ type Options struct {
 	// JetStream stages batches cheaply (memory or replicated streams); a
 	// single file-backed replica stages them in fsynced files.
 	AtomicBatches bool
-	Log           *slog.Logger
-	Metrics       prometheus.Registerer
+	// History answers recall's questions; without it recall is refused.
+	History History
+	Log     *slog.Logger
+	Metrics prometheus.Registerer
 	// Now gives the time events are stamped with; tests move it.
 	Now func() time.Time
 }
@@ -84,6 +92,9 @@ func New(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, members Mem
 	}
 	if opt.Batch <= 0 {
 		opt.Batch = 500
+	}
+	if opt.RecallWindow <= 0 {
+		opt.RecallWindow = 2 * time.Minute
 	}
 	if opt.LeaseTTL <= 0 {
 		opt.LeaseTTL = 6 * time.Second
@@ -217,12 +228,16 @@ type pending struct {
 	origin string
 	ev     events.Event
 	result *events.Result
+	// sameAs is an earlier command of the batch this one repeats the effect
+	// of (a second recall of one target); it gets that one's result.
+	sameAs *pending
 }
 
 // process sequences one batch of a partition's commands, in order.
 func (s *Sequencer) process(ctx context.Context, state map[string]*timeline.Position, msgs []jetstream.Msg) error {
 	start := time.Now()
 	work := make([]*pending, 0, len(msgs))
+	recalling := map[string]*pending{}
 	for _, m := range msgs {
 		p := &pending{reply: m.Headers().Get(events.HeaderReply), origin: m.Headers().Get(events.HeaderOrigin)}
 		cmd, err := events.DecodeCommand(m.Data())
@@ -238,6 +253,17 @@ func (s *Sequencer) process(ctx context.Context, state map[string]*timeline.Posi
 					return err // Postgres is away: retry the batch later, refuse nothing
 				}
 				p.result = refusal(err)
+			} else if cmd.Op == events.OpRecall {
+				key := recallKey(cmd.Conv, cmd.Target)
+				if first, ok := recalling[key]; ok {
+					p.sameAs, p.result = first, &events.Result{}
+				} else if res, err := s.checkRecall(ctx, &p.cmd); err != nil {
+					p.result = refusal(err)
+				} else if res != nil {
+					p.result = res
+				} else {
+					recalling[key] = p
+				}
 			}
 		}
 		if p.result != nil && p.result.Code != "" {
@@ -250,6 +276,9 @@ func (s *Sequencer) process(ctx context.Context, state map[string]*timeline.Posi
 	}
 	// Answer at once; remembering the ids in DEDUPE can follow.
 	for _, p := range work {
+		if p.sameAs != nil {
+			p.result = p.sameAs.result
+		}
 		s.answer(p)
 	}
 	var futures []jetstream.PubAckFuture
@@ -311,7 +340,9 @@ func (s *Sequencer) check(ctx context.Context, c *events.Command) error {
 		if cv.Members[c.From] == "" {
 			return chaterr.New(chaterr.Forbidden, "not a member of this conversation")
 		}
-		return chaterr.New(chaterr.Forbidden, "recall is not available yet")
+		if c.Target < 1 {
+			return chaterr.New(chaterr.BadRequest, "recall needs a target seq")
+		}
 	case events.OpJoin, events.OpLeave:
 		// Only the api submits these, after changing membership in Postgres.
 		if !events.ValidToken(c.User) {
@@ -321,6 +352,52 @@ func (s *Sequencer) check(ctx context.Context, c *events.Command) error {
 		return chaterr.New(chaterr.BadRequest, "unknown command %q", c.Op)
 	}
 	return nil
+}
+
+func recallKey(conv string, target int64) string { return fmt.Sprintf("recall:%s:%d", conv, target) }
+
+// checkRecall decides a recall: it returns the existing recall's result when
+// the target was recalled already (recalling twice appends nothing), nil when
+// the recall may be appended, or the refusal.
+func (s *Sequencer) checkRecall(ctx context.Context, c *events.Command) (*events.Result, error) {
+	if r, ok := s.recent.get(recallKey(c.Conv, c.Target)); ok {
+		return &r, nil
+	}
+	if s.opt.History == nil {
+		return nil, chaterr.New(chaterr.Forbidden, "recall is not available")
+	}
+	target, err := s.opt.History.Event(ctx, c.Conv, c.Target)
+	if err != nil {
+		return nil, err
+	}
+	if target.Kind != events.KindMessage {
+		return nil, chaterr.New(chaterr.BadRequest, "seq %d is a %s, not a message", c.Target, target.Kind)
+	}
+	if seq, err := s.opt.History.RecallOf(ctx, c.Conv, c.Target); err != nil {
+		return nil, err
+	} else if seq > 0 {
+		prev, err := s.opt.History.Event(ctx, c.Conv, seq)
+		if err != nil {
+			return nil, err
+		}
+		return &events.Result{Conv: c.Conv, Seq: seq, TS: prev.TS}, nil
+	}
+	cv, err := s.members.Get(ctx, c.Conv)
+	if err != nil {
+		return nil, err
+	}
+	// A group's owner (or admin) may recall anything, at any time; a sender
+	// their own message, within the window.
+	if role := cv.Members[c.From]; role == "owner" || role == "admin" {
+		return nil, nil
+	}
+	if target.From != c.From {
+		return nil, chaterr.New(chaterr.Forbidden, "only the sender or the group's owner may recall")
+	}
+	if age := s.opt.Now().Sub(time.UnixMilli(target.TS)); age > s.opt.RecallWindow {
+		return nil, chaterr.New(chaterr.RecallExpired, "the recall window of %v has passed", s.opt.RecallWindow)
+	}
+	return nil, nil
 }
 
 // event builds the event a command becomes.
@@ -497,6 +574,9 @@ func (s *Sequencer) appendAtomic(ctx context.Context, state map[string]*timeline
 func (s *Sequencer) settle(p *pending) {
 	p.result = &events.Result{Conv: p.ev.Conv, Seq: p.ev.Seq, TS: p.ev.TS}
 	s.recent.put(p.cmd.DedupeKey(), *p.result)
+	if p.cmd.Op == events.OpRecall && p.ev.Kind == events.KindRecall {
+		s.recent.put(recallKey(p.cmd.Conv, p.cmd.Target), *p.result)
+	}
 	if p.cmd.Op == events.OpJoin || p.cmd.Op == events.OpLeave {
 		s.members.Invalidate(p.cmd.Conv)
 	}

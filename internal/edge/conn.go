@@ -1,0 +1,654 @@
+package edge
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/jackc/pgx/v5"
+	"golang.org/x/time/rate"
+
+	"github.com/seqchat/seqchat/events"
+	"github.com/seqchat/seqchat/internal/auth"
+	"github.com/seqchat/seqchat/internal/chaterr"
+	"github.com/seqchat/seqchat/internal/presence"
+)
+
+// conn is one client connection. Its reader runs on the HTTP handler's
+// goroutine, its writer on one of its own; commands wait for their seq on
+// goroutines of their own, so that a slow command never stalls reading.
+type conn struct {
+	e      *Edge
+	user   string
+	origin string // "<edge>/<conn>", what the sequencer stores as Chat-Origin
+	pc     presence.Conn
+	limit  *rate.Limiter // nil: no limit
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	ws     *websocket.Conn
+	out    chan []byte   // the bounded outbound queue
+	done   chan struct{} // closed when the connection is to close
+
+	closeOnce sync.Once
+	closeCode int
+	closeText string
+
+	mu         sync.Mutex
+	streams    map[string]*stream
+	inFlight   map[string]int // conv+"/"+id of commands waiting for their seq
+	nInFlight  int
+	queue      []job // commands waiting to be published, in frame order
+	publishing bool  // a goroutine is draining queue
+}
+
+// job is a command waiting to be published.
+type job struct {
+	cmd   events.Command
+	start time.Time
+}
+
+func newConn(e *Edge, claims auth.Claims, id string) *conn {
+	ctx, cancel := context.WithCancel(e.ctx)
+	c := &conn{
+		e: e, user: claims.UserID, origin: e.opt.ID + "/" + id,
+		pc:  presence.Conn{User: claims.UserID, ID: id},
+		ctx: ctx, cancel: cancel,
+		out: make(chan []byte, e.opt.OutboundSize), done: make(chan struct{}),
+		streams: map[string]*stream{}, inFlight: map[string]int{},
+	}
+	if e.opt.RateLimits {
+		c.limit = rate.NewLimiter(rate.Limit(e.opt.CommandRate), e.opt.CommandBurst)
+	}
+	return c
+}
+
+// serve runs the connection until it ends.
+func (c *conn) serve(ws *websocket.Conn) {
+	c.ws = ws
+	writerDone := make(chan struct{})
+	go func() { defer close(writerDone); c.writeLoop() }()
+	err := c.readLoop()
+	if err != nil && !errorIs(err) && !errors.Is(err, websocket.ErrReadLimit) {
+		c.e.opt.Log.Debug("connection ended", "user", c.user, "conn", c.origin, "err", err)
+	}
+	c.close(websocket.CloseNormalClosure, "")
+	c.cancel()
+	<-writerDone
+	_ = ws.Close()
+}
+
+// close asks the writer to send a close frame and end the connection.
+func (c *conn) close(code int, text string) {
+	c.closeOnce.Do(func() {
+		c.closeCode, c.closeText = code, text
+		close(c.done)
+	})
+}
+
+func (c *conn) readLoop() error {
+	idle := c.e.opt.IdleTimeout
+	c.ws.SetReadLimit(maxFrame) // gorilla answers a bigger frame with 1009
+	_ = c.ws.SetReadDeadline(time.Now().Add(idle))
+	c.ws.SetPongHandler(func(string) error { return c.ws.SetReadDeadline(time.Now().Add(idle)) })
+	for {
+		_, data, err := c.ws.ReadMessage()
+		if err != nil {
+			return err
+		}
+		_ = c.ws.SetReadDeadline(time.Now().Add(idle))
+		c.e.m.framesIn.Inc()
+		c.handle(data)
+	}
+}
+
+func (c *conn) writeLoop() {
+	ping := time.NewTicker(c.e.opt.PingInterval)
+	defer ping.Stop()
+	for {
+		select {
+		case f := <-c.out:
+			_ = c.ws.SetWriteDeadline(time.Now().Add(writeWait))
+			if err := c.ws.WriteMessage(websocket.TextMessage, f); err != nil {
+				c.close(websocket.CloseAbnormalClosure, "")
+				_ = c.ws.NetConn().Close() // wake the reader
+				return
+			}
+			c.e.m.framesOut.Inc()
+		case <-ping.C:
+			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait)); err != nil {
+				_ = c.ws.NetConn().Close()
+				return
+			}
+		case <-c.done:
+			if c.closeCode != websocket.CloseAbnormalClosure {
+				_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(c.closeCode, c.closeText), time.Now().Add(time.Second))
+			}
+			// The reader sees the socket closed and returns.
+			_ = c.ws.NetConn().Close()
+			return
+		}
+	}
+}
+
+// send queues a frame without blocking. A client that lets its queue fill
+// up is dropped: memory must not grow with a slow reader.
+func (c *conn) send(f []byte) {
+	if f == nil || c.ctx.Err() != nil {
+		return
+	}
+	select {
+	case c.out <- f:
+	default:
+		if c.ctx.Err() == nil {
+			c.e.m.slow.Inc()
+			c.e.opt.Log.Info("dropping slow connection", "user", c.user, "conn", c.origin)
+		}
+		c.cancel()
+		c.close(websocket.ClosePolicyViolation, "too slow")
+	}
+}
+
+// sendPaced queues a frame of a sync replay, waiting while the queue is more
+// than half full: a replay may be larger than the queue.
+func (c *conn) sendPaced(f []byte) bool {
+	for len(c.out) > cap(c.out)/2 {
+		select {
+		case <-c.ctx.Done():
+			return false
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+	c.send(f)
+	return c.ctx.Err() == nil
+}
+
+// Frames.
+
+type ackFrame struct {
+	Type string `json:"type"`
+	ID   string `json:"id"`
+	Conv string `json:"conv"`
+	Seq  int64  `json:"seq,omitempty"`
+	TS   int64  `json:"ts,omitempty"`
+}
+
+type errorFrame struct {
+	Type    string `json:"type"`
+	ID      string `json:"id,omitempty"`
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+type pongFrame struct {
+	Type string `json:"type"`
+	ID   string `json:"id,omitempty"`
+}
+
+type syncedFrame struct {
+	Type  string           `json:"type"`
+	ID    string           `json:"id,omitempty"`
+	Heads map[string]int64 `json:"heads"`
+}
+
+func encode(v any) []byte {
+	b, _ := json.Marshal(v)
+	return b
+}
+
+func (c *conn) fail(id string, err error) {
+	if c.ctx.Err() != nil {
+		return // closed: nobody to tell
+	}
+	code := chaterr.CodeOf(err)
+	if code == chaterr.Internal || code == chaterr.Unavailable {
+		c.e.opt.Log.Warn("command failed", "user", c.user, "err", err)
+	}
+	c.send(encode(errorFrame{Type: "error", ID: id, Code: string(code), Message: chaterr.MessageOf(err)}))
+}
+
+// frame is any client frame.
+type frame struct {
+	Type    string           `json:"type"`
+	ID      string           `json:"id"`
+	Conv    string           `json:"conv"`
+	Body    json.RawMessage  `json:"body"`
+	Target  *int64           `json:"target"`
+	Seq     *int64           `json:"seq"`
+	Cursors map[string]int64 `json:"cursors"`
+}
+
+func badRequest(format string, args ...any) error {
+	return chaterr.New(chaterr.BadRequest, format, args...)
+}
+
+// handle answers one client frame. Nothing it does blocks on I/O.
+func (c *conn) handle(data []byte) {
+	var f frame
+	if b := bytes.TrimSpace(data); len(b) == 0 || b[0] != '{' {
+		c.fail("", badRequest("a frame is one JSON object"))
+		return
+	}
+	if err := json.Unmarshal(data, &f); err != nil {
+		id := f.ID
+		if !events.ValidID(id) {
+			id = ""
+		}
+		c.fail(id, badRequest("malformed frame: %v", err))
+		return
+	}
+	if f.ID != "" && !events.ValidID(f.ID) {
+		c.fail("", badRequest("id must be 1–64 of [A-Za-z0-9_-]"))
+		return
+	}
+	if f.Type == "ping" {
+		c.send(encode(pongFrame{Type: "pong", ID: f.ID}))
+		return
+	}
+	if err := c.check(&f); err != nil {
+		c.fail(f.ID, err)
+		return
+	}
+	if c.limit != nil && !c.limit.Allow() {
+		c.fail(f.ID, chaterr.New(chaterr.RateLimited, "too many commands; retry later with the same id"))
+		return
+	}
+	switch f.Type {
+	case "send":
+		c.submit(events.Command{Op: events.OpSend, ID: f.ID, Conv: f.Conv, From: c.user, Body: f.Body})
+	case "recall":
+		c.submit(events.Command{Op: events.OpRecall, ID: f.ID, Conv: f.Conv, From: c.user, Target: *f.Target})
+	case "read":
+		go c.read(f.ID, f.Conv, *f.Seq)
+	case "sync":
+		go c.sync(f.ID, f.Cursors)
+	}
+}
+
+// check validates a frame's fields for its type.
+func (c *conn) check(f *frame) error {
+	needConv := func() error {
+		if f.ID == "" {
+			return badRequest("%s needs an id", f.Type)
+		}
+		if f.Conv == "" {
+			return badRequest("%s needs a conv", f.Type)
+		}
+		if !events.ValidToken(f.Conv) {
+			return badRequest("conv %q is not a conversation id", f.Conv)
+		}
+		return nil
+	}
+	switch f.Type {
+	case "send":
+		if err := needConv(); err != nil {
+			return err
+		}
+		if len(f.Body) == 0 || string(f.Body) == "null" {
+			return badRequest("send needs a body")
+		}
+		if len(f.Body) > events.MaxBodySize {
+			return chaterr.New(chaterr.TooLarge, "body is over %d bytes", events.MaxBodySize)
+		}
+	case "recall":
+		if err := needConv(); err != nil {
+			return err
+		}
+		if f.Target == nil || *f.Target < 1 {
+			return badRequest("recall needs a target seq")
+		}
+	case "read":
+		if err := needConv(); err != nil {
+			return err
+		}
+		if f.Seq == nil || *f.Seq < 0 {
+			return badRequest("read needs a non-negative seq")
+		}
+	case "sync":
+		if len(f.Cursors) > maxSyncConvs {
+			return badRequest("a sync names at most %d conversations", maxSyncConvs)
+		}
+		for conv, cur := range f.Cursors {
+			if !events.ValidToken(conv) {
+				return badRequest("conv %q is not a conversation id", conv)
+			}
+			if cur < 0 {
+				return badRequest("cursor of %s must be a non-negative seq", conv)
+			}
+		}
+	case "":
+		return badRequest("frame needs a type")
+	default:
+		return badRequest("unknown frame type %q", f.Type)
+	}
+	return nil
+}
+
+// Commands.
+
+func inFlightKey(conv, id string) string { return conv + "/" + id }
+
+// submit queues cmd for publishing. Commands are published one at a time in
+// frame order, so one connection's messages keep their order in the
+// timeline; their answers are awaited concurrently.
+func (c *conn) submit(cmd events.Command) {
+	c.mu.Lock()
+	if c.nInFlight >= maxInFlight {
+		c.mu.Unlock()
+		c.fail(cmd.ID, chaterr.New(chaterr.Unavailable, "too many commands in flight; retry later with the same id"))
+		return
+	}
+	c.nInFlight++
+	c.inFlight[inFlightKey(cmd.Conv, cmd.ID)]++
+	c.queue = append(c.queue, job{cmd: cmd, start: time.Now()})
+	start := !c.publishing
+	c.publishing = true
+	c.mu.Unlock()
+	if start {
+		go c.publishLoop()
+	}
+}
+
+// publishLoop drains the publish queue and ends when it is empty, so that
+// an idle connection costs no goroutine.
+func (c *conn) publishLoop() {
+	for {
+		c.mu.Lock()
+		if len(c.queue) == 0 {
+			c.publishing = false
+			c.mu.Unlock()
+			return
+		}
+		j := c.queue[0]
+		c.queue[0] = job{}
+		c.queue = c.queue[1:]
+		c.mu.Unlock()
+
+		ctx, cancel := context.WithTimeout(c.ctx, c.e.opt.CommandTimeout)
+		p, err := c.e.cmds.Publish(ctx, j.cmd, c.origin)
+		if err != nil {
+			cancel()
+			c.answered(j, events.Result{}, err)
+			continue
+		}
+		go func() {
+			defer cancel()
+			res, err := p.Wait(ctx)
+			c.answered(j, res, err)
+		}()
+	}
+}
+
+// answered routes a command's result: the ack through the conversation's
+// stream (it is the arrival of its seq), an error straight out.
+func (c *conn) answered(j job, res events.Result, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	key := inFlightKey(j.cmd.Conv, j.cmd.ID)
+	c.nInFlight--
+	if c.inFlight[key]--; c.inFlight[key] <= 0 {
+		delete(c.inFlight, key)
+	}
+	if err != nil {
+		// An event already held as this command's place gets delivered as
+		// an event after all: no ack will take its place.
+		if s := c.streams[j.cmd.Conv]; s != nil && c.inFlight[key] == 0 {
+			s.disown(j.cmd.ID)
+			c.flush(j.cmd.Conv, s)
+		}
+		c.fail(j.cmd.ID, err)
+		return
+	}
+	c.e.m.ackTime.Observe(time.Since(j.start).Seconds())
+	ack := encode(ackFrame{Type: "ack", ID: j.cmd.ID, Conv: j.cmd.Conv, Seq: res.Seq, TS: res.TS})
+	s := c.stream(j.cmd.Conv)
+	if s.addAck(res.Seq, ack) {
+		c.send(ack)
+		return
+	}
+	c.flush(j.cmd.Conv, s)
+}
+
+// Delivery and order (see order.go).
+
+// stream returns conv's stream; c.mu is held.
+func (c *conn) stream(conv string) *stream {
+	s := c.streams[conv]
+	if s == nil {
+		s = newStream()
+		c.streams[conv] = s
+	}
+	return s
+}
+
+// arriveEvent takes an event from fanout or history.
+func (c *conn) arriveEvent(h eventHead, frame []byte) {
+	if frame == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.addEvent(h, frame)
+}
+
+// addEvent records an event; c.mu is held. An event of a command this
+// connection still waits on holds its place for the ack, which the
+// connection gets instead.
+func (c *conn) addEvent(h eventHead, frame []byte) {
+	s := c.stream(h.Conv)
+	s.addEvent(h.Seq, frame, c.ownID(h.Conv, h.ID, h.From))
+	c.flush(h.Conv, s)
+}
+
+// ownID returns id when the event is a command of this connection still
+// waiting for its answer; c.mu is held.
+func (c *conn) ownID(conv, id, from string) string {
+	if from == c.user && c.inFlight[inFlightKey(conv, id)] > 0 {
+		return id
+	}
+	return ""
+}
+
+// flush sends what conv's stream can deliver and arms gap repair when it
+// waits on a hole; c.mu is held.
+func (c *conn) flush(conv string, s *stream) {
+	for _, f := range s.next(nil) {
+		c.send(f)
+	}
+	if len(s.held) > 4*cap(c.out) {
+		// A hole history cannot fill, or a client that never drains.
+		c.e.m.slow.Inc()
+		c.cancel()
+		c.close(websocket.ClosePolicyViolation, "too far behind")
+		return
+	}
+	if _, _, ok := s.hole(); ok && s.timer == nil && !s.repairing {
+		s.timer = time.AfterFunc(c.e.opt.GapWait, func() { c.repair(conv) })
+	}
+}
+
+// repair reads a hole that did not fill by itself from history.
+func (c *conn) repair(conv string) {
+	c.mu.Lock()
+	s := c.streams[conv]
+	if s == nil {
+		c.mu.Unlock()
+		return
+	}
+	s.timer = nil
+	from, to, ok := s.hole()
+	if !ok || c.ctx.Err() != nil {
+		c.mu.Unlock()
+		return
+	}
+	to = min(to, from+maxReplay-1)
+	s.repairing = true
+	c.mu.Unlock()
+
+	ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
+	list, err := c.e.hist.Range(ctx, conv, from, to)
+	cancel()
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s.repairing = false
+	if err != nil {
+		if c.ctx.Err() == nil {
+			c.e.opt.Log.Warn("repair gap", "conv", conv, "from", from, "to", to, "err", err)
+			s.timer = time.AfterFunc(time.Second, func() { c.repair(conv) })
+		}
+		return
+	}
+	c.e.m.repairs.Inc()
+	for i := range list {
+		ev := &list[i]
+		s.addEvent(ev.Seq, eventFrame(ev.Encode()), c.ownID(conv, ev.ID, ev.From))
+	}
+	c.flush(conv, s)
+}
+
+// read stores the user's read pointer.
+func (c *conn) read(id, conv string, seq int64) {
+	ctx, cancel := context.WithTimeout(c.ctx, c.e.opt.CommandTimeout)
+	defer cancel()
+	if _, err := c.e.member(ctx, c.user, []string{conv}); err != nil {
+		c.fail(id, err)
+		return
+	}
+	head, err := c.e.hist.Head(ctx, conv)
+	if err != nil {
+		c.fail(id, err)
+		return
+	}
+	// Only forward, and never past the head.
+	if _, err := c.e.pool.Exec(ctx, "UPDATE members SET read_seq=greatest(read_seq, $3) WHERE conv_id=$1 AND user_id=$2",
+		conv, c.user, min(seq, head)); err != nil {
+		c.fail(id, chaterr.Wrap(chaterr.Unavailable, err, "store read pointer: store unavailable, try again"))
+		return
+	}
+	c.send(encode(ackFrame{Type: "ack", ID: id, Conv: conv}))
+}
+
+// sync replays what came after the client's cursors, then answers synced.
+// Live events of the named conversations that arrive meanwhile wait in their
+// streams and follow the synced frame, neither lost nor repeated.
+func (c *conn) sync(id string, cursors map[string]int64) {
+	ctx, cancel := context.WithTimeout(c.ctx, 30*time.Second)
+	defer cancel()
+	convs := make([]string, 0, len(cursors))
+	for conv := range cursors {
+		convs = append(convs, conv)
+	}
+	slices.Sort(convs)
+	joined, err := c.e.member(ctx, c.user, convs)
+	if err != nil {
+		c.fail(id, err)
+		return
+	}
+	// Hold the live events from here on: anything appended after the head
+	// read below arrives after this point.
+	c.mu.Lock()
+	for _, conv := range convs {
+		c.stream(conv).syncing++
+	}
+	c.mu.Unlock()
+	settled := false
+	defer func() {
+		if settled {
+			return
+		}
+		c.mu.Lock()
+		for _, conv := range convs {
+			s := c.streams[conv]
+			s.syncing--
+			c.flush(conv, s)
+		}
+		c.mu.Unlock()
+	}()
+
+	heads := make(map[string]int64, len(convs))
+	cursor := make(map[string]int64, len(convs))
+	for _, conv := range convs {
+		head, err := c.e.hist.Head(ctx, conv)
+		if err != nil {
+			c.fail(id, err)
+			return
+		}
+		heads[conv] = head
+		from := max(cursors[conv]+1, joined[conv])
+		to := min(head, from+maxReplay-1)
+		if from > to {
+			cursor[conv] = head // nothing after the cursor (or a cursor past the head)
+			continue
+		}
+		cursor[conv] = from - 1
+		list, err := c.e.hist.Range(ctx, conv, from, to)
+		if err != nil {
+			c.fail(id, err)
+			return
+		}
+		// Nothing else of conv enters the queue while it syncs, so these
+		// can go out without the lock, paced by the client's reading.
+		for i := range list {
+			if !c.sendPaced(eventFrame(list[i].Encode())) {
+				return
+			}
+		}
+		if n := len(list); n > 0 {
+			cursor[conv] = list[n-1].Seq
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	settled = true
+	var acks [][]byte
+	for _, conv := range convs {
+		acks = c.streams[conv].settle(cursor[conv], acks)
+	}
+	for _, a := range acks {
+		c.send(a)
+	}
+	c.send(encode(syncedFrame{Type: "synced", ID: id, Heads: heads}))
+	for _, conv := range convs {
+		c.flush(conv, c.streams[conv])
+	}
+}
+
+// member checks that user belongs to each of convs and returns the seq each
+// one's history starts at for them: not_found when a conversation does not
+// exist, forbidden when the user is not in it.
+func (e *Edge) member(ctx context.Context, user string, convs []string) (map[string]int64, error) {
+	joined := make(map[string]int64, len(convs))
+	if len(convs) == 0 {
+		return joined, nil
+	}
+	rows, err := e.pool.Query(ctx, `SELECT c.id, coalesce(m.role, ''), coalesce(m.joined_seq, 0)
+		FROM conversations c LEFT JOIN members m ON m.conv_id=c.id AND m.user_id=$2 WHERE c.id = ANY($1)`, convs, user)
+	if err != nil {
+		return nil, chaterr.Wrap(chaterr.Unavailable, err, "look up membership: store unavailable, try again")
+	}
+	roles := map[string]string{}
+	var conv, role string
+	var seq int64
+	if _, err := pgx.ForEachRow(rows, []any{&conv, &role, &seq}, func() error {
+		roles[conv], joined[conv] = role, seq
+		return nil
+	}); err != nil {
+		return nil, chaterr.Wrap(chaterr.Unavailable, err, "look up membership: store unavailable, try again")
+	}
+	for _, cv := range convs {
+		r, ok := roles[cv]
+		if !ok {
+			return nil, chaterr.New(chaterr.NotFound, "no conversation %q", cv)
+		}
+		if r == "" {
+			return nil, chaterr.New(chaterr.Forbidden, "you are not a member of conversation %q", cv)
+		}
+	}
+	return joined, nil
+}

@@ -1,0 +1,393 @@
+// Package edge terminates the clients' WebSocket connections (GET /v1/ws,
+// PROTOCOL.md): it authenticates them, records them in presence, turns their
+// frames into commands, and writes to them the acks of their commands and
+// the events fanout sends to this edge on deliver.<edge-id>, each
+// conversation in seq order with no gap and no duplicate (see order.go).
+//
+// An edge holds no state that outlives its connections: any edge can serve
+// any user, and a dead edge loses nothing a client was told was stored.
+package edge
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/seqchat/seqchat/events"
+	"github.com/seqchat/seqchat/internal/auth"
+	"github.com/seqchat/seqchat/internal/chaterr"
+	"github.com/seqchat/seqchat/internal/commands"
+	"github.com/seqchat/seqchat/internal/fanout"
+	"github.com/seqchat/seqchat/internal/presence"
+)
+
+// Publisher appends commands to CMDS in the order it is called.
+type Publisher interface {
+	Publish(ctx context.Context, cmd events.Command, origin string) (*commands.Pending, error)
+}
+
+// History reads a conversation's events by seq.
+type History interface {
+	Head(ctx context.Context, conv string) (int64, error)
+	Range(ctx context.Context, conv string, from, to int64) ([]events.Event, error)
+}
+
+// Presence records which connections this edge holds.
+type Presence interface {
+	Add(ctx context.Context, edge string, conns ...presence.Conn) error
+	Remove(ctx context.Context, edge string, conns ...presence.Conn) error
+	TTL() time.Duration
+}
+
+// Options configure an edge.
+type Options struct {
+	ID             string // the edge's id: it listens on deliver.<ID>
+	OutboundSize   int    // frames queued per connection before it is dropped as too slow
+	RateLimits     bool
+	CommandRate    float64 // commands per second per connection
+	CommandBurst   int
+	CommandTimeout time.Duration // how long a command waits for its seq
+	PingInterval   time.Duration
+	IdleTimeout    time.Duration // a connection silent this long is closed
+	GapWait        time.Duration // how long a hole may wait before it is read from history
+	Log            *slog.Logger
+	Metrics        prometheus.Registerer
+}
+
+func (o *Options) defaults() {
+	if o.OutboundSize <= 0 {
+		o.OutboundSize = 1024
+	}
+	if o.CommandRate <= 0 {
+		o.CommandRate = 50
+	}
+	if o.CommandBurst <= 0 {
+		o.CommandBurst = 100
+	}
+	if o.CommandTimeout <= 0 {
+		o.CommandTimeout = 10 * time.Second
+	}
+	if o.PingInterval <= 0 {
+		o.PingInterval = 25 * time.Second
+	}
+	if o.IdleTimeout <= 0 {
+		o.IdleTimeout = 75 * time.Second
+	}
+	if o.GapWait <= 0 {
+		o.GapWait = 150 * time.Millisecond
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.Metrics == nil {
+		o.Metrics = prometheus.NewRegistry()
+	}
+}
+
+// Protocol limits.
+const (
+	maxFrame     = 64 << 10 // a bigger frame closes the connection (1009)
+	maxInFlight  = 1024     // commands one connection may have waiting for their seq
+	maxSyncConvs = 1000     // conversations one sync may name
+	maxReplay    = 1000     // events one sync replays per conversation
+	writeWait    = 10 * time.Second
+)
+
+type metrics struct {
+	conns     prometheus.Gauge
+	framesIn  prometheus.Counter
+	framesOut prometheus.Counter
+	ackTime   prometheus.Histogram
+	delivery  prometheus.Histogram
+	slow      prometheus.Counter
+	repairs   prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	f := promauto.With(reg)
+	lat := prometheus.ExponentialBuckets(0.0005, 2, 15) // 0.5ms .. 8s
+	return &metrics{
+		conns:     f.NewGauge(prometheus.GaugeOpts{Name: "chat_edge_connections", Help: "Open WebSocket connections."}),
+		framesIn:  f.NewCounter(prometheus.CounterOpts{Name: "chat_edge_frames_in_total", Help: "Frames read from clients."}),
+		framesOut: f.NewCounter(prometheus.CounterOpts{Name: "chat_edge_frames_out_total", Help: "Frames written to clients."}),
+		ackTime:   f.NewHistogram(prometheus.HistogramOpts{Name: "chat_edge_ack_seconds", Help: "From reading a command to queueing its ack.", Buckets: lat}),
+		delivery:  f.NewHistogram(prometheus.HistogramOpts{Name: "chat_edge_delivery_seconds", Help: "From an event's ts to its arrival at the edge.", Buckets: lat}),
+		slow:      f.NewCounter(prometheus.CounterOpts{Name: "chat_edge_slow_consumers_total", Help: "Connections dropped because they did not drain their outbound queue."}),
+		repairs:   f.NewCounter(prometheus.CounterOpts{Name: "chat_edge_gap_repairs_total", Help: "Holes in a connection's event stream filled from history."}),
+	}
+}
+
+// Edge serves WebSocket connections.
+type Edge struct {
+	opt      Options
+	nc       *nats.Conn
+	cmds     Publisher
+	hist     History
+	pool     *pgxpool.Pool
+	tokens   *auth.Tokens
+	presence Presence
+	upgrader websocket.Upgrader
+	m        *metrics
+	sub      *nats.Subscription
+
+	// ctx is the parent of every connection's context; stop ends it.
+	ctx  context.Context
+	stop context.CancelFunc
+	wg   sync.WaitGroup // connections being served
+
+	mu      sync.RWMutex
+	closing bool
+	nextID  uint64
+	conns   map[*conn]struct{}
+	byUser  map[string]map[*conn]struct{}
+}
+
+// New returns an edge listening on deliver.<opt.ID>. It serves connections
+// once mounted, and until Run's context ends.
+func New(nc *nats.Conn, cmds Publisher, hist History, pool *pgxpool.Pool, tokens *auth.Tokens, pres Presence, opt Options) (*Edge, error) {
+	opt.defaults()
+	if !events.ValidToken(opt.ID) {
+		return nil, fmt.Errorf("edge id %q cannot be a subject token", opt.ID)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	e := &Edge{
+		opt: opt, nc: nc, cmds: cmds, hist: hist, pool: pool, tokens: tokens, presence: pres,
+		m: newMetrics(opt.Metrics), ctx: ctx, stop: stop,
+		conns: map[*conn]struct{}{}, byUser: map[string]map[*conn]struct{}{},
+		upgrader: websocket.Upgrader{
+			ReadBufferSize:  1024,
+			WriteBufferSize: 1024,
+			// One pool for all connections: an idle connection holds no
+			// write buffer.
+			WriteBufferPool: &sync.Pool{},
+			// Tokens, not cookies, authenticate: a foreign page cannot ride
+			// on a user's session, so any origin may connect.
+			CheckOrigin: func(*http.Request) bool { return true },
+		},
+	}
+	sub, err := nc.Subscribe(events.DeliverSubject(opt.ID), e.deliver)
+	if err != nil {
+		stop()
+		return nil, fmt.Errorf("subscribe to %s: %w", events.DeliverSubject(opt.ID), err)
+	}
+	// A burst beyond this is dropped by NATS and repaired from history.
+	_ = sub.SetPendingLimits(1<<20, 1<<30)
+	e.sub = sub
+	return e, nil
+}
+
+// Mount adds GET /v1/ws to mux.
+func (e *Edge) Mount(mux *http.ServeMux) { mux.Handle("GET /v1/ws", e) }
+
+// Run refreshes the edge's presence until ctx ends, then closes every
+// connection (1001) and removes the edge's presence.
+func (e *Edge) Run(ctx context.Context) error {
+	t := time.NewTicker(e.presence.TTL() / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			e.shutdown()
+			return nil
+		case <-t.C:
+			e.refresh(ctx)
+		}
+	}
+}
+
+func (e *Edge) refresh(ctx context.Context) {
+	e.mu.RLock()
+	list := make([]presence.Conn, 0, len(e.conns))
+	for c := range e.conns {
+		list = append(list, c.pc)
+	}
+	e.mu.RUnlock()
+	ctx, cancel := context.WithTimeout(ctx, e.presence.TTL()/3)
+	defer cancel()
+	if err := e.presence.Add(ctx, e.opt.ID, list...); err != nil {
+		e.opt.Log.Warn("refresh presence", "err", err, "conns", len(list))
+	}
+}
+
+func (e *Edge) shutdown() {
+	_ = e.sub.Unsubscribe()
+	e.mu.Lock()
+	e.closing = true
+	list := make([]*conn, 0, len(e.conns))
+	for c := range e.conns {
+		list = append(list, c)
+	}
+	e.mu.Unlock()
+	for _, c := range list {
+		c.close(websocket.CloseGoingAway, "server shutting down")
+	}
+	done := make(chan struct{})
+	go func() { e.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		e.opt.Log.Warn("connections still open at shutdown")
+	}
+	e.stop()
+}
+
+// ServeHTTP authenticates and upgrades a connection, then serves it.
+func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	claims, err := e.tokens.FromRequest(r, true)
+	if err == nil {
+		err = e.checkRevoked(r.Context(), claims.SessionID)
+	}
+	if err != nil {
+		httpError(w, err)
+		return
+	}
+	c, err := e.add(r.Context(), claims)
+	if err != nil {
+		httpError(w, err)
+		return
+	}
+	defer e.remove(c)
+	ws, err := e.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return // the upgrader has answered
+	}
+	c.serve(ws)
+}
+
+func httpError(w http.ResponseWriter, err error) {
+	code := chaterr.CodeOf(err)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(chaterr.HTTPStatus(code))
+	_ = json.NewEncoder(w).Encode(map[string]any{
+		"error": map[string]string{"code": string(code), "message": chaterr.MessageOf(err)},
+	})
+}
+
+// checkRevoked refuses a token whose session was logged out.
+func (e *Edge) checkRevoked(ctx context.Context, session string) error {
+	var revoked bool
+	err := e.pool.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM revoked_sessions WHERE session_id=$1)", session).Scan(&revoked)
+	if err != nil {
+		return chaterr.Wrap(chaterr.Unavailable, err, "check session: store unavailable, try again")
+	}
+	if revoked {
+		return chaterr.New(chaterr.Unauthorized, "session logged out")
+	}
+	return nil
+}
+
+// add registers a connection here and in presence before it is upgraded,
+// so that every event appended after its first sync is routed to this edge.
+func (e *Edge) add(ctx context.Context, claims auth.Claims) (*conn, error) {
+	e.mu.Lock()
+	if e.closing {
+		e.mu.Unlock()
+		return nil, chaterr.New(chaterr.Unavailable, "edge shutting down")
+	}
+	e.nextID++
+	id := strconv.FormatUint(e.nextID, 36)
+	c := newConn(e, claims, id)
+	e.conns[c] = struct{}{}
+	if e.byUser[c.user] == nil {
+		e.byUser[c.user] = map[*conn]struct{}{}
+	}
+	e.byUser[c.user][c] = struct{}{}
+	e.wg.Add(1)
+	e.mu.Unlock()
+	e.m.conns.Inc()
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := e.presence.Add(pctx, e.opt.ID, c.pc); err != nil {
+		e.remove(c)
+		return nil, chaterr.Wrap(chaterr.Unavailable, err, "presence unavailable, try again")
+	}
+	return c, nil
+}
+
+func (e *Edge) remove(c *conn) {
+	e.mu.Lock()
+	if _, ok := e.conns[c]; !ok {
+		e.mu.Unlock()
+		return
+	}
+	delete(e.conns, c)
+	if set := e.byUser[c.user]; set != nil {
+		delete(set, c)
+		if len(set) == 0 {
+			delete(e.byUser, c.user)
+		}
+	}
+	e.mu.Unlock()
+	c.cancel()
+	e.m.conns.Dec()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := e.presence.Remove(ctx, e.opt.ID, c.pc); err != nil {
+		// It expires by itself within the TTL.
+		e.opt.Log.Warn("remove presence", "err", err)
+	}
+	e.wg.Done()
+}
+
+// eventHead is what the edge reads of an event to route it.
+type eventHead struct {
+	Conv string `json:"conv"`
+	Seq  int64  `json:"seq"`
+	ID   string `json:"id"`
+	From string `json:"from"`
+	TS   int64  `json:"ts"`
+}
+
+// deliver hands an event fanout sent to this edge to its recipients'
+// connections. It runs on the subscription's goroutine and never blocks.
+func (e *Edge) deliver(m *nats.Msg) {
+	var h eventHead
+	if err := json.Unmarshal(m.Data, &h); err != nil || h.Conv == "" || h.Seq < 1 {
+		e.opt.Log.Warn("undecodable delivery; dropped", "err", err)
+		return
+	}
+	if h.TS > 0 {
+		e.m.delivery.Observe(max(0, float64(time.Now().UnixMilli()-h.TS)/1000))
+	}
+	frame := eventFrame(m.Data) // encoded once for every connection
+	var targets []*conn
+	e.mu.RLock()
+	for _, u := range strings.Fields(m.Header.Get(fanout.HeaderTo)) {
+		for c := range e.byUser[u] {
+			targets = append(targets, c)
+		}
+	}
+	e.mu.RUnlock()
+	for _, c := range targets {
+		c.arriveEvent(h, frame)
+	}
+}
+
+// eventFrame turns an event's JSON into its frame on the socket.
+func eventFrame(event []byte) []byte {
+	if len(event) < 2 || event[0] != '{' {
+		return nil
+	}
+	b := make([]byte, 0, len(event)+16)
+	b = append(b, `{"type":"event",`...)
+	return append(b, event[1:]...)
+}
+
+// errorIs reports whether err is a normal end of a connection.
+func errorIs(err error) bool {
+	return websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway, websocket.CloseNoStatusReceived) ||
+		errors.Is(err, context.Canceled)
+}

@@ -1,0 +1,182 @@
+// Package fanout is the projector that carries TIMELINE events to the edges
+// holding the connections of the conversations' members.
+//
+// For each batch of events it finds the members of each event's conversation
+// (an in-memory cache, invalidated by membership events), looks up on which
+// edges all those users are connected in one Redis round trip for the whole
+// batch, and publishes each event once per edge to core NATS
+// deliver.<edge>: the event's JSON exactly as TIMELINE holds it (encoded
+// once, by the sequencer), with the recipients and the connection the event
+// came from in headers. Delivery is at most once per edge: an edge that
+// misses one sees a seq jump and fetches the gap from history itself.
+package fanout
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/seqchat/seqchat/events"
+	"github.com/seqchat/seqchat/internal/chaterr"
+	"github.com/seqchat/seqchat/internal/consume"
+	"github.com/seqchat/seqchat/internal/membership"
+	"github.com/seqchat/seqchat/timeline"
+)
+
+// ConsumerName is the fanout projector's durable consumer on TIMELINE.
+const ConsumerName = "fanout"
+
+// HeaderTo carries the recipients of a delivery: user ids separated by
+// spaces. The event's origin connection travels in events.HeaderOrigin.
+const HeaderTo = "Chat-To"
+
+// Members answers who is in a conversation.
+type Members interface {
+	Get(ctx context.Context, conv string) (*membership.Conv, error)
+	Invalidate(conv string)
+}
+
+// Locator answers on which edges users are connected.
+type Locator interface {
+	Edges(ctx context.Context, users []string) (map[string][]string, error)
+}
+
+// Projector is the fanout projector.
+type Projector struct {
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	members Members
+	where   Locator
+	batch   int
+	log     *slog.Logger
+
+	published prometheus.Counter
+	lag       prometheus.Gauge
+	batchTime prometheus.Histogram
+}
+
+// New returns a fanout projector that reads up to batch events at a time.
+func New(nc *nats.Conn, js jetstream.JetStream, members Members, where Locator, batch int, log *slog.Logger, reg prometheus.Registerer) *Projector {
+	f := promauto.With(reg)
+	return &Projector{
+		nc: nc, js: js, members: members, where: where, batch: max(batch, 1), log: log,
+		published: f.NewCounter(prometheus.CounterOpts{Name: "chat_fanout_deliveries_total", Help: "Messages fanout published to edges (one per event and edge)."}),
+		lag:       f.NewGauge(prometheus.GaugeOpts{Name: "chat_fanout_pending_events", Help: "Events in TIMELINE fanout has not handled yet."}),
+		batchTime: f.NewHistogram(prometheus.HistogramOpts{Name: "chat_fanout_batch_seconds", Help: "Time to fan out one batch of events.", Buckets: prometheus.ExponentialBuckets(0.0002, 2, 14)}),
+	}
+}
+
+// Run fans out until ctx ends.
+func (p *Projector) Run(ctx context.Context) error {
+	cons, err := p.js.CreateOrUpdateConsumer(ctx, timeline.TimelineStream, jetstream.ConsumerConfig{
+		Durable:   ConsumerName,
+		AckPolicy: jetstream.AckExplicitPolicy,
+		AckWait:   30 * time.Second,
+		// Live delivery is only for what happens from now on: when fanout
+		// is first deployed, clients catch up on the past with sync.
+		DeliverPolicy: jetstream.DeliverNewPolicy,
+		MaxAckPending: 20 * p.batch,
+	})
+	if err != nil {
+		return fmt.Errorf("create consumer %s: %w", ConsumerName, err)
+	}
+	return consume.Batches(ctx, cons, p.batch, p.log, p.handle)
+}
+
+// item is one event of a batch on its way to the edges.
+type item struct {
+	msg    jetstream.Msg
+	to     []string // recipients
+	origin string
+}
+
+func (p *Projector) handle(ctx context.Context, msgs []jetstream.Msg) error {
+	start := time.Now()
+	items := make([]item, 0, len(msgs))
+	users := map[string]struct{}{}
+	for _, m := range msgs {
+		ev, err := events.DecodeEvent(m.Data())
+		if err != nil {
+			p.log.Error("undecodable event in TIMELINE; skipped", "subject", m.Subject(), "err", err)
+			continue
+		}
+		// A membership event changes who gets this event and what follows:
+		// forget the cached members before looking them up.
+		if ev.Kind == events.KindMemberJoined || ev.Kind == events.KindMemberLeft {
+			p.members.Invalidate(ev.Conv)
+		}
+		cv, err := p.members.Get(ctx, ev.Conv)
+		if chaterr.Is(err, chaterr.NotFound) {
+			continue // nobody to tell
+		}
+		if err != nil {
+			return fmt.Errorf("members of %s: %w", ev.Conv, err)
+		}
+		to := make([]string, 0, len(cv.Members)+1)
+		for u := range cv.Members {
+			to = append(to, u)
+		}
+		if ev.Kind == events.KindMemberLeft && cv.Members[ev.User] == "" {
+			to = append(to, ev.User) // the one who left learns it too
+		}
+		for _, u := range to {
+			users[u] = struct{}{}
+		}
+		items = append(items, item{msg: m, to: to, origin: m.Headers().Get(events.HeaderOrigin)})
+	}
+	list := make([]string, 0, len(users))
+	for u := range users {
+		list = append(list, u)
+	}
+	edges, err := p.where.Edges(ctx, list)
+	if err != nil {
+		return err
+	}
+	n := 0
+	for _, it := range items {
+		byEdge := map[string][]string{}
+		for _, u := range it.to {
+			for _, e := range edges[u] {
+				byEdge[e] = append(byEdge[e], u)
+			}
+		}
+		for edge, to := range byEdge {
+			out := nats.NewMsg(events.DeliverSubject(edge))
+			out.Data = it.msg.Data()
+			out.Header.Set(HeaderTo, strings.Join(to, " "))
+			if it.origin != "" {
+				out.Header.Set(events.HeaderOrigin, it.origin)
+			}
+			if err := p.nc.PublishMsg(out); err != nil {
+				return fmt.Errorf("deliver to edge %s: %w", edge, err)
+			}
+			n++
+		}
+	}
+	// One round trip per batch makes sure the deliveries left this process
+	// before their events are acked.
+	if n > 0 {
+		fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := p.nc.FlushWithContext(fctx)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("flush deliveries: %w", err)
+		}
+	}
+	for _, m := range msgs {
+		_ = m.Ack()
+	}
+	p.published.Add(float64(n))
+	p.batchTime.Observe(time.Since(start).Seconds())
+	if md, err := msgs[len(msgs)-1].Metadata(); err == nil {
+		p.lag.Set(float64(md.NumPending))
+	}
+	return nil
+}

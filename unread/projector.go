@@ -1,0 +1,171 @@
+package unread
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/seqchat/seqchat/events"
+	"github.com/seqchat/seqchat/internal/consume"
+	"github.com/seqchat/seqchat/internal/membership"
+	"github.com/seqchat/seqchat/timeline"
+)
+
+// ConsumerName is the unread projector's durable consumer on TIMELINE.
+const ConsumerName = "unread"
+
+// Members answers who is in a conversation.
+type Members interface {
+	Get(ctx context.Context, conv string) (*membership.Conv, error)
+	Invalidate(conv string)
+}
+
+// Ops turns events into projection ops, in order. Member events invalidate
+// members so that later events of the batch see the change.
+func Ops(ctx context.Context, members Members, evs []events.Event) ([]Op, error) {
+	var ops []Op
+	for _, e := range evs {
+		switch e.Kind {
+		case events.KindMessage:
+			cv, err := members.Get(ctx, e.Conv)
+			if err != nil {
+				return nil, err
+			}
+			for u := range cv.Members {
+				if u != e.From && cv.Joined[u] <= e.Seq {
+					ops = append(ops, Add(u, e.Conv, e.Seq))
+				}
+			}
+		case events.KindRecall:
+			cv, err := members.Get(ctx, e.Conv)
+			if err != nil {
+				return nil, err
+			}
+			ops = append(ops, Recalled(e.Conv, e.Target))
+			for u := range cv.Members {
+				ops = append(ops, Remove(u, e.Conv, e.Target))
+			}
+		case events.KindMemberJoined:
+			members.Invalidate(e.Conv)
+		case events.KindMemberLeft:
+			members.Invalidate(e.Conv)
+			ops = append(ops, Forget(e.User, e.Conv))
+		}
+	}
+	return ops, nil
+}
+
+// Projector keeps the projection up to date from TIMELINE.
+type Projector struct {
+	store   *Store
+	members Members
+	js      jetstream.JetStream
+	batch   int
+	log     *slog.Logger
+	applied prometheus.Counter
+	ops     prometheus.Counter
+}
+
+// NewProjector returns an unread projector.
+func NewProjector(store *Store, members Members, js jetstream.JetStream, batch int, log *slog.Logger, reg prometheus.Registerer) *Projector {
+	f := promauto.With(reg)
+	return &Projector{
+		store: store, members: members, js: js, batch: max(batch, 1), log: log,
+		applied: f.NewCounter(prometheus.CounterOpts{Name: "chat_unread_events_total", Help: "Events the unread projector applied."}),
+		ops:     f.NewCounter(prometheus.CounterOpts{Name: "chat_unread_redis_ops_total", Help: "Redis operations the unread projector issued."}),
+	}
+}
+
+// Run projects until ctx ends. Events are applied in stream order, one batch
+// per Redis round trip.
+func (p *Projector) Run(ctx context.Context) error {
+	cons, err := p.js.CreateOrUpdateConsumer(ctx, timeline.TimelineStream, jetstream.ConsumerConfig{
+		Durable:       ConsumerName,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       10 * time.Second,
+		MaxAckPending: 20 * p.batch,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		return fmt.Errorf("create consumer %s: %w", ConsumerName, err)
+	}
+	return consume.Batches(ctx, cons, p.batch, p.log, func(ctx context.Context, msgs []jetstream.Msg) error {
+		evs := make([]events.Event, 0, len(msgs))
+		for _, m := range msgs {
+			e, err := events.DecodeEvent(m.Data())
+			if err != nil {
+				p.log.Error("undecodable event in TIMELINE; skipped", "err", err)
+				continue
+			}
+			evs = append(evs, e)
+		}
+		if err := p.apply(ctx, evs); err != nil {
+			return err
+		}
+		for _, m := range msgs {
+			_ = m.Ack()
+		}
+		return nil
+	})
+}
+
+func (p *Projector) apply(ctx context.Context, evs []events.Event) error {
+	ops, err := Ops(ctx, p.members, evs)
+	if err != nil {
+		return err
+	}
+	if err := p.store.Apply(ctx, ops); err != nil {
+		return err
+	}
+	p.applied.Add(float64(len(evs)))
+	p.ops.Add(float64(len(ops)))
+	return nil
+}
+
+// Rebuild clears the projection and replays TIMELINE into it, then applies
+// the read pointers stored in Postgres. It returns how many events it replayed.
+func Rebuild(ctx context.Context, store *Store, pool *pgxpool.Pool, js jetstream.JetStream, batch int) (int, error) {
+	if err := store.Clear(ctx); err != nil {
+		return 0, err
+	}
+	members := membership.New(pool, 0)
+	// Read pointers first: a replayed message at or below one is not unread.
+	rows, err := pool.Query(ctx, "SELECT user_id, conv_id, read_seq FROM members WHERE read_seq > 0")
+	if err != nil {
+		return 0, fmt.Errorf("rebuild unread: read pointers: %w", err)
+	}
+	var ops []Op
+	for rows.Next() {
+		var u, c string
+		var seq int64
+		if err := rows.Scan(&u, &c, &seq); err != nil {
+			rows.Close()
+			return 0, fmt.Errorf("rebuild unread: %w", err)
+		}
+		ops = append(ops, Read(u, c, seq))
+	}
+	rows.Close()
+	if err := store.Apply(ctx, ops); err != nil {
+		return 0, err
+	}
+	n := 0
+	err = timeline.Replay(ctx, js, batch, func(stored []timeline.Stored) error {
+		evs := make([]events.Event, len(stored))
+		for i, s := range stored {
+			evs[i] = s.Event
+		}
+		ops, err := Ops(ctx, members, evs)
+		if err != nil {
+			return err
+		}
+		n += len(evs)
+		return store.Apply(ctx, ops)
+	})
+	return n, err
+}

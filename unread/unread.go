@@ -1,0 +1,207 @@
+// Package unread keeps the Redis projection of what each member has not read
+// and which messages were recalled.
+//
+// Per (user, conversation) a sorted set holds the seqs of unread messages
+// (score = member = seq): a message adds its seq for every member but its
+// sender, a read pointer removes every seq up to it, a recall removes its
+// target; the unread count is the set's cardinality. Each user also has a
+// hash of read pointers (so a replayed message older than the pointer is not
+// counted again) and a set of the conversations with unread messages. All of
+// a user's keys share the hash tag {user}, so they live in one Redis Cluster
+// slot and one script can touch them together. Recalled seqs are a set per
+// conversation, tagged by conversation.
+package unread
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync/atomic"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Store reads and writes the projection.
+type Store struct {
+	rdb    redis.UniversalClient
+	prefix string
+	loaded atomic.Bool // the scripts are in Redis's cache
+}
+
+// New returns a store whose keys all start with prefix.
+func New(rdb redis.UniversalClient, prefix string) *Store { return &Store{rdb: rdb, prefix: prefix} }
+
+func (s *Store) zkey(user, conv string) string { return s.prefix + "u:{" + user + "}:unread:" + conv }
+func (s *Store) convsKey(user string) string   { return s.prefix + "u:{" + user + "}:convs" }
+func (s *Store) readKey(user string) string    { return s.prefix + "u:{" + user + "}:read" }
+func (s *Store) recallKey(conv string) string  { return s.prefix + "c:{" + conv + "}:recalled" }
+
+// addScript adds a message's seq unless the user has already read past it.
+// KEYS: zset, convs set, read hash. ARGV: conv, seq.
+var addScript = redis.NewScript(`
+local read = tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '0')
+if tonumber(ARGV[2]) > read then
+  redis.call('ZADD', KEYS[1], ARGV[2], ARGV[2])
+  redis.call('SADD', KEYS[2], ARGV[1])
+end
+return 0`)
+
+// readScript moves a read pointer forward and drops what it covers.
+// KEYS: zset, convs set, read hash. ARGV: conv, seq.
+var readScript = redis.NewScript(`
+local read = tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '0')
+local seq = tonumber(ARGV[2])
+if seq > read then
+  redis.call('HSET', KEYS[3], ARGV[1], seq)
+  read = seq
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', read)
+if redis.call('ZCARD', KEYS[1]) == 0 then
+  redis.call('SREM', KEYS[2], ARGV[1])
+end
+return read`)
+
+// removeScript drops one seq (a recall) and forgets an emptied conversation.
+// KEYS: zset, convs set. ARGV: conv, seq.
+var removeScript = redis.NewScript(`
+redis.call('ZREM', KEYS[1], ARGV[2])
+if redis.call('ZCARD', KEYS[1]) == 0 then
+  redis.call('SREM', KEYS[2], ARGV[1])
+end
+return 0`)
+
+// Op is one change to the projection.
+type Op struct {
+	kind int
+	user string
+	conv string
+	seq  int64
+}
+
+const (
+	opAdd = iota
+	opRead
+	opRemove
+	opForget
+	opRecalled
+)
+
+// Add counts conv's message seq as unread for user.
+func Add(user, conv string, seq int64) Op { return Op{opAdd, user, conv, seq} }
+
+// Read moves user's read pointer in conv to seq (never back).
+func Read(user, conv string, seq int64) Op { return Op{opRead, user, conv, seq} }
+
+// Remove uncounts seq for user (its message was recalled).
+func Remove(user, conv string, seq int64) Op { return Op{opRemove, user, conv, seq} }
+
+// Forget drops user's state for conv (they left it).
+func Forget(user, conv string) Op { return Op{opForget, user, conv, 0} }
+
+// Recalled records that conv's message seq was recalled.
+func Recalled(conv string, seq int64) Op { return Op{opRecalled, "", conv, seq} }
+
+// Apply runs ops in one pipelined round trip. Every op is idempotent, so a
+// redelivered batch changes nothing.
+func (s *Store) Apply(ctx context.Context, ops []Op) error {
+	if len(ops) == 0 {
+		return nil
+	}
+	// Load the scripts once, so the pipeline can use EVALSHA; a restarted
+	// Redis forgets them (NOSCRIPT), and the retried batch loads them again.
+	if !s.loaded.Load() {
+		for _, sc := range []*redis.Script{addScript, readScript, removeScript} {
+			if err := sc.Load(ctx, s.rdb).Err(); err != nil {
+				return fmt.Errorf("load unread scripts: %w", err)
+			}
+		}
+		s.loaded.Store(true)
+	}
+	pipe := s.rdb.Pipeline()
+	for _, op := range ops {
+		seq := strconv.FormatInt(op.seq, 10)
+		switch op.kind {
+		case opAdd:
+			addScript.EvalSha(ctx, pipe, []string{s.zkey(op.user, op.conv), s.convsKey(op.user), s.readKey(op.user)}, op.conv, seq)
+		case opRead:
+			readScript.EvalSha(ctx, pipe, []string{s.zkey(op.user, op.conv), s.convsKey(op.user), s.readKey(op.user)}, op.conv, seq)
+		case opRemove:
+			removeScript.EvalSha(ctx, pipe, []string{s.zkey(op.user, op.conv), s.convsKey(op.user)}, op.conv, seq)
+		case opForget:
+			pipe.Del(ctx, s.zkey(op.user, op.conv))
+			pipe.SRem(ctx, s.convsKey(op.user), op.conv)
+			pipe.HDel(ctx, s.readKey(op.user), op.conv)
+		case opRecalled:
+			pipe.SAdd(ctx, s.recallKey(op.conv), seq)
+		}
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		if strings.Contains(err.Error(), "NOSCRIPT") {
+			s.loaded.Store(false)
+		}
+		return fmt.Errorf("apply %d unread ops: %w", len(ops), err)
+	}
+	return nil
+}
+
+// Counts returns user's unread count per conversation, only those above zero.
+func (s *Store) Counts(ctx context.Context, user string) (map[string]int64, error) {
+	convs, err := s.rdb.SMembers(ctx, s.convsKey(user)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("unread conversations of %s: %w", user, err)
+	}
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.IntCmd, len(convs))
+	for i, c := range convs {
+		cmds[i] = pipe.ZCard(ctx, s.zkey(user, c))
+	}
+	if len(convs) > 0 {
+		if _, err := pipe.Exec(ctx); err != nil {
+			return nil, fmt.Errorf("unread counts of %s: %w", user, err)
+		}
+	}
+	out := make(map[string]int64, len(convs))
+	for i, c := range convs {
+		if n := cmds[i].Val(); n > 0 {
+			out[c] = n
+		}
+	}
+	return out, nil
+}
+
+// IsRecalled reports whether conv's message seq was recalled.
+func (s *Store) IsRecalled(ctx context.Context, conv string, seq int64) (bool, error) {
+	ok, err := s.rdb.SIsMember(ctx, s.recallKey(conv), strconv.FormatInt(seq, 10)).Result()
+	if err != nil {
+		return false, fmt.Errorf("recall state of %s: %w", conv, err)
+	}
+	return ok, nil
+}
+
+// Clear deletes the whole projection (every key under the prefix that this
+// package writes), for a rebuild.
+func (s *Store) Clear(ctx context.Context) error {
+	for _, pattern := range []string{s.prefix + "u:{*}:unread:*", s.prefix + "u:{*}:convs", s.prefix + "u:{*}:read", s.prefix + "c:{*}:recalled"} {
+		iter := s.rdb.Scan(ctx, 0, pattern, 1000).Iterator()
+		var batch []string
+		for iter.Next(ctx) {
+			batch = append(batch, iter.Val())
+			if len(batch) == 500 {
+				if err := s.rdb.Del(ctx, batch...).Err(); err != nil {
+					return fmt.Errorf("clear unread: %w", err)
+				}
+				batch = batch[:0]
+			}
+		}
+		if err := iter.Err(); err != nil {
+			return fmt.Errorf("clear unread: %w", err)
+		}
+		if len(batch) > 0 {
+			if err := s.rdb.Del(ctx, batch...).Err(); err != nil {
+				return fmt.Errorf("clear unread: %w", err)
+			}
+		}
+	}
+	return nil
+}
