@@ -260,37 +260,55 @@ func (l *Log) locate(ctx context.Context, conv string, seq int64, lo uint64) (ui
 }
 
 type directReq struct {
-	Seq     uint64 `json:"seq,omitempty"`
-	LastFor string `json:"last_by_subj,omitempty"`
-	NextFor string `json:"next_by_subj,omitempty"`
-	Batch   int    `json:"batch,omitempty"`
+	Seq       uint64   `json:"seq,omitempty"`
+	LastFor   string   `json:"last_by_subj,omitempty"`
+	NextFor   string   `json:"next_by_subj,omitempty"`
+	Batch     int      `json:"batch,omitempty"`
+	MultiLast []string `json:"multi_last,omitempty"`
 }
 
-// direct runs a JetStream direct get, batched when r.Batch > 0.
+// direct runs a JetStream direct get on TIMELINE.
 func (l *Log) direct(ctx context.Context, r directReq) ([]Stored, error) {
-	req, _ := json.Marshal(r)
-	subj := "$JS.API.DIRECT.GET." + TimelineStream
-	if r.Batch == 0 {
-		resp, err := l.nc.RequestWithContext(ctx, subj, req)
+	msgs, err := directGet(ctx, l.nc, TimelineStream, r)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Stored, 0, len(msgs))
+	for _, m := range msgs {
+		s, err := decodeStored(m)
 		if err != nil {
-			return nil, fmt.Errorf("direct get %s: %w", TimelineStream, err)
-		}
-		m, ok, err := decodeDirect(resp)
-		if err != nil || !ok {
 			return nil, err
 		}
-		return []Stored{m}, nil
+		out = append(out, s)
 	}
-	inbox := l.nc.NewInbox()
-	sub, err := l.nc.SubscribeSync(inbox)
+	return out, nil
+}
+
+// directGet runs a direct get on stream and returns the messages found,
+// reading a batched or multi-subject answer up to its end-of-batch marker.
+func directGet(ctx context.Context, nc *nats.Conn, stream string, r directReq) ([]*nats.Msg, error) {
+	req, _ := json.Marshal(r)
+	subj := "$JS.API.DIRECT.GET." + stream
+	if r.Batch == 0 && len(r.MultiLast) == 0 {
+		resp, err := nc.RequestWithContext(ctx, subj, req)
+		if err != nil {
+			return nil, fmt.Errorf("direct get %s: %w", stream, err)
+		}
+		if ok, err := directFound(stream, resp); err != nil || !ok {
+			return nil, err
+		}
+		return []*nats.Msg{resp}, nil
+	}
+	inbox := nc.NewInbox()
+	sub, err := nc.SubscribeSync(inbox)
 	if err != nil {
-		return nil, fmt.Errorf("direct get %s: %w", TimelineStream, err)
+		return nil, fmt.Errorf("direct get %s: %w", stream, err)
 	}
 	defer sub.Unsubscribe()
-	if err := l.nc.PublishRequest(subj, inbox, req); err != nil {
-		return nil, fmt.Errorf("direct get %s: %w", TimelineStream, err)
+	if err := nc.PublishRequest(subj, inbox, req); err != nil {
+		return nil, fmt.Errorf("direct get %s: %w", stream, err)
 	}
-	var out []Stored
+	var out []*nats.Msg
 	for {
 		wait := 5 * time.Second
 		if dl, ok := ctx.Deadline(); ok {
@@ -298,37 +316,41 @@ func (l *Log) direct(ctx context.Context, r directReq) ([]Stored, error) {
 		}
 		resp, err := sub.NextMsg(wait)
 		if err != nil {
-			return nil, fmt.Errorf("direct get %s: %w", TimelineStream, err)
+			return nil, fmt.Errorf("direct get %s: %w", stream, err)
 		}
-		m, ok, err := decodeDirect(resp)
+		ok, err := directFound(stream, resp)
 		if err != nil {
 			return nil, err
 		}
 		if !ok {
 			return out, nil // end of batch, or nothing found
 		}
-		out = append(out, m)
+		out = append(out, resp)
 	}
 }
 
-// decodeDirect parses one direct-get answer; ok is false for the end-of-batch
-// marker and for "not found".
-func decodeDirect(m *nats.Msg) (Stored, bool, error) {
-	if status := m.Header.Get("Status"); status != "" {
-		switch status {
-		case "204", "404":
-			return Stored{}, false, nil
-		default:
-			return Stored{}, false, fmt.Errorf("direct get %s: status %s %s", TimelineStream, status, m.Header.Get("Description"))
-		}
+// directFound reports whether a direct-get answer is a message: false for
+// the end-of-batch marker and for "not found".
+func directFound(stream string, m *nats.Msg) (bool, error) {
+	switch status := m.Header.Get("Status"); status {
+	case "":
+		return true, nil
+	case "204", "404":
+		return false, nil
+	default:
+		return false, fmt.Errorf("direct get %s: status %s %s", stream, status, m.Header.Get("Description"))
 	}
+}
+
+// decodeStored parses a TIMELINE message from a direct get.
+func decodeStored(m *nats.Msg) (Stored, error) {
 	seq, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
 	if err != nil {
-		return Stored{}, false, fmt.Errorf("direct get %s: bad sequence header: %w", TimelineStream, err)
+		return Stored{}, fmt.Errorf("direct get %s: bad sequence header: %w", TimelineStream, err)
 	}
 	ev, err := events.DecodeEvent(m.Data)
 	if err != nil {
-		return Stored{}, false, err
+		return Stored{}, err
 	}
-	return Stored{Event: ev, StreamSeq: seq, Origin: m.Header.Get(events.HeaderOrigin)}, true, nil
+	return Stored{Event: ev, StreamSeq: seq, Origin: m.Header.Get(events.HeaderOrigin)}, nil
 }

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"slices"
@@ -202,6 +203,10 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger, roles ...Ro
 		}
 	}
 
+	if cfg.PprofAddr != "" {
+		// Profiles on their own listener, never on the public address.
+		go func() { log.Warn("pprof stopped", "err", http.ListenAndServe(cfg.PprofAddr, pprofMux())) }()
+	}
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return fail(fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err))
@@ -246,6 +251,14 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger, roles ...Ro
 		log.Info("stopped")
 	}()
 	return a, nil
+}
+
+func pprofMux() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
 }
 
 // openPostgres opens the pool, waiting for Postgres while it is not up yet

@@ -5,7 +5,6 @@ package commands
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"sync"
 
@@ -15,14 +14,12 @@ import (
 
 	"github.com/seqchat/seqchat/events"
 	"github.com/seqchat/seqchat/internal/chaterr"
-	"github.com/seqchat/seqchat/timeline"
 )
 
 // Submitter publishes commands and routes the sequencer's answers back.
 type Submitter struct {
 	nc         *nats.Conn
 	js         jetstream.JetStream
-	dedupe     jetstream.KeyValue
 	partitions int
 	prefix     string
 	sub        *nats.Subscription
@@ -33,11 +30,8 @@ type Submitter struct {
 
 // New subscribes to this process's answer subject.
 func New(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, partitions int) (*Submitter, error) {
-	kv, err := js.KeyValue(ctx, timeline.DedupeBucket)
-	if err != nil {
-		return nil, fmt.Errorf("open bucket %s: %w", timeline.DedupeBucket, err)
-	}
-	s := &Submitter{nc: nc, js: js, dedupe: kv, partitions: partitions, prefix: "_CHAT." + nuid.Next(), waiting: map[string]chan events.Result{}}
+	s := &Submitter{nc: nc, js: js, partitions: partitions, prefix: "_CHAT." + nuid.Next(), waiting: map[string]chan events.Result{}}
+	var err error
 	s.sub, err = nc.Subscribe(s.prefix+".*", s.deliver)
 	if err != nil {
 		return nil, fmt.Errorf("subscribe to answers: %w", err)
@@ -66,7 +60,7 @@ func (s *Submitter) deliver(m *nats.Msg) {
 
 // Submit appends cmd and waits until it is sequenced (or refused). origin
 // names the connection it came from, if any. A command id seen before, within
-// the dedupe TTL, answers its original result without appending anything.
+// the dedupe TTL, gets its original result: the sequencer appends nothing.
 func (s *Submitter) Submit(ctx context.Context, cmd events.Command, origin string) (events.Result, error) {
 	p, err := s.Publish(ctx, cmd, origin)
 	if err != nil {
@@ -81,7 +75,7 @@ type Pending struct {
 	s     *Submitter
 	token string
 	ch    chan events.Result
-	known *events.Result // answered from DEDUPE without publishing
+	ack   jetstream.PubAckFuture // CMDS storing the command
 }
 
 // Publish appends cmd to CMDS and returns without waiting for the sequencer.
@@ -89,9 +83,6 @@ type Pending struct {
 // sequencer in that order, which is how an edge keeps one connection's
 // messages in the order they were sent while many wait for their seq at once.
 func (s *Submitter) Publish(ctx context.Context, cmd events.Command, origin string) (*Pending, error) {
-	if r, ok := s.remembered(ctx, cmd.DedupeKey()); ok {
-		return &Pending{known: &r}, nil
-	}
 	p := &Pending{s: s, token: nuid.Next(), ch: make(chan events.Result, 1)}
 	s.mu.Lock()
 	s.waiting[p.token] = p.ch
@@ -106,20 +97,23 @@ func (s *Submitter) Publish(ctx context.Context, cmd events.Command, origin stri
 	// No Nats-Msg-Id here: a resend must reach the sequencer, which answers
 	// every copy with the original seq; CMDS dropping it would leave the
 	// resender without an answer.
-	if _, err := s.js.PublishMsg(ctx, m); err != nil {
+	// Asynchronous, yet in order: one connection's publishes reach CMDS in
+	// the order they were made.
+	f, err := s.js.PublishMsgAsync(m)
+	if err != nil {
 		p.forget()
 		return nil, chaterr.Wrap(chaterr.Unavailable, err, "command queue unavailable")
 	}
+	p.ack = f
 	return p, nil
 }
 
 // Wait blocks until the sequencer answers or ctx ends.
 func (p *Pending) Wait(ctx context.Context) (events.Result, error) {
-	if p.known != nil {
-		return *p.known, nil
-	}
 	defer p.forget()
 	select {
+	case err := <-p.ack.Err():
+		return events.Result{}, chaterr.Wrap(chaterr.Unavailable, err, "command queue unavailable; resend with the same id")
 	case r := <-p.ch:
 		if r.Code != "" {
 			return r, chaterr.New(chaterr.Code(r.Code), "%s", r.Message)
@@ -134,22 +128,4 @@ func (p *Pending) forget() {
 	p.s.mu.Lock()
 	delete(p.s.waiting, p.token)
 	p.s.mu.Unlock()
-}
-
-// remembered looks cmd's id up in DEDUPE, for resends older than the
-// duplicate windows.
-func (s *Submitter) remembered(ctx context.Context, key string) (events.Result, bool) {
-	e, err := s.dedupe.Get(ctx, key)
-	if err != nil {
-		if !errors.Is(err, jetstream.ErrKeyNotFound) {
-			// Not fatal: the sequencer still catches recent duplicates.
-			return events.Result{}, false
-		}
-		return events.Result{}, false
-	}
-	var r events.Result
-	if json.Unmarshal(e.Value(), &r) != nil || r.Seq == 0 {
-		return events.Result{}, false
-	}
-	return r, true
 }

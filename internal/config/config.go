@@ -14,6 +14,7 @@ import (
 // Config is the whole configuration of a process.
 type Config struct {
 	HTTPAddr     string
+	PprofAddr    string
 	PostgresURL  string
 	RedisURL     string
 	RedisPrefix  string
@@ -87,6 +88,7 @@ func Load(args []string, getenv func(string) string) (Config, error) {
 	}
 	var rateLimits string
 	str(&c.HTTPAddr, "http-addr", "CHAT_HTTP_ADDR", "127.0.0.1:8080", "address of REST, /v1/ws and the health and metrics endpoints")
+	str(&c.PprofAddr, "pprof-addr", "CHAT_PPROF_ADDR", "", "address of a separate net/http/pprof listener; empty: none")
 	str(&c.PostgresURL, "postgres-url", "CHAT_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/chat?sslmode=disable", "PostgreSQL URL; the database is created if missing")
 	str(&c.RedisURL, "redis-url", "CHAT_REDIS_URL", "redis://127.0.0.1:6379/0", "Redis URL")
 	str(&c.RedisPrefix, "redis-prefix", "CHAT_REDIS_PREFIX", "", "prefix of every Redis key (to share one Redis)")

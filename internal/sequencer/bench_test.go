@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/seqchat/seqchat/events"
+	"github.com/seqchat/seqchat/internal/config"
 	"github.com/seqchat/seqchat/internal/testenv"
 	"github.com/seqchat/seqchat/timeline"
 )
@@ -20,9 +21,30 @@ import (
 // TIMELINE.
 //
 //	go test -run '^$' -bench Sequencer -benchtime 200000x ./internal/sequencer/
+//
+// file is the default deployment (one file-backed replica), with traffic
+// spread over 1,000 conversations and concentrated on 10; memory-atomic shows
+// what JetStream's atomic batches give where staging them is cheap.
 func BenchmarkSequencer(b *testing.B) {
-	const convs = 1000
-	r := newRig(b, nil)
+	for _, mode := range []struct {
+		name    string
+		storage string
+		atomic  bool
+		convs   int
+	}{
+		{"file/1000convs", "file", false, 1000},
+		{"file/10convs", "file", false, 10},
+		{"memory-atomic/1000convs", "memory", true, 1000},
+	} {
+		b.Run(mode.name, func(b *testing.B) {
+			r := newRig(b, func(c *config.Config) { c.StreamStorage = mode.storage; c.Partitions = 8 })
+			r.atomic = mode.atomic
+			benchSequencer(b, r, mode.convs)
+		})
+	}
+}
+
+func benchSequencer(b *testing.B, r *rig, convs int) {
 	members := []string{"alice", "bob"}
 	for c := 0; c < convs; c++ {
 		conv := fmt.Sprintf("c%04d", c)

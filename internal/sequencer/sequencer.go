@@ -53,10 +53,11 @@ type Options struct {
 	Batch        int
 	LeaseTTL     time.Duration
 	RecallWindow time.Duration
-	// AtomicBatches appends each batch as one JetStream atomic batch: one
+	// AtomicBatches appends every batch as one JetStream atomic batch: one
 	// round trip and, on a cluster, one Raft proposal. Worth it where
 	// JetStream stages batches cheaply (memory or replicated streams); a
-	// single file-backed replica stages them in fsynced files.
+	// single file-backed replica stages them in synced files, so there only
+	// batches with a busy conversation go atomic.
 	AtomicBatches bool
 	// History answers recall's questions; without it recall is refused.
 	History History
@@ -74,6 +75,7 @@ type Sequencer struct {
 	tl      *timeline.Log
 	members Members
 	leases  jetstream.KeyValue
+	dedupe  *timeline.Dedupe
 	recent  *recent
 
 	appended  prometheus.Counter
@@ -108,7 +110,7 @@ func New(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, members Mem
 	}
 	f := promauto.With(opt.Metrics)
 	return &Sequencer{
-		opt: opt, nc: nc, js: js, tl: timeline.New(nc, js), members: members, leases: leases,
+		opt: opt, nc: nc, js: js, tl: timeline.New(nc, js), members: members, leases: leases, dedupe: timeline.NewDedupe(nc, js),
 		recent:    newRecent(200_000),
 		appended:  f.NewCounter(prometheus.CounterOpts{Name: "chat_sequencer_events_appended_total", Help: "Events appended to TIMELINE."}),
 		refused:   f.NewCounterVec(prometheus.CounterOpts{Name: "chat_sequencer_commands_refused_total", Help: "Commands refused, by code."}, []string{"code"}),
@@ -237,39 +239,52 @@ type pending struct {
 func (s *Sequencer) process(ctx context.Context, state map[string]*timeline.Position, msgs []jetstream.Msg) error {
 	start := time.Now()
 	work := make([]*pending, 0, len(msgs))
-	recalling := map[string]*pending{}
+	var unseen []string // dedupe keys not in memory: ask DEDUPE, all at once
 	for _, m := range msgs {
 		p := &pending{reply: m.Headers().Get(events.HeaderReply), origin: m.Headers().Get(events.HeaderOrigin)}
-		cmd, err := events.DecodeCommand(m.Data())
-		if err != nil {
+		if cmd, err := events.DecodeCommand(m.Data()); err != nil {
 			p.result = refusal(chaterr.New(chaterr.BadRequest, "malformed command"))
+		} else if r, ok := s.recent.get(cmd.DedupeKey()); ok {
+			p.cmd, p.result = cmd, &r
+			s.dups.Inc()
 		} else {
 			p.cmd = cmd
-			if r, ok := s.recent.get(cmd.DedupeKey()); ok {
-				s.dups.Inc()
-				p.result = &r
-			} else if err := s.check(ctx, &p.cmd); err != nil {
-				if chaterr.CodeOf(err) == chaterr.Unavailable || chaterr.CodeOf(err) == chaterr.Internal {
-					return err // Postgres is away: retry the batch later, refuse nothing
-				}
+			unseen = append(unseen, cmd.DedupeKey())
+		}
+		work = append(work, p)
+	}
+	remembered, err := s.dedupe.Lookup(ctx, unseen)
+	if err != nil {
+		return fmt.Errorf("look up command ids: %w", err)
+	}
+	recalling := map[string]*pending{}
+	for _, p := range work {
+		if p.result != nil {
+			continue
+		}
+		if r, ok := remembered[p.cmd.DedupeKey()]; ok {
+			p.result = &r
+			s.dups.Inc()
+		} else if err := s.check(ctx, &p.cmd); err != nil {
+			if chaterr.CodeOf(err) == chaterr.Unavailable || chaterr.CodeOf(err) == chaterr.Internal {
+				return err // Postgres is away: retry the batch later, refuse nothing
+			}
+			p.result = refusal(err)
+		} else if p.cmd.Op == events.OpRecall {
+			key := recallKey(p.cmd.Conv, p.cmd.Target)
+			if first, ok := recalling[key]; ok {
+				p.sameAs, p.result = first, &events.Result{}
+			} else if res, err := s.checkRecall(ctx, &p.cmd); err != nil {
 				p.result = refusal(err)
-			} else if cmd.Op == events.OpRecall {
-				key := recallKey(cmd.Conv, cmd.Target)
-				if first, ok := recalling[key]; ok {
-					p.sameAs, p.result = first, &events.Result{}
-				} else if res, err := s.checkRecall(ctx, &p.cmd); err != nil {
-					p.result = refusal(err)
-				} else if res != nil {
-					p.result = res
-				} else {
-					recalling[key] = p
-				}
+			} else if res != nil {
+				p.result = res
+			} else {
+				recalling[key] = p
 			}
 		}
 		if p.result != nil && p.result.Code != "" {
 			s.refused.WithLabelValues(p.result.Code).Inc()
 		}
-		work = append(work, p)
 	}
 	if err := s.append(ctx, state, work); err != nil {
 		return err
@@ -286,10 +301,9 @@ func (s *Sequencer) process(ctx context.Context, state map[string]*timeline.Posi
 		if p.ev.Seq == 0 || p.result == nil || p.result.Code != "" {
 			continue
 		}
-		b, _ := json.Marshal(p.result)
-		f, err := s.js.PublishAsync("$KV."+timeline.DedupeBucket+"."+p.cmd.DedupeKey(), b)
+		f, err := s.dedupe.Remember(p.cmd.DedupeKey(), *p.result)
 		if err != nil {
-			return fmt.Errorf("remember command ids: %w", err)
+			return err
 		}
 		futures = append(futures, f)
 	}
@@ -453,7 +467,14 @@ func (s *Sequencer) append(ctx context.Context, state map[string]*timeline.Posit
 	if len(order) == 0 {
 		return nil
 	}
-	if s.opt.AtomicBatches {
+	deepest := 0
+	for _, q := range queues {
+		deepest = max(deepest, len(q))
+	}
+	// Rounds cost a round trip per command of the busiest conversation;
+	// an atomic batch one for all (plus, on a single file replica, staging
+	// it in a synced file): worth it once a conversation is busy.
+	if s.opt.AtomicBatches || deepest > 2 {
 		done, err := s.appendAtomic(ctx, state, work, ts)
 		if done || err != nil {
 			return err
