@@ -69,6 +69,17 @@ type Result struct {
 	Message string `json:"message,omitempty"`
 }
 
+// Answers. A command's reply subject (HeaderReply) is "<prefix>.<token>";
+// the sequencer may answer several commands that share a prefix with one
+// message on "<prefix>.<ReplyBatchToken>" holding their []Answer.
+const ReplyBatchToken = "_b"
+
+// Answer is one command's result inside a batched reply.
+type Answer struct {
+	Token  string `json:"t"`
+	Result Result `json:"r"`
+}
+
 // ValidID reports whether s is a valid client-chosen command id:
 // 1–64 characters of [A-Za-z0-9_-].
 func ValidID(s string) bool {

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -78,6 +79,11 @@ func Ensure(ctx context.Context, js jetstream.JetStream, s Settings) error {
 		AllowAtomicPublish: true,
 	}}
 	for _, cfg := range streams {
+		// Update only what changed: most starts change nothing, and an
+		// update while other processes create consumers is wasted work.
+		if st, err := js.Stream(ctx, cfg.Name); err == nil && sameStream(st.CachedInfo().Config, cfg) {
+			continue
+		}
 		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
 			return fmt.Errorf("create or update stream %s: %w", cfg.Name, err)
 		}
@@ -95,11 +101,27 @@ func Ensure(ctx context.Context, js jetstream.JetStream, s Settings) error {
 		{Bucket: LeaseBucket, Description: "which sequencer owns which partition", TTL: leaseTTL, Storage: jetstream.MemoryStorage, Replicas: s.Replicas},
 	}
 	for _, cfg := range buckets {
+		if kv, err := js.KeyValue(ctx, cfg.Bucket); err == nil {
+			if st, err := kv.Status(ctx); err == nil {
+				have := st.Config()
+				if have.TTL == cfg.TTL && have.Replicas == cfg.Replicas && have.Storage == cfg.Storage && have.Description == cfg.Description {
+					continue
+				}
+			}
+		}
 		if _, err := js.CreateOrUpdateKeyValue(ctx, cfg); err != nil {
 			return fmt.Errorf("create or update bucket %s: %w", cfg.Bucket, err)
 		}
 	}
 	return nil
+}
+
+// sameStream reports whether have already has every setting want sets.
+func sameStream(have, want jetstream.StreamConfig) bool {
+	return slices.Equal(have.Subjects, want.Subjects) && have.Description == want.Description &&
+		have.Retention == want.Retention && have.Storage == want.Storage && have.Replicas == want.Replicas &&
+		have.Duplicates == want.Duplicates && have.MaxAge == want.MaxAge && have.MaxBytes == want.MaxBytes &&
+		have.Discard == want.Discard && have.AllowDirect == want.AllowDirect && have.AllowAtomicPublish == want.AllowAtomicPublish
 }
 
 // ErrConflict means another writer appended to a conversation first: reload

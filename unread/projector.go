@@ -85,15 +85,15 @@ func NewProjector(store *Store, members Members, js jetstream.JetStream, batch i
 // Run projects until ctx ends. Events are applied in stream order, one batch
 // per Redis round trip.
 func (p *Projector) Run(ctx context.Context) error {
-	cons, err := p.js.CreateOrUpdateConsumer(ctx, timeline.TimelineStream, jetstream.ConsumerConfig{
+	cons, err := consume.Reset(ctx, p.js, timeline.TimelineStream, jetstream.ConsumerConfig{
 		Durable:       ConsumerName,
-		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckPolicy:     jetstream.AckAllPolicy, // one ack a batch: one active projector (lease)
 		AckWait:       10 * time.Second,
 		MaxAckPending: 20 * p.batch,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 	})
 	if err != nil {
-		return fmt.Errorf("create consumer %s: %w", ConsumerName, err)
+		return err
 	}
 	return consume.Batches(ctx, cons, p.batch, p.log, func(ctx context.Context, msgs []jetstream.Msg) error {
 		evs := make([]events.Event, 0, len(msgs))
@@ -108,9 +108,7 @@ func (p *Projector) Run(ctx context.Context) error {
 		if err := p.apply(ctx, evs); err != nil {
 			return err
 		}
-		for _, m := range msgs {
-			_ = m.Ack()
-		}
+		_ = msgs[len(msgs)-1].Ack() // AckAll: acks the whole batch
 		return nil
 	})
 }

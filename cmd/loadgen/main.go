@@ -15,11 +15,14 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,8 +36,15 @@ func main() {
 	convs := flag.Int("convs", 100, "direct conversations; each connection sends in one")
 	rate := flag.Float64("rate", 10000, "messages per second, all connections together")
 	dur := flag.Duration("duration", 20*time.Second, "how long to send")
+	idle := flag.Int("idle", 0, "instead of sending: hold this many idle connections and report the server's RSS per connection (from its /metrics)")
 	flag.Parse()
-	if err := run(*base, *conns, *convs, *rate, *dur); err != nil {
+	var err error
+	if *idle > 0 {
+		err = idleRun(*base, *idle)
+	} else {
+		err = run(*base, *conns, *convs, *rate, *dur)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "loadgen:", err)
 		os.Exit(1)
 	}
@@ -229,5 +239,76 @@ func call(base, method, path, token string, in, out any) error {
 	if out != nil {
 		return json.NewDecoder(resp.Body).Decode(out)
 	}
+	return nil
+}
+
+// idleRun opens n idle connections (100 users, many devices each) and
+// reports how much the server's resident memory grew per connection.
+func idleRun(base string, n int) error {
+	rss := func() (float64, error) {
+		resp, err := http.Get(base + "/metrics")
+		if err != nil {
+			return 0, err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "process_resident_memory_bytes "); ok {
+				return strconv.ParseFloat(strings.TrimSpace(v), 64)
+			}
+		}
+		return 0, fmt.Errorf("no process_resident_memory_bytes in %s/metrics", base)
+	}
+	tag := strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
+	users := min(100, n)
+	tokens := make([]string, users)
+	for i := range tokens {
+		name := fmt.Sprintf("idle%s_%d", tag, i)
+		if err := call(base, "POST", "/v1/users", "", map[string]string{"username": name, "password": "loadgen-password"}, nil); err != nil {
+			return fmt.Errorf("register: %w", err)
+		}
+		var s struct {
+			Token string `json:"token"`
+		}
+		if err := call(base, "POST", "/v1/sessions", "", map[string]string{"username": name, "password": "loadgen-password"}, &s); err != nil {
+			return fmt.Errorf("login: %w", err)
+		}
+		tokens[i] = s.Token
+	}
+	runtime.GC()
+	time.Sleep(2 * time.Second)
+	before, err := rss()
+	if err != nil {
+		return err
+	}
+	u, _ := url.Parse(base)
+	u.Scheme = map[string]string{"https": "wss"}[u.Scheme]
+	if u.Scheme == "" {
+		u.Scheme = "ws"
+	}
+	u.Path = "/v1/ws"
+	conns := make([]*websocket.Conn, 0, n)
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	dialer := websocket.Dialer{ReadBufferSize: 256, WriteBufferSize: 256, HandshakeTimeout: 30 * time.Second}
+	for i := 0; i < n; i++ {
+		q := u
+		q.RawQuery = "token=" + url.QueryEscape(tokens[i%users])
+		c, _, err := dialer.Dial(q.String(), nil)
+		if err != nil {
+			return fmt.Errorf("dial %d: %w", i, err)
+		}
+		conns = append(conns, c)
+	}
+	time.Sleep(5 * time.Second) // let the server settle (presence refresh, GC)
+	after, err := rss()
+	if err != nil {
+		return err
+	}
+	fmt.Printf("%d idle connections: server RSS %.1f MiB -> %.1f MiB, %.1f KiB per connection\n",
+		n, before/(1<<20), after/(1<<20), (after-before)/float64(n)/1024)
 	return nil
 }

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	"math"
 	"net/http"
 	"regexp"
 	"time"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/seqchat/seqchat/internal/auth"
 	"github.com/seqchat/seqchat/internal/chaterr"
+	"github.com/seqchat/seqchat/internal/ratelimit"
 )
 
 var usernameRE = regexp.MustCompile(`^[a-z0-9_.-]{3,32}$`)
@@ -27,11 +29,9 @@ func isUniqueViolation(err error) bool {
 	return errors.As(err, &pgErr) && pgErr.Code == "23505"
 }
 
-func (a *API) register(w http.ResponseWriter, r *http.Request) error {
-	var req struct{ Username, Password string }
-	if err := decode(r, &req); err != nil {
-		return err
-	}
+type registerRequest struct{ Username, Password string }
+
+func (req *registerRequest) validate() error {
 	if !usernameRE.MatchString(req.Username) {
 		return chaterr.New(chaterr.BadRequest, "username must be 3–32 of [a-z0-9_.-]")
 	}
@@ -40,6 +40,21 @@ func (a *API) register(w http.ResponseWriter, r *http.Request) error {
 	}
 	if len(req.Password) > 72 {
 		return chaterr.New(chaterr.BadRequest, "password must be at most 72 bytes")
+	}
+	return nil
+}
+
+func (a *API) register(w http.ResponseWriter, r *http.Request) error {
+	var req registerRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	if err := req.validate(); err != nil {
+		return err
+	}
+	addrKey := "signup:addr:" + a.clientAddr(r)
+	if err := a.over(r.Context(), addrKey, a.opt.SignupsPerAddr, "too many accounts created from this address"); err != nil {
+		return err
 	}
 	hash, err := auth.HashPassword(req.Password, a.opt.PasswordCost)
 	if err != nil {
@@ -53,26 +68,53 @@ func (a *API) register(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return unavailable("create user", err)
 	}
+	a.hit(r.Context(), addrKey, a.opt.SignupsPerAddr)
 	writeJSON(w, http.StatusCreated, map[string]string{"id": id, "username": req.Username})
 	return nil
 }
 
+type loginRequest struct{ Username, Password, Device string }
+
 func (a *API) login(w http.ResponseWriter, r *http.Request) error {
-	var req struct{ Username, Password, Device string }
+	var req loginRequest
 	if err := decode(r, &req); err != nil {
 		return err
 	}
+	// Failed logins count against the address and, for a name that could
+	// exist, against the username: guessing one account's password from
+	// many addresses, or many accounts' from one, both hit a wall.
+	ctx := r.Context()
+	keys := []string{"login-fail:addr:" + a.clientAddr(r)}
+	limits := []ratelimit.Limit{a.opt.LoginFailuresPerAddr}
+	if usernameRE.MatchString(req.Username) {
+		keys = append(keys, "login-fail:user:"+req.Username)
+		limits = append(limits, a.opt.LoginFailuresPerUser)
+	}
+	for i, k := range keys {
+		if err := a.over(ctx, k, limits[i], "too many failed logins"); err != nil {
+			return err
+		}
+	}
+	failed := func() error {
+		for i, k := range keys {
+			a.hit(ctx, k, limits[i])
+		}
+		return chaterr.New(chaterr.Unauthorized, "wrong username or password")
+	}
 	var id, hash string
-	err := a.pool.QueryRow(r.Context(), "SELECT id, password_hash FROM users WHERE username=$1", req.Username).Scan(&id, &hash)
+	err := a.pool.QueryRow(ctx, "SELECT id, password_hash FROM users WHERE username=$1", req.Username).Scan(&id, &hash)
 	if errors.Is(err, pgx.ErrNoRows) {
 		auth.CheckPassword(dummyHash, req.Password)
-		return chaterr.New(chaterr.Unauthorized, "wrong username or password")
+		return failed()
 	}
 	if err != nil {
 		return unavailable("look up user", err)
 	}
 	if !auth.CheckPassword(hash, req.Password) {
-		return chaterr.New(chaterr.Unauthorized, "wrong username or password")
+		return failed()
+	}
+	if len(keys) > 1 && a.opt.Limits != nil {
+		_ = a.opt.Limits.Reset(ctx, keys[1], limits[1]) // the owner got in: start over
 	}
 	if len(req.Device) > 64 {
 		req.Device = req.Device[:64]
@@ -86,6 +128,13 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *API) logout(w http.ResponseWriter, r *http.Request, c auth.Claims) error {
+	if a.opt.Revocations != nil {
+		if err := a.opt.Revocations.Revoke(r.Context(), c); err != nil {
+			return err
+		}
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	}
 	_, err := a.pool.Exec(r.Context(), "INSERT INTO revoked_sessions (session_id, expires_at) VALUES ($1, $2) ON CONFLICT DO NOTHING", c.SessionID, c.ExpiresAt)
 	if err != nil {
 		return unavailable("revoke session", err)
@@ -94,8 +143,12 @@ func (a *API) logout(w http.ResponseWriter, r *http.Request, c auth.Claims) erro
 	return nil
 }
 
-// checkRevoked refuses a token whose session was logged out.
+// checkRevoked refuses a token whose session was logged out: in memory
+// when the revocation set is wired (no round trip per request).
 func (a *API) checkRevoked(ctx context.Context, c auth.Claims) error {
+	if a.opt.Revocations != nil {
+		return a.opt.Revocations.Check(c)
+	}
 	var revoked bool
 	err := a.pool.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM revoked_sessions WHERE session_id=$1)", c.SessionID).Scan(&revoked)
 	if err != nil {
@@ -201,4 +254,32 @@ func (a *API) friends(w http.ResponseWriter, r *http.Request, c auth.Claims) err
 // unavailable wraps a store failure: the client may retry.
 func unavailable(what string, err error) error {
 	return chaterr.Wrap(chaterr.Unavailable, err, "%s: store unavailable, try again", what)
+}
+
+// over answers rate_limited when key used up its limit. A limit that cannot
+// be read lets the request through: Redis being down must not lock
+// everyone out.
+func (a *API) over(ctx context.Context, key string, l ratelimit.Limit, msg string) error {
+	if a.opt.Limits == nil || l.Max <= 0 {
+		return nil
+	}
+	over, retry, err := a.opt.Limits.Over(ctx, key, l)
+	if err != nil {
+		a.opt.Log.Warn("rate limit unavailable", "err", err)
+		return nil
+	}
+	if over {
+		return rateLimited(retry, "%s; retry in %ds", msg, int(math.Ceil(retry.Seconds())))
+	}
+	return nil
+}
+
+// hit counts one against key's limit.
+func (a *API) hit(ctx context.Context, key string, l ratelimit.Limit) {
+	if a.opt.Limits == nil || l.Max <= 0 {
+		return
+	}
+	if _, _, err := a.opt.Limits.Hit(ctx, key, l); err != nil {
+		a.opt.Log.Warn("rate limit unavailable", "err", err)
+	}
 }

@@ -9,9 +9,13 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"math"
+	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -19,6 +23,7 @@ import (
 	"github.com/seqchat/seqchat/internal/auth"
 	"github.com/seqchat/seqchat/internal/chaterr"
 	"github.com/seqchat/seqchat/internal/history"
+	"github.com/seqchat/seqchat/internal/ratelimit"
 	"github.com/seqchat/seqchat/internal/receipts"
 )
 
@@ -41,6 +46,21 @@ type Options struct {
 	Unread interface {
 		Counts(ctx context.Context, user string) (map[string]int64, error)
 	}
+	// Revocations holds the logged-out sessions in memory; nil: each
+	// request asks Postgres.
+	Revocations *auth.Revocations
+	// Limits counts failed logins and sign-ups; nil: no such limits.
+	Limits                                     *ratelimit.Windows
+	LoginFailuresPerUser, LoginFailuresPerAddr ratelimit.Limit
+	SignupsPerAddr                             ratelimit.Limit
+	// UserLimit limits commands (sends, recalls) per user, shared with
+	// the edges; nil: none.
+	UserLimit interface {
+		Allow(user string) (bool, time.Duration)
+	}
+	// ClientIPHeader names the header a trusted proxy puts the client's
+	// address in (its last entry counts); empty: the peer address.
+	ClientIPHeader string
 }
 
 // API is the REST api.
@@ -117,9 +137,25 @@ func (a *API) authed(h authedFunc) http.HandlerFunc {
 	})
 }
 
+// retryError is a rate_limited error that says when to come back.
+type retryError struct {
+	error
+	after time.Duration
+}
+
+func (e *retryError) Unwrap() error { return e.error }
+
+func rateLimited(after time.Duration, format string, args ...any) error {
+	return &retryError{error: chaterr.New(chaterr.RateLimited, format, args...), after: after}
+}
+
 // fail writes err in the protocol's error shape.
 func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 	code := chaterr.CodeOf(err)
+	var re *retryError
+	if errors.As(err, &re) {
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(max(re.after.Seconds(), 1)))))
+	}
 	switch code {
 	case chaterr.Internal:
 		a.opt.Log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
@@ -147,13 +183,40 @@ func decode(r *http.Request, v any) error {
 		}
 		return chaterr.New(chaterr.BadRequest, "read body: %v", err)
 	}
+	return decodeBytes(b, v)
+}
+
+// decodeBytes parses a request body: one JSON object, in UTF-8.
+func decodeBytes(b []byte, v any) error {
 	if b = bytes.TrimSpace(b); len(b) == 0 || b[0] != '{' {
 		return chaterr.New(chaterr.BadRequest, "body must be a JSON object")
+	}
+	// encoding/json would quietly turn invalid bytes into U+FFFD in
+	// strings and keep them as they are in raw message bodies.
+	if !utf8.Valid(b) {
+		return chaterr.New(chaterr.BadRequest, "body must be UTF-8")
 	}
 	if err := json.Unmarshal(b, v); err != nil {
 		return chaterr.New(chaterr.BadRequest, "malformed JSON: %v", err)
 	}
 	return nil
+}
+
+// clientAddr is the address limits per client count against.
+func (a *API) clientAddr(r *http.Request) string {
+	if h := a.opt.ClientIPHeader; h != "" {
+		if v := r.Header.Get(h); v != "" {
+			parts := strings.Split(v, ",")
+			if ip := strings.TrimSpace(parts[len(parts)-1]); ip != "" {
+				return ip
+			}
+		}
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
 }
 
 // queryInt parses a non-negative integer query parameter; ok is false when absent.

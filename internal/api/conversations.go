@@ -25,19 +25,31 @@ type conversationJSON struct {
 	Unread  *int64   `json:"unread,omitempty"`
 }
 
+type createRequest struct {
+	Kind    string
+	Title   string
+	Members []string
+}
+
+type addMemberRequest struct {
+	UserID string `json:"user_id"`
+}
+
 func (a *API) createConversation(w http.ResponseWriter, r *http.Request, c auth.Claims) error {
-	var req struct {
-		Kind    string
-		Title   string
-		Members []string
-	}
+	var req createRequest
 	if err := decode(r, &req); err != nil {
 		return err
 	}
 	ctx := r.Context()
+	// Refuse an oversized list before doing anything per member.
+	if len(req.Members) > a.opt.MaxGroupMembers {
+		return chaterr.New(chaterr.BadRequest, "a group has at most %d members", a.opt.MaxGroupMembers)
+	}
 	members := []string{c.UserID}
+	seen := map[string]bool{c.UserID: true}
 	for _, m := range req.Members {
-		if !slices.Contains(members, m) {
+		if !seen[m] {
+			seen[m] = true
 			members = append(members, m)
 		}
 	}
@@ -200,9 +212,7 @@ func (a *API) conversation(w http.ResponseWriter, r *http.Request, c auth.Claims
 }
 
 func (a *API) addMember(w http.ResponseWriter, r *http.Request, c auth.Claims) error {
-	var req struct {
-		UserID string `json:"user_id"`
-	}
+	var req addMemberRequest
 	if err := decode(r, &req); err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"encoding/json"
+	"math"
 	"net/http"
 
 	"github.com/seqchat/seqchat/events"
@@ -74,14 +75,13 @@ func (a *API) messages(w http.ResponseWriter, r *http.Request, c auth.Claims) er
 	return nil
 }
 
-func (a *API) send(w http.ResponseWriter, r *http.Request, c auth.Claims) error {
-	var req struct {
-		ID   string          `json:"id"`
-		Body json.RawMessage `json:"body"`
-	}
-	if err := decode(r, &req); err != nil {
-		return err
-	}
+type sendRequest struct {
+	ID   string          `json:"id"`
+	Body json.RawMessage `json:"body"`
+}
+
+// validate checks the request and compacts its body.
+func (req *sendRequest) validate() error {
 	if !events.ValidID(req.ID) {
 		return chaterr.New(chaterr.BadRequest, "id must be 1–64 of [A-Za-z0-9_-]")
 	}
@@ -98,6 +98,20 @@ func (a *API) send(w http.ResponseWriter, r *http.Request, c auth.Claims) error 
 	if len(req.Body) > events.MaxBodySize {
 		return chaterr.New(chaterr.TooLarge, "body is over %d bytes", events.MaxBodySize)
 	}
+	return nil
+}
+
+func (a *API) send(w http.ResponseWriter, r *http.Request, c auth.Claims) error {
+	var req sendRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	if err := req.validate(); err != nil {
+		return err
+	}
+	if err := a.allowCommand(c.UserID); err != nil {
+		return err
+	}
 	conv := r.PathValue("id")
 	if _, _, err := a.member(r.Context(), conv, c.UserID); err != nil {
 		return err
@@ -110,15 +124,24 @@ func (a *API) send(w http.ResponseWriter, r *http.Request, c auth.Claims) error 
 	return nil
 }
 
-func (a *API) read(w http.ResponseWriter, r *http.Request, c auth.Claims) error {
-	var req struct {
-		Seq *int64 `json:"seq"`
+type readRequest struct {
+	Seq *int64 `json:"seq"`
+}
+
+func (req *readRequest) validate() error {
+	if req.Seq == nil || *req.Seq < 0 {
+		return chaterr.New(chaterr.BadRequest, "seq must be a non-negative integer")
 	}
+	return nil
+}
+
+func (a *API) read(w http.ResponseWriter, r *http.Request, c auth.Claims) error {
+	var req readRequest
 	if err := decode(r, &req); err != nil {
 		return err
 	}
-	if req.Seq == nil || *req.Seq < 0 {
-		return chaterr.New(chaterr.BadRequest, "seq must be a non-negative integer")
+	if err := req.validate(); err != nil {
+		return err
 	}
 	ctx, conv := r.Context(), r.PathValue("id")
 	if _, _, err := a.member(ctx, conv, c.UserID); err != nil {
@@ -131,19 +154,31 @@ func (a *API) read(w http.ResponseWriter, r *http.Request, c auth.Claims) error 
 	return nil
 }
 
-func (a *API) recall(w http.ResponseWriter, r *http.Request, c auth.Claims) error {
-	var req struct {
-		ID     string `json:"id"`
-		Target int64  `json:"target"`
-	}
-	if err := decode(r, &req); err != nil {
-		return err
-	}
+type recallRequest struct {
+	ID     string `json:"id"`
+	Target int64  `json:"target"`
+}
+
+func (req *recallRequest) validate() error {
 	if !events.ValidID(req.ID) {
 		return chaterr.New(chaterr.BadRequest, "id must be 1–64 of [A-Za-z0-9_-]")
 	}
 	if req.Target < 1 {
 		return chaterr.New(chaterr.BadRequest, "target must be a seq")
+	}
+	return nil
+}
+
+func (a *API) recall(w http.ResponseWriter, r *http.Request, c auth.Claims) error {
+	var req recallRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	if err := req.validate(); err != nil {
+		return err
+	}
+	if err := a.allowCommand(c.UserID); err != nil {
+		return err
 	}
 	conv := r.PathValue("id")
 	if _, _, err := a.member(r.Context(), conv, c.UserID); err != nil {
@@ -182,5 +217,16 @@ func (a *API) receipts(w http.ResponseWriter, r *http.Request, c auth.Claims) er
 		return err
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"receipts": of})
+	return nil
+}
+
+// allowCommand applies the per-user command limit the edges share.
+func (a *API) allowCommand(user string) error {
+	if a.opt.UserLimit == nil {
+		return nil
+	}
+	if ok, retry := a.opt.UserLimit.Allow(user); !ok {
+		return rateLimited(retry, "too many commands from this user; retry in %ds with the same id", int(math.Ceil(retry.Seconds())))
+	}
 	return nil
 }

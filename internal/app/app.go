@@ -31,6 +31,7 @@ import (
 	"github.com/seqchat/seqchat/internal/edge"
 	"github.com/seqchat/seqchat/internal/fanout"
 	"github.com/seqchat/seqchat/internal/history"
+	"github.com/seqchat/seqchat/internal/lease"
 	"github.com/seqchat/seqchat/internal/membership"
 	"github.com/seqchat/seqchat/internal/natsconn"
 	"github.com/seqchat/seqchat/internal/ops"
@@ -38,6 +39,7 @@ import (
 	"github.com/seqchat/seqchat/internal/presence"
 	"github.com/seqchat/seqchat/internal/receipts"
 	"github.com/seqchat/seqchat/internal/sequencer"
+	"github.com/seqchat/seqchat/internal/webui"
 	"github.com/seqchat/seqchat/timeline"
 	"github.com/seqchat/seqchat/unread"
 )
@@ -118,10 +120,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger, roles ...Ro
 	}
 	a.NATS = nc
 	closers = append(closers, nc.Close)
-	if err := timeline.Ensure(ctx, nc.JS, timeline.Settings{
-		Replicas: cfg.StreamReplicas, Storage: cfg.StreamStorage, MaxAge: cfg.TimelineMaxAge,
-		DuplicateWindow: cfg.DuplicateWindow, DedupeTTL: cfg.DedupeTTL, LeaseTTL: cfg.LeaseTTL,
-	}); err != nil {
+	if err := ensureStreams(ctx, nc, cfg, log); err != nil {
 		return fail(err)
 	}
 
@@ -153,7 +152,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger, roles ...Ro
 	tl := timeline.New(nc.NC, nc.JS)
 	unreads := unread.New(rdb, cfg.RedisPrefix)
 	reads := receipts.New(pool, history.NewReader(pool, tl), unreads, nil)
-	pres := presence.New(rdb, cfg.RedisPrefix, 0)
+	pres := presence.New(rdb, cfg.RedisPrefix, presenceTTL(cfg))
 	var runs []func(context.Context) error
 	if has(Sequencer) {
 		seq, err := sequencer.New(ctx, nc.NC, nc.JS, membership.New(pool, 0), sequencer.Options{
@@ -168,9 +167,23 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger, roles ...Ro
 		runs = append(runs, seq.Run)
 	}
 	if has(Projector) {
-		runs = append(runs, history.NewProjector(pool, nc.JS, cfg.ProjectorBatch, log.With("role", "projector"), reg).Run)
-		runs = append(runs, unread.NewProjector(unreads, membership.New(pool, 0), nc.JS, cfg.ProjectorBatch, log.With("role", "unread"), reg).Run)
-		runs = append(runs, fanout.New(nc.NC, nc.JS, membership.New(pool, 0), pres, cfg.ProjectorBatch, log.With("role", "fanout"), reg).Run)
+		leases, err := nc.JS.KeyValue(ctx, timeline.LeaseBucket)
+		if err != nil {
+			return fail(fmt.Errorf("open bucket %s: %w", timeline.LeaseBucket, err))
+		}
+		// Each projector runs in one process at a time (it acks a batch at
+		// once and applies events in order); replicas stand by and take
+		// over within a lease TTL.
+		leased := func(name string, run func(context.Context) error) func(context.Context) error {
+			return func(ctx context.Context) error {
+				lease.Hold(ctx, leases, "projector-"+name, cfg.InstanceID, cfg.LeaseTTL, log.With("role", name), run)
+				return nil
+			}
+		}
+		runs = append(runs,
+			leased("history", history.NewProjector(pool, nc.JS, cfg.ProjectorBatch, log.With("role", "projector"), reg).Run),
+			leased("unread", unread.NewProjector(unreads, membership.New(pool, 0), nc.JS, cfg.ProjectorBatch, log.With("role", "unread"), reg).Run),
+			leased("fanout", fanout.New(nc.NC, nc.JS, membership.New(pool, 0), pres, cfg.ProjectorBatch, log.With("role", "fanout"), reg).Run))
 	}
 	if has(API) || has(Edge) {
 		tokens, err := auth.NewTokens(cfg.TokenSecret, cfg.TokenTTL)
@@ -182,19 +195,31 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger, roles ...Ro
 			return fail(err)
 		}
 		closers = append(closers, sub.Close)
+		// Sessions, abuse limits, receipt and presence frames (guard.go).
+		g, err := newGuards(ctx, cfg, pool, nc, rdb, pres, reads, log)
+		if err != nil {
+			return fail(err)
+		}
+		closers = append(closers, g.close)
+		runs = append(runs, g.runs()...)
 		if has(API) {
-			api.New(pool, tokens, sub, history.NewReader(pool, tl), api.Options{
+			opt := api.Options{
 				PasswordCost: cfg.PasswordCost, CommandTimeout: cfg.CommandTimeout,
 				MaxGroupMembers: cfg.MaxGroupMembers, Log: log.With("role", "api"),
 				Online: pres.Online, Reads: reads, Unread: unreads,
-			}).Mount(mux)
+			}
+			g.api(cfg, &opt)
+			api.New(pool, tokens, sub, history.NewReader(pool, tl), opt).Mount(mux)
+			webui.New().Mount(mux) // the web client at "/" (web/)
 		}
 		if has(Edge) {
-			e, err := edge.New(nc.NC, sub, history.NewReader(pool, tl), pool, tokens, pres, edge.Options{
+			opt := edge.Options{
 				ID: cfg.InstanceID, OutboundSize: cfg.EdgeOutboundSize, RateLimits: cfg.RateLimits,
 				CommandRate: cfg.CommandRate, CommandBurst: cfg.CommandBurst, CommandTimeout: cfg.CommandTimeout,
 				Log: log.With("role", "edge"), Metrics: reg,
-			})
+			}
+			g.edge(cfg, reads, &opt)
+			e, err := edge.New(nc.NC, sub, history.NewReader(pool, tl), pool, tokens, pres, opt)
 			if err != nil {
 				return fail(err)
 			}
@@ -229,7 +254,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger, roles ...Ro
 	httpDone := make(chan struct{})
 	go func() {
 		defer close(httpDone)
-		if err := ops.Serve(ctx, ln, mux, cfg.ShutdownTimeout, log); err != nil {
+		if err := ops.ServeWith(ctx, ln, mux, serveOptions(cfg, log)); err != nil {
 			errc <- err
 		}
 	}()
@@ -259,6 +284,30 @@ func pprofMux() *http.ServeMux {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	return mux
+}
+
+// ensureStreams creates or updates the streams, retrying while the
+// JetStream cluster is still electing its leaders (several roles starting
+// at once on a fresh cluster time out on their first try).
+func ensureStreams(ctx context.Context, nc *natsconn.Conn, cfg config.Config, log *slog.Logger) error {
+	settings := timeline.Settings{
+		Replicas: cfg.StreamReplicas, Storage: cfg.StreamStorage, MaxAge: cfg.TimelineMaxAge,
+		DuplicateWindow: cfg.DuplicateWindow, DedupeTTL: cfg.DedupeTTL, LeaseTTL: cfg.LeaseTTL,
+	}
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := timeline.Ensure(actx, nc.JS, settings)
+		cancel()
+		if err == nil || attempt >= 30 || ctx.Err() != nil {
+			return err
+		}
+		log.Warn("jetstream not ready; retrying", "err", err, "attempt", attempt)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 // openPostgres opens the pool, waiting for Postgres while it is not up yet

@@ -45,10 +45,24 @@ func (s *Submitter) Close() { _ = s.sub.Unsubscribe() }
 
 func (s *Submitter) deliver(m *nats.Msg) {
 	token := m.Subject[len(s.prefix)+1:]
+	if token == events.ReplyBatchToken {
+		var answers []events.Answer
+		if err := json.Unmarshal(m.Data, &answers); err != nil {
+			return
+		}
+		for _, a := range answers {
+			s.dispatch(a.Token, a.Result)
+		}
+		return
+	}
 	var r events.Result
 	if err := json.Unmarshal(m.Data, &r); err != nil {
 		return
 	}
+	s.dispatch(token, r)
+}
+
+func (s *Submitter) dispatch(token string, r events.Result) {
 	s.mu.Lock()
 	ch := s.waiting[token]
 	delete(s.waiting, token)
@@ -75,7 +89,6 @@ type Pending struct {
 	s     *Submitter
 	token string
 	ch    chan events.Result
-	ack   jetstream.PubAckFuture // CMDS storing the command
 }
 
 // Publish appends cmd to CMDS and returns without waiting for the sequencer.
@@ -97,14 +110,14 @@ func (s *Submitter) Publish(ctx context.Context, cmd events.Command, origin stri
 	// No Nats-Msg-Id here: a resend must reach the sequencer, which answers
 	// every copy with the original seq; CMDS dropping it would leave the
 	// resender without an answer.
-	// Asynchronous, yet in order: one connection's publishes reach CMDS in
-	// the order they were made.
-	f, err := s.js.PublishMsgAsync(m)
-	if err != nil {
+	// Fire and forget, yet in order: one connection's publishes reach CMDS
+	// in the order they were made. CMDS's own ack would tell nothing the
+	// sequencer's answer does not: a command lost on the way (or refused by
+	// a full queue) gets no answer, and the client resends it.
+	if err := s.nc.PublishMsg(m); err != nil {
 		p.forget()
 		return nil, chaterr.Wrap(chaterr.Unavailable, err, "command queue unavailable")
 	}
-	p.ack = f
 	return p, nil
 }
 
@@ -112,8 +125,6 @@ func (s *Submitter) Publish(ctx context.Context, cmd events.Command, origin stri
 func (p *Pending) Wait(ctx context.Context) (events.Result, error) {
 	defer p.forget()
 	select {
-	case err := <-p.ack.Err():
-		return events.Result{}, chaterr.Wrap(chaterr.Unavailable, err, "command queue unavailable; resend with the same id")
 	case r := <-p.ch:
 		if r.Code != "" {
 			return r, chaterr.New(chaterr.Code(r.Code), "%s", r.Message)

@@ -44,6 +44,26 @@ type Config struct {
 	CommandBurst     int
 	MaxGroupMembers  int
 	EdgeOutboundSize int
+
+	// Transport.
+	AllowedOrigins   string // comma-separated WebSocket origins; empty: same origin only; "*": any
+	TLSCert, TLSKey  string
+	HTTPReadTimeout  time.Duration // a REST request's body must arrive within it
+	HTTPWriteTimeout time.Duration // a REST answer must be written within it
+	ClientIPHeader   string        // header a trusted proxy puts the client address in; empty: the peer
+
+	// PresenceHeartbeat is how often an edge refreshes its connections'
+	// presence; a dead edge's users are offline within two of them.
+	PresenceHeartbeat time.Duration
+
+	// Abuse limits (lifted by RateLimits=false).
+	LoginFailuresPerUser int
+	LoginFailuresPerAddr int
+	LoginFailureWindow   time.Duration
+	SignupsPerAddr       int
+	SignupWindow         time.Duration
+	UserCommands         int // commands per user across connections per UserCommandWindow
+	UserCommandWindow    time.Duration
 }
 
 // Default returns the configuration with every default applied.
@@ -98,6 +118,10 @@ func Load(args []string, getenv func(string) string) (Config, error) {
 	str(&rateLimits, "rate-limits", "CHAT_RATE_LIMITS", "on", "on, or off to lift every rate limit")
 	str(&c.InstanceID, "instance-id", "CHAT_INSTANCE_ID", "", "this process's id (edge id, lease owner); empty: generated")
 	str(&c.StreamStorage, "stream-storage", "CHAT_STREAM_STORAGE", "file", "JetStream storage of the streams: file or memory")
+	str(&c.AllowedOrigins, "allowed-origins", "CHAT_ALLOWED_ORIGINS", "", "origins a browser may open /v1/ws from, comma separated; empty: the same origin as the Host; * any")
+	str(&c.TLSCert, "tls-cert", "CHAT_TLS_CERT", "", "PEM certificate file; with CHAT_TLS_KEY the HTTP listener serves TLS")
+	str(&c.TLSKey, "tls-key", "CHAT_TLS_KEY", "", "PEM private key file of CHAT_TLS_CERT")
+	str(&c.ClientIPHeader, "client-ip-header", "CHAT_CLIENT_IP_HEADER", "", "header a trusted proxy sets to the client address (its last entry counts), e.g. X-Forwarded-For; empty: the peer address")
 	var errs []error
 	add := func(err error) {
 		if err != nil {
@@ -112,6 +136,16 @@ func Load(args []string, getenv func(string) string) (Config, error) {
 	add(dur(&c.LeaseTTL, "lease-ttl", "CHAT_LEASE_TTL", 6*time.Second, "how long a dead sequencer holds its partitions"))
 	add(dur(&c.ShutdownTimeout, "shutdown-timeout", "CHAT_SHUTDOWN_TIMEOUT", 10*time.Second, "how long SIGTERM waits for in-flight work"))
 	add(dur(&c.CommandTimeout, "command-timeout", "CHAT_COMMAND_TIMEOUT", 10*time.Second, "how long a REST send waits for its seq"))
+	add(dur(&c.HTTPReadTimeout, "http-read-timeout", "CHAT_HTTP_READ_TIMEOUT", 30*time.Second, "how long a REST request's body may take to arrive"))
+	add(dur(&c.HTTPWriteTimeout, "http-write-timeout", "CHAT_HTTP_WRITE_TIMEOUT", 60*time.Second, "how long a REST answer may take to write (WebSockets are exempt)"))
+	add(dur(&c.PresenceHeartbeat, "presence-heartbeat", "CHAT_PRESENCE_HEARTBEAT", 10*time.Second, "how often an edge refreshes presence; a dead edge's users go offline within two"))
+	add(num(&c.LoginFailuresPerUser, "login-failures-per-user", "CHAT_LOGIN_FAILURES_PER_USER", 10, "failed logins per username per window"))
+	add(num(&c.LoginFailuresPerAddr, "login-failures-per-addr", "CHAT_LOGIN_FAILURES_PER_ADDR", 100, "failed logins per client address per window"))
+	add(dur(&c.LoginFailureWindow, "login-failure-window", "CHAT_LOGIN_FAILURE_WINDOW", 15*time.Minute, "window of the failed-login limits"))
+	add(num(&c.SignupsPerAddr, "signups-per-addr", "CHAT_SIGNUPS_PER_ADDR", 20, "accounts created per client address per window"))
+	add(dur(&c.SignupWindow, "signup-window", "CHAT_SIGNUP_WINDOW", time.Hour, "window of the sign-up limit"))
+	add(num(&c.UserCommands, "user-commands", "CHAT_USER_COMMANDS", 1000, "commands per user across all connections per window"))
+	add(dur(&c.UserCommandWindow, "user-command-window", "CHAT_USER_COMMAND_WINDOW", 10*time.Second, "window of the per-user command limit"))
 	add(num(&c.Partitions, "partitions", "CHAT_PARTITIONS", 8, "sequencer partitions; the same in every process"))
 	add(num(&c.StreamReplicas, "stream-replicas", "CHAT_STREAM_REPLICAS", 1, "replicas of the JetStream streams (3 on a cluster)"))
 	add(num(&c.PasswordCost, "password-cost", "CHAT_PASSWORD_COST", 10, "bcrypt cost"))
@@ -146,6 +180,20 @@ func Load(args []string, getenv func(string) string) (Config, error) {
 	}
 	if c.SequencerBatch < 1 || c.SequencerBatch > 1000 {
 		return c, fmt.Errorf("sequencer batch: want 1..1000 (JetStream's atomic batch limit), got %d", c.SequencerBatch)
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return c, fmt.Errorf("CHAT_TLS_CERT and CHAT_TLS_KEY go together")
+	}
+	if c.PresenceHeartbeat < 10*time.Millisecond {
+		return c, fmt.Errorf("presence heartbeat: want at least 10ms, got %v", c.PresenceHeartbeat)
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"login failure window", c.LoginFailureWindow}, {"signup window", c.SignupWindow}, {"user command window", c.UserCommandWindow}} {
+		if d.v <= 0 {
+			return c, fmt.Errorf("%s: want a positive duration, got %v", d.name, d.v)
+		}
 	}
 	if c.StreamStorage != "file" && c.StreamStorage != "memory" {
 		return c, fmt.Errorf("stream storage: want file or memory, got %q", c.StreamStorage)

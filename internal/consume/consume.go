@@ -15,7 +15,8 @@ import (
 )
 
 // Handler processes a batch in order. It returns an error to have the same
-// batch retried; it acks the messages itself.
+// batch retried; it acks the messages itself. The slice is reused for the
+// next batch: a handler that acks later must copy it.
 type Handler func(ctx context.Context, batch []jetstream.Msg) error
 
 // Batches consumes cons until ctx ends, calling h with up to max messages at
@@ -96,4 +97,41 @@ func Batches(ctx context.Context, cons jetstream.Consumer, max int, log *slog.Lo
 			}
 		}
 	}
+}
+
+// Reset (re)creates the durable consumer cfg.Durable on stream so that it
+// delivers, in order, everything after what was acked: the first message
+// not acked by a previous holder comes first, before anything newer. A new
+// holder of a lease calls it, since the consumer it inherits may still count
+// messages as delivered to a dead process (redelivered only after AckWait,
+// behind newer ones). A consumer that did not exist starts as cfg says; so
+// does one on a work queue, which holds nothing but what is not acked.
+func Reset(ctx context.Context, js jetstream.JetStream, stream string, cfg jetstream.ConsumerConfig) (jetstream.Consumer, error) {
+	st, err := js.Stream(ctx, stream)
+	if err != nil {
+		return nil, fmt.Errorf("reset consumer %s: %w", cfg.Durable, err)
+	}
+	workQueue := st.CachedInfo().Config.Retention == jetstream.WorkQueuePolicy
+	old, err := js.Consumer(ctx, stream, cfg.Durable)
+	switch {
+	case err == nil:
+		info, err := old.Info(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("reset consumer %s: %w", cfg.Durable, err)
+		}
+		if err := js.DeleteConsumer(ctx, stream, cfg.Durable); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return nil, fmt.Errorf("reset consumer %s: %w", cfg.Durable, err)
+		}
+		if !workQueue {
+			cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+			cfg.OptStartSeq = info.AckFloor.Stream + 1
+		}
+	case !errors.Is(err, jetstream.ErrConsumerNotFound):
+		return nil, fmt.Errorf("reset consumer %s: %w", cfg.Durable, err)
+	}
+	cons, err := js.CreateOrUpdateConsumer(ctx, stream, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("create consumer %s: %w", cfg.Durable, err)
+	}
+	return cons, nil
 }

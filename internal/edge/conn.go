@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
 	"github.com/jackc/pgx/v5"
@@ -23,11 +24,12 @@ import (
 // goroutine, its writer on one of its own; commands wait for their seq on
 // goroutines of their own, so that a slow command never stalls reading.
 type conn struct {
-	e      *Edge
-	user   string
-	origin string // "<edge>/<conn>", what the sequencer stores as Chat-Origin
-	pc     presence.Conn
-	limit  *rate.Limiter // nil: no limit
+	e       *Edge
+	user    string
+	session string // the token's session: a logout closes the connection
+	origin  string // "<edge>/<conn>", what the sequencer stores as Chat-Origin
+	pc      presence.Conn
+	limit   *rate.Limiter // nil: no limit
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -56,7 +58,7 @@ type job struct {
 func newConn(e *Edge, claims auth.Claims, id string) *conn {
 	ctx, cancel := context.WithCancel(e.ctx)
 	c := &conn{
-		e: e, user: claims.UserID, origin: e.opt.ID + "/" + id,
+		e: e, user: claims.UserID, session: claims.SessionID, origin: e.opt.ID + "/" + id,
 		pc:  presence.Conn{User: claims.UserID, ID: id},
 		ctx: ctx, cancel: cancel,
 		out: make(chan []byte, e.opt.OutboundSize), done: make(chan struct{}),
@@ -227,36 +229,55 @@ func badRequest(format string, args ...any) error {
 	return chaterr.New(chaterr.BadRequest, format, args...)
 }
 
-// handle answers one client frame. Nothing it does blocks on I/O.
-func (c *conn) handle(data []byte) {
-	var f frame
+// decodeFrame parses and checks one client frame. On error, id is the
+// frame's id when it has a valid one (the error frame names it).
+func decodeFrame(data []byte) (f frame, id string, err error) {
 	if b := bytes.TrimSpace(data); len(b) == 0 || b[0] != '{' {
-		c.fail("", badRequest("a frame is one JSON object"))
-		return
+		return f, "", badRequest("a frame is one JSON object")
+	}
+	if !utf8.Valid(data) {
+		return f, "", badRequest("a frame is UTF-8")
 	}
 	if err := json.Unmarshal(data, &f); err != nil {
 		id := f.ID
 		if !events.ValidID(id) {
 			id = ""
 		}
-		c.fail(id, badRequest("malformed frame: %v", err))
-		return
+		return f, id, badRequest("malformed frame: %v", err)
 	}
 	if f.ID != "" && !events.ValidID(f.ID) {
-		c.fail("", badRequest("id must be 1–64 of [A-Za-z0-9_-]"))
+		return f, "", badRequest("id must be 1–64 of [A-Za-z0-9_-]")
+	}
+	if f.Type == "ping" {
+		return f, f.ID, nil
+	}
+	if err := check(&f); err != nil {
+		return f, f.ID, err
+	}
+	return f, f.ID, nil
+}
+
+// handle answers one client frame. Nothing it does blocks on I/O, but for
+// the per-user limit reading a user's count once per window.
+func (c *conn) handle(data []byte) {
+	f, id, err := decodeFrame(data)
+	if err != nil {
+		c.fail(id, err)
 		return
 	}
 	if f.Type == "ping" {
 		c.send(encode(pongFrame{Type: "pong", ID: f.ID}))
 		return
 	}
-	if err := c.check(&f); err != nil {
-		c.fail(f.ID, err)
-		return
-	}
 	if c.limit != nil && !c.limit.Allow() {
 		c.fail(f.ID, chaterr.New(chaterr.RateLimited, "too many commands; retry later with the same id"))
 		return
+	}
+	if l := c.e.opt.UserLimit; l != nil {
+		if ok, retry := l.Allow(c.user); !ok {
+			c.fail(f.ID, chaterr.New(chaterr.RateLimited, "too many commands from this user; retry in %ds with the same id", int(retry.Seconds())+1))
+			return
+		}
 	}
 	switch f.Type {
 	case "send":
@@ -271,7 +292,7 @@ func (c *conn) handle(data []byte) {
 }
 
 // check validates a frame's fields for its type.
-func (c *conn) check(f *frame) error {
+func check(f *frame) error {
 	needConv := func() error {
 		if f.ID == "" {
 			return badRequest("%s needs an id", f.Type)
@@ -520,15 +541,14 @@ func (c *conn) read(id, conv string, seq int64) {
 		c.fail(id, err)
 		return
 	}
-	head, err := c.e.hist.Head(ctx, conv)
-	if err != nil {
-		c.fail(id, err)
+	if c.e.opt.Reads == nil {
+		c.fail(id, chaterr.New(chaterr.Unavailable, "reads are not served here"))
 		return
 	}
-	// Only forward, and never past the head.
-	if _, err := c.e.pool.Exec(ctx, "UPDATE members SET read_seq=greatest(read_seq, $3) WHERE conv_id=$1 AND user_id=$2",
-		conv, c.user, min(seq, head)); err != nil {
-		c.fail(id, chaterr.Wrap(chaterr.Unavailable, err, "store read pointer: store unavailable, try again"))
+	// Only forward, never past the head; unread counts follow, and the
+	// user's other connections get a receipt (this one gets the ack).
+	if _, err := c.e.opt.Reads.Read(ctx, c.user, conv, seq, c.origin); err != nil {
+		c.fail(id, err)
 		return
 	}
 	c.send(encode(ackFrame{Type: "ack", ID: id, Conv: conv}))

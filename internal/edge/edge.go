@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -45,11 +46,37 @@ type History interface {
 	Range(ctx context.Context, conv string, from, to int64) ([]events.Event, error)
 }
 
-// Presence records which connections this edge holds.
+// Presence records which connections this edge holds and reports when a
+// user goes online (first connection) or offline (last one).
 type Presence interface {
-	Add(ctx context.Context, edge string, conns ...presence.Conn) error
-	Remove(ctx context.Context, edge string, conns ...presence.Conn) error
+	Connect(ctx context.Context, edge string, c presence.Conn) (online bool, err error)
+	Disconnect(ctx context.Context, edge string, c presence.Conn) (offline bool, err error)
+	Refresh(ctx context.Context, edge string, conns ...presence.Conn) (online []string, err error)
+	Sweep(ctx context.Context, limit int) (offline []string, err error)
+	SweepEvery() time.Duration
 	TTL() time.Duration
+}
+
+// Reads moves read pointers (receipts.Service): the same path as REST, so
+// unread counts and receipt frames follow a read on a socket too.
+type Reads interface {
+	Read(ctx context.Context, user, conv string, seq int64, origin string) (int64, error)
+}
+
+// Frames sends ready-made frames to users' connections on any edge.
+type Frames interface {
+	Send(ctx context.Context, users []string, frame []byte, origin string) error
+}
+
+// Revocations is the set of logged-out sessions (auth.Revocations).
+type Revocations interface {
+	Revoked(session string) bool
+	Watch(fn func(session, user string))
+}
+
+// UserLimit limits commands per user across connections and edges.
+type UserLimit interface {
+	Allow(user string) (bool, time.Duration)
 }
 
 // Options configure an edge.
@@ -65,6 +92,20 @@ type Options struct {
 	GapWait        time.Duration // how long a hole may wait before it is read from history
 	Log            *slog.Logger
 	Metrics        prometheus.Registerer
+
+	// Heartbeat is how often the edge refreshes its connections' presence
+	// (default: four fifths of the presence TTL).
+	Heartbeat time.Duration
+	// AllowedOrigins are the origins a browser may connect from besides the
+	// edge's own ("*": any). A client that sends no Origin (not a browser)
+	// is not checked: it cannot be a foreign page riding on a user's token.
+	AllowedOrigins []string
+	Reads          Reads
+	Frames         Frames // presence frames; nil: none sent
+	Revocations    Revocations
+	UserLimit      UserLimit // nil: no per-user limit
+	// Friends lists whom a user's presence changes are told to; nil: nobody.
+	Friends func(ctx context.Context, user string) ([]string, error)
 }
 
 func (o *Options) defaults() {
@@ -114,6 +155,7 @@ type metrics struct {
 	delivery  prometheus.Histogram
 	slow      prometheus.Counter
 	repairs   prometheus.Counter
+	presence  prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -127,6 +169,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		delivery:  f.NewHistogram(prometheus.HistogramOpts{Name: "chat_edge_delivery_seconds", Help: "From an event's ts to its arrival at the edge.", Buckets: lat}),
 		slow:      f.NewCounter(prometheus.CounterOpts{Name: "chat_edge_slow_consumers_total", Help: "Connections dropped because they did not drain their outbound queue."}),
 		repairs:   f.NewCounter(prometheus.CounterOpts{Name: "chat_edge_gap_repairs_total", Help: "Holes in a connection's event stream filled from history."}),
+		presence:  f.NewCounter(prometheus.CounterOpts{Name: "chat_edge_presence_transitions_total", Help: "Users this edge announced online or offline."}),
 	}
 }
 
@@ -173,8 +216,7 @@ func New(nc *nats.Conn, cmds Publisher, hist History, pool *pgxpool.Pool, tokens
 			// One pool for all connections: an idle connection holds no
 			// write buffer.
 			WriteBufferPool: &sync.Pool{},
-			// Tokens, not cookies, authenticate: a foreign page cannot ride
-			// on a user's session, so any origin may connect.
+			// ServeHTTP checks the origin before it records the connection.
 			CheckOrigin: func(*http.Request) bool { return true },
 		},
 	}
@@ -186,17 +228,43 @@ func New(nc *nats.Conn, cmds Publisher, hist History, pool *pgxpool.Pool, tokens
 	// A burst beyond this is dropped by NATS and repaired from history.
 	_ = sub.SetPendingLimits(1<<20, 1<<30)
 	e.sub = sub
+	if opt.Revocations != nil {
+		opt.Revocations.Watch(e.revoked)
+	}
 	return e, nil
+}
+
+// revoked closes the sockets opened with a session that logged out.
+func (e *Edge) revoked(session, user string) {
+	var list []*conn
+	e.mu.RLock()
+	for c := range e.byUser[user] {
+		if c.session == session {
+			list = append(list, c)
+		}
+	}
+	e.mu.RUnlock()
+	for _, c := range list {
+		c.cancel()
+		c.close(websocket.ClosePolicyViolation, "session logged out")
+	}
 }
 
 // Mount adds GET /v1/ws to mux.
 func (e *Edge) Mount(mux *http.ServeMux) { mux.Handle("GET /v1/ws", e) }
 
-// Run refreshes the edge's presence until ctx ends, then closes every
-// connection (1001) and removes the edge's presence.
+// Run refreshes the edge's presence and sweeps for users whose edges died
+// until ctx ends, then closes every connection (1001) and removes the edge's
+// presence.
 func (e *Edge) Run(ctx context.Context) error {
-	t := time.NewTicker(e.presence.TTL() / 3)
+	every := e.opt.Heartbeat
+	if every <= 0 {
+		every = e.presence.TTL() * 4 / 5
+	}
+	t := time.NewTicker(every)
 	defer t.Stop()
+	sweep := time.NewTicker(e.presence.SweepEvery())
+	defer sweep.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -204,7 +272,52 @@ func (e *Edge) Run(ctx context.Context) error {
 			return nil
 		case <-t.C:
 			e.refresh(ctx)
+		case <-sweep.C:
+			e.sweep(ctx)
 		}
+	}
+}
+
+// sweep announces offline the users whose every presence entry expired: an
+// edge died holding their last connections. Every edge sweeps; presence
+// gives each transition to one of them.
+func (e *Edge) sweep(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, e.presence.SweepEvery()*4)
+	defer cancel()
+	for {
+		gone, err := e.presence.Sweep(ctx, 500)
+		for _, u := range gone {
+			e.announce(ctx, u, false)
+		}
+		if err != nil {
+			e.opt.Log.Warn("sweep presence", "err", err)
+			return
+		}
+		if len(gone) < 500 {
+			return
+		}
+	}
+}
+
+type presenceFrame struct {
+	Type   string `json:"type"`
+	User   string `json:"user"`
+	Online bool   `json:"online"`
+}
+
+// announce tells user's friends that the user went online or offline.
+func (e *Edge) announce(ctx context.Context, user string, online bool) {
+	if e.opt.Frames == nil || e.opt.Friends == nil {
+		return
+	}
+	e.m.presence.Inc()
+	friends, err := e.opt.Friends(ctx, user)
+	if err == nil {
+		err = e.opt.Frames.Send(ctx, friends, encode(presenceFrame{Type: "presence", User: user, Online: online}), "")
+	}
+	if err != nil {
+		// The friends list's online flags stay right; only the push is lost.
+		e.opt.Log.Warn("announce presence", "user", user, "online", online, "err", err)
 	}
 }
 
@@ -217,8 +330,12 @@ func (e *Edge) refresh(ctx context.Context) {
 	e.mu.RUnlock()
 	ctx, cancel := context.WithTimeout(ctx, e.presence.TTL()/3)
 	defer cancel()
-	if err := e.presence.Add(ctx, e.opt.ID, list...); err != nil {
+	back, err := e.presence.Refresh(ctx, e.opt.ID, list...)
+	if err != nil {
 		e.opt.Log.Warn("refresh presence", "err", err, "conns", len(list))
+	}
+	for _, u := range back {
+		e.announce(ctx, u, true)
 	}
 }
 
@@ -246,9 +363,13 @@ func (e *Edge) shutdown() {
 
 // ServeHTTP authenticates and upgrades a connection, then serves it.
 func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !originAllowed(r, e.opt.AllowedOrigins) {
+		httpError(w, chaterr.New(chaterr.Forbidden, "origin not allowed"))
+		return
+	}
 	claims, err := e.tokens.FromRequest(r, true)
 	if err == nil {
-		err = e.checkRevoked(r.Context(), claims.SessionID)
+		err = e.checkRevoked(claims.SessionID)
 	}
 	if err != nil {
 		httpError(w, err)
@@ -260,6 +381,12 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer e.remove(c)
+	// A logout that landed while the connection was being recorded found
+	// nothing to close: look again now that it is findable.
+	if e.checkRevoked(claims.SessionID) != nil {
+		httpError(w, chaterr.New(chaterr.Unauthorized, "session logged out"))
+		return
+	}
 	ws, err := e.upgrader.Upgrade(w, r, nil)
 	if err != nil {
 		return // the upgrader has answered
@@ -276,17 +403,36 @@ func httpError(w http.ResponseWriter, err error) {
 	})
 }
 
-// checkRevoked refuses a token whose session was logged out.
-func (e *Edge) checkRevoked(ctx context.Context, session string) error {
-	var revoked bool
-	err := e.pool.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM revoked_sessions WHERE session_id=$1)", session).Scan(&revoked)
-	if err != nil {
-		return chaterr.Wrap(chaterr.Unavailable, err, "check session: store unavailable, try again")
-	}
-	if revoked {
+// checkRevoked refuses a token whose session was logged out: an in-memory
+// lookup, kept current by the revocations every replica hears.
+func (e *Edge) checkRevoked(session string) error {
+	if e.opt.Revocations != nil && e.opt.Revocations.Revoked(session) {
 		return chaterr.New(chaterr.Unauthorized, "session logged out")
 	}
 	return nil
+}
+
+// originAllowed checks a browser's Origin: its own origin (the Host it
+// asked), or one of allowed. Without an Origin header the client is not a
+// browser, and no page can have sent it.
+func originAllowed(r *http.Request, allowed []string) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	if strings.EqualFold(u.Host, r.Host) {
+		return true
+	}
+	for _, a := range allowed {
+		if a == "*" || strings.EqualFold(strings.TrimSuffix(a, "/"), origin) {
+			return true
+		}
+	}
+	return false
 }
 
 // add registers a connection here and in presence before it is upgraded,
@@ -310,9 +456,13 @@ func (e *Edge) add(ctx context.Context, claims auth.Claims) (*conn, error) {
 	e.m.conns.Inc()
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if err := e.presence.Add(pctx, e.opt.ID, c.pc); err != nil {
+	online, err := e.presence.Connect(pctx, e.opt.ID, c.pc)
+	if err != nil {
 		e.remove(c)
 		return nil, chaterr.Wrap(chaterr.Unavailable, err, "presence unavailable, try again")
+	}
+	if online {
+		e.announce(pctx, c.user, true)
 	}
 	return c, nil
 }
@@ -335,9 +485,13 @@ func (e *Edge) remove(c *conn) {
 	e.m.conns.Dec()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := e.presence.Remove(ctx, e.opt.ID, c.pc); err != nil {
-		// It expires by itself within the TTL.
+	offline, err := e.presence.Disconnect(ctx, e.opt.ID, c.pc)
+	if err != nil {
+		// It expires by itself within the TTL, and a sweep announces it.
 		e.opt.Log.Warn("remove presence", "err", err)
+	}
+	if offline {
+		e.announce(ctx, c.user, false)
 	}
 	e.wg.Done()
 }
@@ -354,6 +508,10 @@ type eventHead struct {
 // deliver hands an event fanout sent to this edge to its recipients'
 // connections. It runs on the subscription's goroutine and never blocks.
 func (e *Edge) deliver(m *nats.Msg) {
+	if m.Header.Get(fanout.HeaderKind) == fanout.KindFrame {
+		e.deliverFrame(m)
+		return
+	}
 	var h eventHead
 	if err := json.Unmarshal(m.Data, &h); err != nil || h.Conv == "" || h.Seq < 1 {
 		e.opt.Log.Warn("undecodable delivery; dropped", "err", err)
@@ -373,6 +531,25 @@ func (e *Edge) deliver(m *nats.Msg) {
 	e.mu.RUnlock()
 	for _, c := range targets {
 		c.arriveEvent(h, frame)
+	}
+}
+
+// deliverFrame writes a ready-made frame (a receipt, a presence change) to
+// the recipients' connections but the one it came from.
+func (e *Edge) deliverFrame(m *nats.Msg) {
+	origin := m.Header.Get(events.HeaderOrigin)
+	var targets []*conn
+	e.mu.RLock()
+	for _, u := range strings.Fields(m.Header.Get(fanout.HeaderTo)) {
+		for c := range e.byUser[u] {
+			if c.origin != origin {
+				targets = append(targets, c)
+			}
+		}
+	}
+	e.mu.RUnlock()
+	for _, c := range targets {
+		c.send(m.Data)
 	}
 }
 

@@ -26,9 +26,15 @@ type system struct {
 	main, edge *app.App
 }
 
-func start(t *testing.T) *system {
+func start(t *testing.T) *system { t.Helper(); return startWith(t, nil) }
+
+// startWith starts a system whose configuration change adjusts first.
+func startWith(t *testing.T, change func(*config.Config)) *system {
 	t.Helper()
 	cfg := testenv.Config(t)
+	if change != nil {
+		change(&cfg)
+	}
 	log := testenv.Logger(t)
 	ctx := context.Background()
 	cfg.InstanceID = "e1"

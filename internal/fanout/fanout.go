@@ -75,9 +75,9 @@ func New(nc *nats.Conn, js jetstream.JetStream, members Members, where Locator, 
 
 // Run fans out until ctx ends.
 func (p *Projector) Run(ctx context.Context) error {
-	cons, err := p.js.CreateOrUpdateConsumer(ctx, timeline.TimelineStream, jetstream.ConsumerConfig{
+	cons, err := consume.Reset(ctx, p.js, timeline.TimelineStream, jetstream.ConsumerConfig{
 		Durable:   ConsumerName,
-		AckPolicy: jetstream.AckExplicitPolicy,
+		AckPolicy: jetstream.AckAllPolicy, // one ack a batch: one active projector (lease)
 		AckWait:   30 * time.Second,
 		// Live delivery is only for what happens from now on: when fanout
 		// is first deployed, clients catch up on the past with sync.
@@ -85,7 +85,7 @@ func (p *Projector) Run(ctx context.Context) error {
 		MaxAckPending: 20 * p.batch,
 	})
 	if err != nil {
-		return fmt.Errorf("create consumer %s: %w", ConsumerName, err)
+		return err
 	}
 	return consume.Batches(ctx, cons, p.batch, p.log, p.handle)
 }
@@ -170,9 +170,7 @@ func (p *Projector) handle(ctx context.Context, msgs []jetstream.Msg) error {
 			return fmt.Errorf("flush deliveries: %w", err)
 		}
 	}
-	for _, m := range msgs {
-		_ = m.Ack()
-	}
+	_ = msgs[len(msgs)-1].Ack() // AckAll: acks the whole batch
 	p.published.Add(float64(n))
 	p.batchTime.Observe(time.Since(start).Seconds())
 	if md, err := msgs[len(msgs)-1].Metadata(); err == nil {

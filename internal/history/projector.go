@@ -46,15 +46,15 @@ func NewProjector(pool *pgxpool.Pool, js jetstream.JetStream, batch int, log *sl
 
 // Run projects until ctx ends.
 func (p *Projector) Run(ctx context.Context) error {
-	cons, err := p.js.CreateOrUpdateConsumer(ctx, timeline.TimelineStream, jetstream.ConsumerConfig{
+	cons, err := consume.Reset(ctx, p.js, timeline.TimelineStream, jetstream.ConsumerConfig{
 		Durable:       ConsumerName,
-		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckPolicy:     jetstream.AckAllPolicy, // one ack a batch: one active projector (lease)
 		AckWait:       10 * time.Second,
 		MaxAckPending: 20 * p.batch,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 	})
 	if err != nil {
-		return fmt.Errorf("create consumer %s: %w", ConsumerName, err)
+		return err
 	}
 	return consume.Batches(ctx, cons, p.batch, p.log, func(ctx context.Context, msgs []jetstream.Msg) error {
 		stored := make([]timeline.Stored, 0, len(msgs))
@@ -70,9 +70,7 @@ func (p *Projector) Run(ctx context.Context) error {
 		if err := Apply(ctx, p.pool, stored); err != nil {
 			return err
 		}
-		for _, m := range msgs {
-			_ = m.Ack()
-		}
+		_ = msgs[len(msgs)-1].Ack() // AckAll: acks the whole batch
 		p.written.Add(float64(len(stored)))
 		if md, err := msgs[len(msgs)-1].Metadata(); err == nil {
 			p.lag.Set(float64(md.NumPending))

@@ -71,6 +71,8 @@ func Connect(ctx context.Context, url, dataDir, name string, log *slog.Logger) (
 		nats.Name(name),
 		// Reconnect forever: a NATS restart must never need a restart of ours.
 		nats.MaxReconnects(-1),
+		// Start even if NATS is not up yet (a cluster starting beside us).
+		nats.RetryOnFailedConnect(true),
 		nats.ReconnectWait(250 * time.Millisecond),
 		nats.ReconnectBufSize(64 << 20),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {

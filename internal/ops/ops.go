@@ -4,11 +4,13 @@ package ops
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -55,25 +57,82 @@ func Mount(mux *http.ServeMux, reg *prometheus.Registry, checks []Check) {
 // Serve serves h on ln until ctx ends, then stops accepting and waits up to
 // grace for requests in flight.
 func Serve(ctx context.Context, ln net.Listener, h http.Handler, grace time.Duration, log *slog.Logger) error {
+	return ServeWith(ctx, ln, h, ServeOptions{Grace: grace, Log: log})
+}
+
+// ServeOptions configure ServeWith.
+type ServeOptions struct {
+	Grace time.Duration // how long shutdown waits for requests in flight
+	// TLSCert and TLSKey are PEM files; both set: the listener serves TLS.
+	TLSCert, TLSKey string
+	// ReadTimeout bounds how long a request's body may take to arrive, and
+	// WriteTimeout how long its answer may take, per request (0: none).
+	// WebSocket upgrades are exempt: they live for hours and keep their own
+	// deadlines.
+	ReadTimeout, WriteTimeout time.Duration
+	Log                       *slog.Logger
+}
+
+// MaxHeaderBytes bounds a request's headers (431 beyond).
+const MaxHeaderBytes = 32 << 10
+
+// ServeWith serves h on ln until ctx ends, then stops accepting and waits up
+// to opt.Grace for requests in flight. A client that dribbles its headers
+// is cut off by ReadHeaderTimeout, one that dribbles its body or reads its
+// answer slowly by the per-request deadlines.
+func ServeWith(ctx context.Context, ln net.Listener, h http.Handler, opt ServeOptions) error {
 	srv := &http.Server{
-		Handler:           h,
+		Handler:           Deadlines(h, opt.ReadTimeout, opt.WriteTimeout),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    32 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		MaxHeaderBytes:    MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(opt.Log.Handler(), slog.LevelWarn),
+		TLSConfig:         &tls.Config{MinVersion: tls.VersionTLS12},
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() {
+		if opt.TLSCert != "" {
+			errc <- srv.ServeTLS(ln, opt.TLSCert, opt.TLSKey)
+			return
+		}
+		errc <- srv.Serve(ln)
+	}()
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serve http: %w", err)
 	case <-ctx.Done():
 	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opt.Grace)
 	defer cancel()
 	err := srv.Shutdown(sctx)
 	if e := <-errc; e != nil && !errors.Is(e, http.ErrServerClosed) {
 		return e
 	}
 	return err
+}
+
+// Deadlines sets per-request read and write deadlines on the connection
+// (a server-wide ReadTimeout or WriteTimeout would also cut long-lived
+// WebSockets). An upgrade gets its deadlines cleared instead: a deadline
+// left by an earlier request on the same connection must not end it.
+func Deadlines(h http.Handler, read, write time.Duration) http.Handler {
+	if read <= 0 && write <= 0 {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rc := http.NewResponseController(w)
+		if strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+			_ = rc.SetReadDeadline(time.Time{})
+			_ = rc.SetWriteDeadline(time.Time{})
+		} else {
+			now := time.Now()
+			if read > 0 {
+				_ = rc.SetReadDeadline(now.Add(read))
+			}
+			if write > 0 {
+				_ = rc.SetWriteDeadline(now.Add(write))
+			}
+		}
+		h.ServeHTTP(w, r)
+	})
 }

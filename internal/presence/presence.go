@@ -66,12 +66,14 @@ func (s *Store) Add(ctx context.Context, edge string, conns ...Conn) error {
 	if len(conns) == 0 {
 		return nil
 	}
-	until := strconv.FormatInt(s.now().Add(s.ttl).UnixMilli(), 10)
+	untilMS := s.now().Add(s.ttl).UnixMilli()
+	until := strconv.FormatInt(untilMS, 10)
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, c := range conns {
 			k := s.key(c.User)
 			p.HSet(ctx, k, field(edge, c.ID), until)
 			p.PExpire(ctx, k, s.ttl)
+			p.ZAddGT(ctx, s.deadlinesKey(), redis.Z{Score: float64(untilMS), Member: c.User})
 		}
 		return nil
 	})

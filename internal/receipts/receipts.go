@@ -62,9 +62,12 @@ func (s *Service) Read(ctx context.Context, user, conv string, seq int64, origin
 	if err != nil {
 		return 0, err
 	}
-	var read int64
-	err = s.pool.QueryRow(ctx, `UPDATE members SET read_seq=greatest(read_seq, $3) WHERE conv_id=$1 AND user_id=$2 RETURNING read_seq`,
-		conv, user, min(seq, head)).Scan(&read)
+	// The old pointer too, so that a read that moves nothing sends no receipt.
+	var read, was int64
+	err = s.pool.QueryRow(ctx, `UPDATE members m SET read_seq=greatest(m.read_seq, $3)
+		FROM (SELECT read_seq FROM members WHERE conv_id=$1 AND user_id=$2 FOR UPDATE) old
+		WHERE m.conv_id=$1 AND m.user_id=$2 RETURNING m.read_seq, old.read_seq`,
+		conv, user, min(seq, head)).Scan(&read, &was)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, chaterr.New(chaterr.Forbidden, "you are not a member of this conversation")
 	}
@@ -76,7 +79,7 @@ func (s *Service) Read(ctx context.Context, user, conv string, seq int64, origin
 		// rebuild would restore it anyway.
 		return 0, chaterr.Wrap(chaterr.Unavailable, err, "update unread counts")
 	}
-	if s.notify != nil {
+	if s.notify != nil && read > was {
 		if err := s.notify(ctx, Receipt{Conv: conv, User: user, Seq: read}, origin); err != nil {
 			return read, nil // a lost receipt frame is cosmetic: the pointer moved
 		}

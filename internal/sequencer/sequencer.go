@@ -19,6 +19,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -30,6 +32,7 @@ import (
 	"github.com/seqchat/seqchat/events"
 	"github.com/seqchat/seqchat/internal/chaterr"
 	"github.com/seqchat/seqchat/internal/consume"
+	"github.com/seqchat/seqchat/internal/lease"
 	"github.com/seqchat/seqchat/internal/membership"
 	"github.com/seqchat/seqchat/timeline"
 )
@@ -122,90 +125,30 @@ func New(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, members Mem
 	}, nil
 }
 
-// Run owns whatever partitions it can lease and sequences them until ctx ends.
+// Run sequences whatever partitions it can lease until ctx ends.
 func (s *Sequencer) Run(ctx context.Context) error {
-	type worker struct {
-		cancel context.CancelFunc
-		done   chan struct{}
-		rev    uint64
+	var wg sync.WaitGroup
+	for p := 0; p < s.opt.Partitions; p++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			lease.Hold(ctx, s.leases, fmt.Sprintf("p%d", p), s.opt.InstanceID, s.opt.LeaseTTL, s.opt.Log, func(ctx context.Context) error {
+				s.owned.Inc()
+				defer s.owned.Dec()
+				return s.runPartition(ctx, p)
+			})
+		}()
 	}
-	workers := map[int]*worker{}
-	stop := func(p int) {
-		w := workers[p]
-		w.cancel()
-		<-w.done
-		delete(workers, p)
-		s.owned.Set(float64(len(workers)))
-	}
-	defer func() {
-		for p, w := range workers {
-			stop(p)
-			// Let a peer take over at once rather than after the lease expires.
-			_ = s.leases.Delete(context.WithoutCancel(ctx), leaseKey(p), jetstream.LastRevision(w.rev))
-		}
-	}()
-	tick := time.NewTicker(s.opt.LeaseTTL / 3)
-	defer tick.Stop()
-	for {
-		for p := 0; p < s.opt.Partitions; p++ {
-			if w, ok := workers[p]; ok {
-				rev, err := s.leases.Update(ctx, leaseKey(p), []byte(s.opt.InstanceID), w.rev)
-				if err != nil {
-					if ctx.Err() != nil {
-						return nil
-					}
-					s.opt.Log.Warn("lost partition lease", "partition", p, "err", err)
-					stop(p)
-					continue
-				}
-				w.rev = rev
-				continue
-			}
-			rev, err := s.leases.Create(ctx, leaseKey(p), []byte(s.opt.InstanceID))
-			if err != nil {
-				continue // owned by a live peer
-			}
-			wctx, cancel := context.WithCancel(ctx)
-			w := &worker{cancel: cancel, done: make(chan struct{}), rev: rev}
-			workers[p] = w
-			s.owned.Set(float64(len(workers)))
-			go func(p int) {
-				defer close(w.done)
-				if err := s.runPartition(wctx, p); err != nil && wctx.Err() == nil {
-					s.opt.Log.Error("partition stopped", "partition", p, "err", err)
-					cancel()
-				}
-			}(p)
-		}
-		// A worker that stopped by itself gives its lease back.
-		for p, w := range workers {
-			select {
-			case <-w.done:
-				delete(workers, p)
-				_ = s.leases.Delete(ctx, leaseKey(p), jetstream.LastRevision(w.rev))
-			default:
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick.C:
-		}
-	}
+	wg.Wait()
+	return nil
 }
 
-func leaseKey(p int) string { return fmt.Sprintf("p%d", p) }
-
-// runPartition sequences partition p. It starts the partition's consumer
-// afresh, so that whatever a previous owner had been handed but not acked is
+// runPartition sequences partition p. It resets the partition's consumer,
+// so that whatever a previous owner had been handed but not acked is
 // delivered again, in order, before anything newer.
 func (s *Sequencer) runPartition(ctx context.Context, p int) error {
 	name := fmt.Sprintf("sequencer-p%d", p)
-	err := s.js.DeleteConsumer(ctx, timeline.CmdsStream, name)
-	if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return fmt.Errorf("reset consumer %s: %w", name, err)
-	}
-	cons, err := s.js.CreateOrUpdateConsumer(ctx, timeline.CmdsStream, jetstream.ConsumerConfig{
+	cons, err := consume.Reset(ctx, s.js, timeline.CmdsStream, jetstream.ConsumerConfig{
 		Durable:       name,
 		FilterSubject: events.CmdPartitionFilter(p),
 		AckPolicy:     jetstream.AckExplicitPolicy, // a work queue wants each one
@@ -214,7 +157,7 @@ func (s *Sequencer) runPartition(ctx context.Context, p int) error {
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 	})
 	if err != nil {
-		return fmt.Errorf("create consumer %s: %w", name, err)
+		return err
 	}
 	s.opt.Log.Info("sequencing partition", "partition", p)
 	state := map[string]*timeline.Position{}
@@ -294,8 +237,8 @@ func (s *Sequencer) process(ctx context.Context, state map[string]*timeline.Posi
 		if p.sameAs != nil {
 			p.result = p.sameAs.result
 		}
-		s.answer(p)
 	}
+	s.answer(work)
 	var futures []jetstream.PubAckFuture
 	for _, p := range work {
 		if p.ev.Seq == 0 || p.result == nil || p.result.Code != "" {
@@ -307,20 +250,28 @@ func (s *Sequencer) process(ctx context.Context, state map[string]*timeline.Posi
 		}
 		futures = append(futures, f)
 	}
-	for _, f := range futures {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			return fmt.Errorf("remember command ids: %w", err)
-		case <-ctx.Done():
-			return ctx.Err()
+	// The commands are acked once their ids are remembered, but the next
+	// batch need not wait for that. Should remembering fail, they stay
+	// unacked and come back (as duplicates, answered with their seq) to be
+	// remembered again. (msgs is the caller's buffer: keep a copy.)
+	msgs = slices.Clone(msgs)
+	go func() {
+		for _, f := range futures {
+			select {
+			case <-f.Ok():
+			case err := <-f.Err():
+				s.opt.Log.Warn("remember command ids; leaving the commands for redelivery", "err", err)
+				return
+			case <-ctx.Done():
+				return
+			}
 		}
-	}
-	for _, m := range msgs {
-		if err := m.Ack(); err != nil {
-			s.opt.Log.Warn("ack command", "err", err)
+		for _, m := range msgs {
+			if err := m.Ack(); err != nil {
+				s.opt.Log.Warn("ack command", "err", err)
+			}
 		}
-	}
+	}()
 	s.batchSize.Observe(float64(len(msgs)))
 	s.batchTime.Observe(time.Since(start).Seconds())
 	return nil
@@ -603,13 +554,42 @@ func (s *Sequencer) settle(p *pending) {
 	}
 }
 
-// answer sends the command's result to whoever waits for it.
-func (s *Sequencer) answer(p *pending) {
-	if p.reply == "" || p.result == nil {
-		return
+// answer sends each command's result to whoever waits for it, one message
+// per waiting process rather than one per command.
+func (s *Sequencer) answer(work []*pending) {
+	byPrefix := map[string][]events.Answer{}
+	var order []string
+	for _, p := range work {
+		if p.reply == "" || p.result == nil {
+			continue
+		}
+		i := strings.LastIndexByte(p.reply, '.')
+		if i < 0 {
+			s.publishAnswer(p.reply, *p.result)
+			continue
+		}
+		prefix := p.reply[:i]
+		if _, ok := byPrefix[prefix]; !ok {
+			order = append(order, prefix)
+		}
+		byPrefix[prefix] = append(byPrefix[prefix], events.Answer{Token: p.reply[i+1:], Result: *p.result})
 	}
-	b, _ := json.Marshal(p.result)
-	if err := s.nc.Publish(p.reply, b); err != nil {
+	for _, prefix := range order {
+		answers := byPrefix[prefix]
+		if len(answers) == 1 {
+			s.publishAnswer(prefix+"."+answers[0].Token, answers[0].Result)
+			continue
+		}
+		b, _ := json.Marshal(answers)
+		if err := s.nc.Publish(prefix+"."+events.ReplyBatchToken, b); err != nil {
+			s.opt.Log.Warn("answer commands", "err", err)
+		}
+	}
+}
+
+func (s *Sequencer) publishAnswer(subject string, r events.Result) {
+	b, _ := json.Marshal(r)
+	if err := s.nc.Publish(subject, b); err != nil {
 		s.opt.Log.Warn("answer command", "err", err)
 	}
 }

@@ -1,0 +1,210 @@
+package auth
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+
+	"github.com/seqchat/seqchat/internal/chaterr"
+)
+
+// RevokedSubject is the core NATS subject every api and edge listens on for
+// logouts, so a revoked token stops working everywhere at once.
+const RevokedSubject = "chat.sessions.revoked"
+
+// revocation is what travels on RevokedSubject.
+type revocation struct {
+	Session string    `json:"session"`
+	User    string    `json:"user"`
+	Expires time.Time `json:"expires"`
+}
+
+// Revocations is the set of logged-out sessions, held in memory so that the
+// check on every request and connection costs no round trip. Postgres
+// (revoked_sessions) is its durable copy: the set is loaded from it at start
+// and reloaded now and then, in case a NATS message was missed while this
+// process was disconnected. An entry lives until the token would have
+// expired anyway.
+type Revocations struct {
+	pool *pgxpool.Pool
+	nc   *nats.Conn
+	log  *slog.Logger
+	sub  *nats.Subscription
+
+	mu       sync.RWMutex
+	sessions map[string]time.Time // session id to the token's expiry
+	watchers []func(session, user string)
+}
+
+// NewRevocations subscribes to revocations, then loads the stored ones (in
+// that order, so none falls between the two).
+func NewRevocations(ctx context.Context, pool *pgxpool.Pool, nc *nats.Conn, log *slog.Logger) (*Revocations, error) {
+	r := &Revocations{pool: pool, nc: nc, log: log, sessions: map[string]time.Time{}}
+	sub, err := nc.Subscribe(RevokedSubject, r.receive)
+	if err != nil {
+		return nil, fmt.Errorf("subscribe to %s: %w", RevokedSubject, err)
+	}
+	r.sub = sub
+	if err := r.load(ctx); err != nil {
+		_ = sub.Unsubscribe()
+		return nil, err
+	}
+	return r, nil
+}
+
+// Close stops listening.
+func (r *Revocations) Close() { _ = r.sub.Unsubscribe() }
+
+// Watch calls fn (on NATS's goroutine: it must not block) for every session
+// revoked from now on, here or on another replica.
+func (r *Revocations) Watch(fn func(session, user string)) {
+	r.mu.Lock()
+	r.watchers = append(r.watchers, fn)
+	r.mu.Unlock()
+}
+
+// Revoked reports whether session was logged out.
+func (r *Revocations) Revoked(session string) bool {
+	r.mu.RLock()
+	_, ok := r.sessions[session]
+	r.mu.RUnlock()
+	return ok
+}
+
+// Check answers unauthorized for a logged-out session.
+func (r *Revocations) Check(c Claims) error {
+	if r.Revoked(c.SessionID) {
+		return chaterr.New(chaterr.Unauthorized, "session logged out")
+	}
+	return nil
+}
+
+// Revoke logs c's session out: stored first (it must survive a restart),
+// then in this process, then announced to every replica.
+func (r *Revocations) Revoke(ctx context.Context, c Claims) error {
+	_, err := r.pool.Exec(ctx, "INSERT INTO revoked_sessions (session_id, expires_at) VALUES ($1, $2) ON CONFLICT DO NOTHING", c.SessionID, c.ExpiresAt)
+	if err != nil {
+		return chaterr.Wrap(chaterr.Unavailable, err, "revoke session: store unavailable, try again")
+	}
+	rv := revocation{Session: c.SessionID, User: c.UserID, Expires: c.ExpiresAt}
+	r.add(rv)
+	b, _ := json.Marshal(rv)
+	// Every replica answers once it holds the revocation (and has closed
+	// the session's sockets). The logout is answered when the answers stop
+	// coming, so that "at once" holds for every replica NATS reaches; one
+	// that is cut off gets it at its next reload from Postgres.
+	inbox := r.nc.NewInbox()
+	sub, err := r.nc.SubscribeSync(inbox)
+	if err == nil {
+		defer sub.Unsubscribe()
+		err = r.nc.PublishMsg(&nats.Msg{Subject: RevokedSubject, Reply: inbox, Data: b})
+	}
+	if err != nil {
+		r.log.Warn("announce revocation", "err", err)
+		return nil
+	}
+	wait := ackWait // the first answer (ours, at least) may take a while
+	for {
+		if _, err := sub.NextMsg(wait); err != nil {
+			return nil
+		}
+		wait = ackGap
+	}
+}
+
+// How long a logout waits for the replicas' answers: at most ackWait for the
+// first, then while they keep coming at most ackGap apart.
+const (
+	ackWait = 500 * time.Millisecond
+	ackGap  = 25 * time.Millisecond
+)
+
+func (r *Revocations) receive(m *nats.Msg) {
+	var rv revocation
+	if err := json.Unmarshal(m.Data, &rv); err != nil || rv.Session == "" {
+		r.log.Warn("undecodable revocation; dropped")
+		return
+	}
+	r.add(rv)
+	if m.Reply != "" {
+		_ = m.Respond(nil)
+	}
+}
+
+// add records rv and tells the watchers, once per session.
+func (r *Revocations) add(rv revocation) {
+	r.mu.Lock()
+	_, seen := r.sessions[rv.Session]
+	r.sessions[rv.Session] = rv.Expires
+	watchers := r.watchers
+	r.mu.Unlock()
+	if seen {
+		return
+	}
+	for _, fn := range watchers {
+		fn(rv.Session, rv.User)
+	}
+}
+
+// load adds every unexpired stored revocation.
+func (r *Revocations) load(ctx context.Context) error {
+	rows, err := r.pool.Query(ctx, "SELECT session_id, expires_at FROM revoked_sessions WHERE expires_at > now()")
+	if err != nil {
+		return fmt.Errorf("load revoked sessions: %w", err)
+	}
+	defer rows.Close()
+	loaded := map[string]time.Time{}
+	for rows.Next() {
+		var s string
+		var exp time.Time
+		if err := rows.Scan(&s, &exp); err != nil {
+			return fmt.Errorf("load revoked sessions: %w", err)
+		}
+		loaded[s] = exp
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("load revoked sessions: %w", err)
+	}
+	r.mu.Lock()
+	for s, exp := range loaded {
+		r.sessions[s] = exp // no watchers: sockets of these were refused or closed already
+	}
+	r.mu.Unlock()
+	return nil
+}
+
+// Run reloads the stored revocations every interval (a safety net for
+// announcements missed during a NATS outage) and forgets expired ones, in
+// memory and in Postgres, until ctx ends.
+func (r *Revocations) Run(ctx context.Context, interval time.Duration) error {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		now := time.Now()
+		r.mu.Lock()
+		for s, exp := range r.sessions {
+			if exp.Before(now) {
+				delete(r.sessions, s)
+			}
+		}
+		r.mu.Unlock()
+		lctx, cancel := context.WithTimeout(ctx, interval)
+		if err := r.load(lctx); err != nil && ctx.Err() == nil {
+			r.log.Warn("reload revoked sessions", "err", err)
+		}
+		// Any replica may tidy up; a token past its expiry fails anyway.
+		_, _ = r.pool.Exec(lctx, "DELETE FROM revoked_sessions WHERE expires_at < now() - interval '1 minute'")
+		cancel()
+	}
+}

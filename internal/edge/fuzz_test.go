@@ -1,0 +1,64 @@
+package edge
+
+import (
+	"testing"
+
+	"github.com/seqchat/seqchat/internal/chaterr"
+)
+
+// Whatever a client sends in a frame, decoding never panics, refuses with
+// bad_request or too_large only, and what it accepts is a frame the
+// connection can act on without further checks.
+func FuzzDecodeFrame(f *testing.F) {
+	for _, s := range []string{
+		`{"type":"send","id":"01J","conv":"c1","body":{"text":"hi"}}`,
+		`{"type":"recall","id":"r1","conv":"c1","target":3}`,
+		`{"type":"read","id":"x","conv":"c1","seq":5}`,
+		`{"type":"sync","id":"s","cursors":{"c1":5,"c2":0}}`,
+		`{"type":"sync","cursors":{}}`,
+		`{"type":"ping"}`,
+		`{"type":"send","id":"bad id","conv":"c.1","body":null}`,
+		`{"type":"read","id":"x","conv":"c1","seq":-1}`,
+		`{"type":"sync","cursors":{"a.b":1e400}}`,
+		"{\"type\":\"send\",\"id\":\"a\",\"conv\":\"c\",\"body\":\"\xff\"}",
+		`[[[[[[[[[[]]]]]]]]]]`,
+		``,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fr, id, err := decodeFrame(data)
+		if err != nil {
+			if c := chaterr.CodeOf(err); c != chaterr.BadRequest && c != chaterr.TooLarge {
+				t.Fatalf("refused with %s: %v", c, err)
+			}
+			return
+		}
+		if id != fr.ID {
+			t.Fatalf("id %q, frame id %q", id, fr.ID)
+		}
+		switch fr.Type {
+		case "ping":
+		case "send":
+			if fr.Conv == "" || fr.ID == "" || len(fr.Body) == 0 {
+				t.Fatalf("accepted an incomplete send: %s", data)
+			}
+		case "recall":
+			if fr.Target == nil || *fr.Target < 1 {
+				t.Fatalf("accepted a recall without a target: %s", data)
+			}
+		case "read":
+			if fr.Seq == nil || *fr.Seq < 0 {
+				t.Fatalf("accepted a read without a seq: %s", data)
+			}
+		case "sync":
+			for _, cur := range fr.Cursors {
+				if cur < 0 {
+					t.Fatalf("accepted a negative cursor: %s", data)
+				}
+			}
+		default:
+			t.Fatalf("accepted type %q", fr.Type)
+		}
+	})
+}
