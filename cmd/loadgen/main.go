@@ -36,11 +36,11 @@ func main() {
 	convs := flag.Int("convs", 100, "direct conversations; each connection sends in one")
 	rate := flag.Float64("rate", 10000, "messages per second, all connections together")
 	dur := flag.Duration("duration", 20*time.Second, "how long to send")
-	idle := flag.Int("idle", 0, "instead of sending: hold this many idle connections and report the server's RSS per connection (from its /metrics)")
+	idle := flag.Int("idle", 0, "instead of sending: hold this many idle connections for -duration and report the server's RSS per connection (from its /metrics)")
 	flag.Parse()
 	var err error
 	if *idle > 0 {
-		err = idleRun(*base, *idle)
+		err = idleRun(*base, *idle, *dur)
 	} else {
 		err = run(*base, *conns, *convs, *rate, *dur)
 	}
@@ -244,7 +244,7 @@ func call(base, method, path, token string, in, out any) error {
 
 // idleRun opens n idle connections (100 users, many devices each) and
 // reports how much the server's resident memory grew per connection.
-func idleRun(base string, n int) error {
+func idleRun(base string, n int, hold time.Duration) error {
 	rss := func() (float64, error) {
 		resp, err := http.Get(base + "/metrics")
 		if err != nil {
@@ -310,5 +310,6 @@ func idleRun(base string, n int) error {
 	}
 	fmt.Printf("%d idle connections: server RSS %.1f MiB -> %.1f MiB, %.1f KiB per connection\n",
 		n, before/(1<<20), after/(1<<20), (after-before)/float64(n)/1024)
+	time.Sleep(hold) // keep them open, to look at the server meanwhile
 	return nil
 }

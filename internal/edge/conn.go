@@ -34,7 +34,7 @@ type conn struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	ws     *websocket.Conn
-	out    chan []byte   // the bounded outbound queue
+	out    outbox        // the bounded outbound queue
 	done   chan struct{} // closed when the connection is to close
 
 	closeOnce sync.Once
@@ -61,7 +61,7 @@ func newConn(e *Edge, claims auth.Claims, id string) *conn {
 		e: e, user: claims.UserID, session: claims.SessionID, origin: e.opt.ID + "/" + id,
 		pc:  presence.Conn{User: claims.UserID, ID: id},
 		ctx: ctx, cancel: cancel,
-		out: make(chan []byte, e.opt.OutboundSize), done: make(chan struct{}),
+		out: outbox{max: e.opt.OutboundSize, wake: make(chan struct{}, 1)}, done: make(chan struct{}),
 		streams: map[string]*stream{}, inFlight: map[string]int{},
 	}
 	if e.opt.RateLimits {
@@ -114,14 +114,16 @@ func (c *conn) writeLoop() {
 	defer ping.Stop()
 	for {
 		select {
-		case f := <-c.out:
-			_ = c.ws.SetWriteDeadline(time.Now().Add(writeWait))
-			if err := c.ws.WriteMessage(websocket.TextMessage, f); err != nil {
-				c.close(websocket.CloseAbnormalClosure, "")
-				_ = c.ws.NetConn().Close() // wake the reader
-				return
+		case <-c.out.wake:
+			for _, f := range c.out.take() {
+				_ = c.ws.SetWriteDeadline(time.Now().Add(writeWait))
+				if err := c.ws.WriteMessage(websocket.TextMessage, f); err != nil {
+					c.close(websocket.CloseAbnormalClosure, "")
+					_ = c.ws.NetConn().Close() // wake the reader
+					return
+				}
+				c.e.m.framesOut.Inc()
 			}
-			c.e.m.framesOut.Inc()
 		case <-ping.C:
 			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait)); err != nil {
 				_ = c.ws.NetConn().Close()
@@ -144,9 +146,7 @@ func (c *conn) send(f []byte) {
 	if f == nil || c.ctx.Err() != nil {
 		return
 	}
-	select {
-	case c.out <- f:
-	default:
+	if !c.out.push(f) {
 		if c.ctx.Err() == nil {
 			c.e.m.slow.Inc()
 			c.e.opt.Log.Info("dropping slow connection", "user", c.user, "conn", c.origin)
@@ -156,10 +156,51 @@ func (c *conn) send(f []byte) {
 	}
 }
 
+// outbox is a connection's outbound queue. Unlike a buffered channel it
+// costs nothing while empty, which is how most connections spend their life.
+type outbox struct {
+	max  int
+	wake chan struct{} // one slot: the writer has something to take
+
+	mu sync.Mutex
+	q  [][]byte
+}
+
+// push queues f; false means the queue is full.
+func (o *outbox) push(f []byte) bool {
+	o.mu.Lock()
+	if len(o.q) >= o.max {
+		o.mu.Unlock()
+		return false
+	}
+	o.q = append(o.q, f)
+	o.mu.Unlock()
+	select {
+	case o.wake <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// take empties the queue and returns what it held.
+func (o *outbox) take() [][]byte {
+	o.mu.Lock()
+	q := o.q
+	o.q = nil
+	o.mu.Unlock()
+	return q
+}
+
+func (o *outbox) len() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return len(o.q)
+}
+
 // sendPaced queues a frame of a sync replay, waiting while the queue is more
 // than half full: a replay may be larger than the queue.
 func (c *conn) sendPaced(f []byte) bool {
-	for len(c.out) > cap(c.out)/2 {
+	for c.out.len() > c.out.max/2 {
 		select {
 		case <-c.ctx.Done():
 			return false
@@ -481,7 +522,7 @@ func (c *conn) flush(conv string, s *stream) {
 	for _, f := range s.next(nil) {
 		c.send(f)
 	}
-	if len(s.held) > 4*cap(c.out) {
+	if len(s.held) > 4*c.out.max {
 		// A hole history cannot fill, or a client that never drains.
 		c.e.m.slow.Inc()
 		c.cancel()

@@ -380,18 +380,25 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		httpError(w, err)
 		return
 	}
-	defer e.remove(c)
 	// A logout that landed while the connection was being recorded found
 	// nothing to close: look again now that it is findable.
 	if e.checkRevoked(claims.SessionID) != nil {
+		e.remove(c)
 		httpError(w, chaterr.New(chaterr.Unauthorized, "session logged out"))
 		return
 	}
 	ws, err := e.upgrader.Upgrade(w, r, nil)
 	if err != nil {
+		e.remove(c)
 		return // the upgrader has answered
 	}
-	c.serve(ws)
+	// Serve on a goroutine of our own and let net/http's handler return:
+	// it would otherwise hold its request buffers (8 KiB) and the stack
+	// that parsed the request for the whole life of the socket.
+	go func() {
+		defer e.remove(c)
+		c.serve(ws)
+	}()
 }
 
 func httpError(w http.ResponseWriter, err error) {
