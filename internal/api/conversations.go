@@ -131,7 +131,8 @@ func (a *API) createConversation(w http.ResponseWriter, r *http.Request, c auth.
 // the caller is not in it.
 func (a *API) member(ctx context.Context, conv, user string) (role string, joined int64, err error) {
 	err = a.pool.QueryRow(ctx, `SELECT coalesce(m.role, ''), coalesce(m.joined_seq, 0)
-		FROM conversations c LEFT JOIN members m ON m.conv_id=c.id AND m.user_id=$2 WHERE c.id=$1`, conv, user).Scan(&role, &joined)
+		FROM conversations c LEFT JOIN members m ON m.conv_id=c.id AND m.user_id=$2 AND m.pending_op IS DISTINCT FROM 'leave'
+		WHERE c.id=$1`, conv, user).Scan(&role, &joined)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return "", 0, chaterr.New(chaterr.NotFound, "no conversation %q", conv)
 	}
@@ -146,7 +147,7 @@ func (a *API) member(ctx context.Context, conv, user string) (role string, joine
 
 const listQuery = `SELECT c.id, c.kind, c.title, coalesce(h.last_seq, 0), m.read_seq
 	FROM members m JOIN conversations c ON c.id=m.conv_id LEFT JOIN heads h ON h.conv_id=c.id
-	WHERE m.user_id=$1`
+	WHERE m.user_id=$1 AND m.pending_op IS DISTINCT FROM 'leave'`
 
 func (a *API) listConversations(ctx context.Context, user, only string) ([]conversationJSON, error) {
 	q, args := listQuery+" ORDER BY coalesce(h.last_seq, 0) DESC, c.id", []any{user}
@@ -200,7 +201,7 @@ func (a *API) conversation(w http.ResponseWriter, r *http.Request, c auth.Claims
 		return chaterr.New(chaterr.Forbidden, "you are not a member of this conversation")
 	}
 	cv := list[0]
-	rows, err := a.pool.Query(r.Context(), "SELECT user_id FROM members WHERE conv_id=$1 ORDER BY user_id", id)
+	rows, err := a.pool.Query(r.Context(), "SELECT user_id FROM members WHERE conv_id=$1 AND pending_op IS DISTINCT FROM 'leave' ORDER BY user_id", id)
 	if err != nil {
 		return unavailable("list members", err)
 	}
@@ -240,19 +241,29 @@ func (a *API) addMember(w http.ResponseWriter, r *http.Request, c auth.Claims) e
 		return chaterr.New(chaterr.BadRequest, "a group has at most %d members", a.opt.MaxGroupMembers)
 	}
 	// History is hidden until the join is sequenced; then it starts there.
-	tag, err := a.pool.Exec(ctx, "INSERT INTO members (conv_id, user_id, role, joined_seq) VALUES ($1, $2, 'member', $3) ON CONFLICT DO NOTHING", conv, user, int64(1)<<62)
+	// The join's command id is kept with the row, so that a retry after a
+	// failure sequences that same join (once) rather than none.
+	var op, id, by *string
+	err = a.pool.QueryRow(ctx, `INSERT INTO members (conv_id, user_id, role, joined_seq, pending_op, pending_id, pending_by)
+		VALUES ($1, $2, 'member', $3, 'join', $4, $5)
+		ON CONFLICT (conv_id, user_id) DO UPDATE SET pending_op = members.pending_op
+		RETURNING pending_op, pending_id, pending_by`, conv, user, int64(1)<<62, ulid.Make().String(), c.UserID).Scan(&op, &id, &by)
 	if err != nil {
 		return unavailable("add member", err)
 	}
-	if tag.RowsAffected() == 0 {
+	switch {
+	case op == nil:
 		w.WriteHeader(http.StatusNoContent) // already a member
 		return nil
+	case *op == "leave":
+		return chaterr.New(chaterr.Conflict, "%q is leaving this conversation; try again", user)
 	}
-	res, err := a.sequence(ctx, events.Command{Op: events.OpJoin, ID: ulid.Make().String(), Conv: conv, From: c.UserID, User: user})
+	res, err := a.sequence(ctx, events.Command{Op: events.OpJoin, ID: *id, Conv: conv, From: *by, User: user})
 	if err != nil {
 		return err
 	}
-	if _, err := a.pool.Exec(ctx, "UPDATE members SET joined_seq=$3 WHERE conv_id=$1 AND user_id=$2", conv, user, res.Seq); err != nil {
+	if _, err := a.pool.Exec(ctx, `UPDATE members SET joined_seq=$3, pending_op=NULL, pending_id=NULL, pending_by=NULL
+		WHERE conv_id=$1 AND user_id=$2 AND pending_id=$4`, conv, user, res.Seq, *id); err != nil {
 		return unavailable("add member", err)
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -278,15 +289,25 @@ func (a *API) removeMember(w http.ResponseWriter, r *http.Request, c auth.Claims
 	if user != c.UserID && role != "owner" && role != "admin" {
 		return chaterr.New(chaterr.Forbidden, "only the group's owner removes others")
 	}
-	tag, err := a.pool.Exec(ctx, "DELETE FROM members WHERE conv_id=$1 AND user_id=$2", conv, user)
+	// Mark the member leaving first (they stop reading and sending), then
+	// sequence the leave, then drop the row: a retry after a failure finds
+	// the mark and sequences that same leave.
+	var id, by string
+	err = a.pool.QueryRow(ctx, `UPDATE members SET pending_op='leave',
+			pending_id = CASE WHEN pending_op='leave' THEN pending_id ELSE $3 END,
+			pending_by = CASE WHEN pending_op='leave' THEN pending_by ELSE $4 END
+		WHERE conv_id=$1 AND user_id=$2 RETURNING pending_id, pending_by`, conv, user, ulid.Make().String(), c.UserID).Scan(&id, &by)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return chaterr.New(chaterr.NotFound, "%q is not a member", user)
+	}
 	if err != nil {
 		return unavailable("remove member", err)
 	}
-	if tag.RowsAffected() == 0 {
-		return chaterr.New(chaterr.NotFound, "%q is not a member", user)
-	}
-	if _, err := a.sequence(ctx, events.Command{Op: events.OpLeave, ID: ulid.Make().String(), Conv: conv, From: c.UserID, User: user}); err != nil {
+	if _, err := a.sequence(ctx, events.Command{Op: events.OpLeave, ID: id, Conv: conv, From: by, User: user}); err != nil {
 		return err
+	}
+	if _, err := a.pool.Exec(ctx, "DELETE FROM members WHERE conv_id=$1 AND user_id=$2 AND pending_op='leave'", conv, user); err != nil {
+		return unavailable("remove member", err)
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil

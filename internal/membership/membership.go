@@ -95,7 +95,7 @@ func Load(ctx context.Context, pool *pgxpool.Pool, conv string) (*Conv, error) {
 	if owner != nil {
 		cv.Owner = *owner
 	}
-	rows, err := pool.Query(ctx, "SELECT user_id, role, joined_seq FROM members WHERE conv_id=$1", conv)
+	rows, err := pool.Query(ctx, "SELECT user_id, role, joined_seq FROM members WHERE conv_id=$1 AND pending_op IS DISTINCT FROM 'leave'", conv)
 	if err != nil {
 		return nil, chaterr.Wrap(chaterr.Unavailable, err, "load members")
 	}
