@@ -101,6 +101,18 @@ func (req *sendRequest) validate() error {
 	return nil
 }
 
+// memberCommand sequences a member's command: the caller's command limit,
+// their membership, then the sequencer's answer.
+func (a *API) memberCommand(r *http.Request, c auth.Claims, cmd events.Command) (events.Result, error) {
+	if err := a.allowCommand(c.UserID); err != nil {
+		return events.Result{}, err
+	}
+	if _, _, err := a.member(r.Context(), cmd.Conv, c.UserID); err != nil {
+		return events.Result{}, err
+	}
+	return a.sequence(r.Context(), cmd)
+}
+
 func (a *API) send(w http.ResponseWriter, r *http.Request, c auth.Claims) error {
 	var req sendRequest
 	if err := decode(r, &req); err != nil {
@@ -109,14 +121,7 @@ func (a *API) send(w http.ResponseWriter, r *http.Request, c auth.Claims) error 
 	if err := req.validate(); err != nil {
 		return err
 	}
-	if err := a.allowCommand(c.UserID); err != nil {
-		return err
-	}
-	conv := r.PathValue("id")
-	if _, _, err := a.member(r.Context(), conv, c.UserID); err != nil {
-		return err
-	}
-	res, err := a.sequence(r.Context(), events.Command{Op: events.OpSend, ID: req.ID, Conv: conv, From: c.UserID, Body: req.Body})
+	res, err := a.memberCommand(r, c, events.Command{Op: events.OpSend, ID: req.ID, Conv: r.PathValue("id"), From: c.UserID, Body: req.Body})
 	if err != nil {
 		return err
 	}
@@ -177,14 +182,7 @@ func (a *API) recall(w http.ResponseWriter, r *http.Request, c auth.Claims) erro
 	if err := req.validate(); err != nil {
 		return err
 	}
-	if err := a.allowCommand(c.UserID); err != nil {
-		return err
-	}
-	conv := r.PathValue("id")
-	if _, _, err := a.member(r.Context(), conv, c.UserID); err != nil {
-		return err
-	}
-	res, err := a.sequence(r.Context(), events.Command{Op: events.OpRecall, ID: req.ID, Conv: conv, From: c.UserID, Target: req.Target})
+	res, err := a.memberCommand(r, c, events.Command{Op: events.OpRecall, ID: req.ID, Conv: r.PathValue("id"), From: c.UserID, Target: req.Target})
 	if err != nil {
 		return err
 	}
