@@ -37,12 +37,18 @@ func (s *Store) convsKey(user string) string   { return s.prefix + "u:{" + user 
 func (s *Store) readKey(user string) string    { return s.prefix + "u:{" + user + "}:read" }
 func (s *Store) recallKey(conv string) string  { return s.prefix + "c:{" + conv + "}:recalled" }
 
-// addScript adds a message's seq unless the user has already read past it.
-// KEYS: zset, convs set, read hash. ARGV: conv, seq.
+// addScript adds messages' seqs unless the user has already read past them.
+// KEYS: zset, convs set, read hash. ARGV: conv, seq…
 var addScript = redis.NewScript(`
 local read = tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '0')
-if tonumber(ARGV[2]) > read then
-  redis.call('ZADD', KEYS[1], ARGV[2], ARGV[2])
+local added = false
+for i = 2, #ARGV do
+  if tonumber(ARGV[i]) > read then
+    redis.call('ZADD', KEYS[1], ARGV[i], ARGV[i])
+    added = true
+  end
+end
+if added then
   redis.call('SADD', KEYS[2], ARGV[1])
 end
 return 0`)
@@ -119,11 +125,27 @@ func (s *Store) Apply(ctx context.Context, ops []Op) error {
 		s.loaded.Store(true)
 	}
 	pipe := s.rdb.Pipeline()
+	// A batch adds many seqs to the same (user, conversation): one script
+	// call each, not one per seq. Another op on that pair first flushes
+	// what was gathered, so the order of ops on a pair is kept.
+	type pair struct{ user, conv string }
+	adds := map[pair][]any{}
+	flush := func(k pair) {
+		if seqs := adds[k]; len(seqs) > 0 {
+			args := append([]any{k.conv}, seqs...)
+			addScript.EvalSha(ctx, pipe, []string{s.zkey(k.user, k.conv), s.convsKey(k.user), s.readKey(k.user)}, args...)
+			delete(adds, k)
+		}
+	}
 	for _, op := range ops {
+		k := pair{op.user, op.conv}
+		if op.kind == opAdd {
+			adds[k] = append(adds[k], strconv.FormatInt(op.seq, 10))
+			continue
+		}
+		flush(k)
 		seq := strconv.FormatInt(op.seq, 10)
 		switch op.kind {
-		case opAdd:
-			addScript.EvalSha(ctx, pipe, []string{s.zkey(op.user, op.conv), s.convsKey(op.user), s.readKey(op.user)}, op.conv, seq)
 		case opRead:
 			readScript.EvalSha(ctx, pipe, []string{s.zkey(op.user, op.conv), s.convsKey(op.user), s.readKey(op.user)}, op.conv, seq)
 		case opRemove:
@@ -135,6 +157,9 @@ func (s *Store) Apply(ctx context.Context, ops []Op) error {
 		case opRecalled:
 			pipe.SAdd(ctx, s.recallKey(op.conv), seq)
 		}
+	}
+	for k := range adds {
+		flush(k)
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		if strings.Contains(err.Error(), "NOSCRIPT") {
