@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -163,5 +164,54 @@ func TestLocateLongConversation(t *testing.T) {
 		if s.Seq != int64(i+1) {
 			t.Fatalf("event %d has seq %d", i, s.Seq)
 		}
+	}
+}
+
+// Ensure on streams that are already as configured changes nothing: an
+// update races consumers being created by other processes.
+func TestEnsureLeavesUnchangedStreams(t *testing.T) {
+	t.Parallel()
+	c := testenv.Connect(t)
+	ctx := testenv.Context(t, 30*time.Second)
+	// The JetStream API is NATS subjects: listen to the create and update
+	// requests Ensure makes.
+	calls, err := c.NC.SubscribeSync("$JS.API.STREAM.*.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := func() (creates, updates int) {
+		c.NC.Flush()
+		for {
+			m, err := calls.NextMsg(200 * time.Millisecond)
+			if err != nil {
+				return
+			}
+			switch {
+			case strings.HasPrefix(m.Subject, "$JS.API.STREAM.CREATE."):
+				creates++
+			case strings.HasPrefix(m.Subject, "$JS.API.STREAM.UPDATE."):
+				updates++
+			}
+		}
+	}
+	settings := timeline.Settings{Storage: "file"}
+	if err := timeline.Ensure(ctx, c.JS, settings); err != nil {
+		t.Fatal(err)
+	}
+	if creates, _ := count(); creates < 2 {
+		t.Fatalf("first Ensure made %d stream creates, want at least 2 (CMDS, TIMELINE)", creates)
+	}
+	if err := timeline.Ensure(ctx, c.JS, settings); err != nil {
+		t.Fatal(err)
+	}
+	if creates, updates := count(); creates+updates != 0 {
+		t.Fatalf("second Ensure of unchanged streams made %d creates and %d updates", creates, updates)
+	}
+	settings.DuplicateWindow = time.Minute
+	if err := timeline.Ensure(ctx, c.JS, settings); err != nil {
+		t.Fatal(err)
+	}
+	if _, updates := count(); updates == 0 {
+		t.Fatal("a changed setting was not applied")
 	}
 }

@@ -118,9 +118,11 @@ func Ensure(ctx context.Context, js jetstream.JetStream, s Settings) error {
 
 // sameStream reports whether have already has every setting want sets.
 func sameStream(have, want jetstream.StreamConfig) bool {
+	// The server stores "no limit" as -1 where we leave it zero.
+	limit := func(v int64) int64 { return max(v, 0) }
 	return slices.Equal(have.Subjects, want.Subjects) && have.Description == want.Description &&
 		have.Retention == want.Retention && have.Storage == want.Storage && have.Replicas == want.Replicas &&
-		have.Duplicates == want.Duplicates && have.MaxAge == want.MaxAge && have.MaxBytes == want.MaxBytes &&
+		have.Duplicates == want.Duplicates && have.MaxAge == want.MaxAge && limit(have.MaxBytes) == limit(want.MaxBytes) &&
 		have.Discard == want.Discard && have.AllowDirect == want.AllowDirect && have.AllowAtomicPublish == want.AllowAtomicPublish
 }
 

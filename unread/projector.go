@@ -64,6 +64,7 @@ func Ops(ctx context.Context, members Members, evs []events.Event) ([]Op, error)
 // Projector keeps the projection up to date from TIMELINE.
 type Projector struct {
 	store   *Store
+	pool    *pgxpool.Pool
 	members Members
 	js      jetstream.JetStream
 	batch   int
@@ -73,10 +74,10 @@ type Projector struct {
 }
 
 // NewProjector returns an unread projector.
-func NewProjector(store *Store, members Members, js jetstream.JetStream, batch int, log *slog.Logger, reg prometheus.Registerer) *Projector {
+func NewProjector(store *Store, pool *pgxpool.Pool, members Members, js jetstream.JetStream, batch int, log *slog.Logger, reg prometheus.Registerer) *Projector {
 	f := promauto.With(reg)
 	return &Projector{
-		store: store, members: members, js: js, batch: max(batch, 1), log: log,
+		store: store, pool: pool, members: members, js: js, batch: max(batch, 1), log: log,
 		applied: f.NewCounter(prometheus.CounterOpts{Name: "chat_unread_events_total", Help: "Events the unread projector applied."}),
 		ops:     f.NewCounter(prometheus.CounterOpts{Name: "chat_unread_redis_ops_total", Help: "Redis operations the unread projector issued."}),
 	}
@@ -114,6 +115,20 @@ func (p *Projector) Run(ctx context.Context) error {
 }
 
 func (p *Projector) apply(ctx context.Context, evs []events.Event) error {
+	// Redis keeps nothing across a restart here: when the projection is
+	// gone, build it again from TIMELINE and the read pointers first.
+	built, err := p.store.Built(ctx)
+	if err != nil {
+		return err
+	}
+	if !built {
+		p.log.Warn("unread projection missing (Redis lost it?); rebuilding from TIMELINE")
+		n, err := Rebuild(ctx, p.store, p.pool, p.js, p.batch)
+		if err != nil {
+			return err
+		}
+		p.log.Info("unread projection rebuilt", "events", n)
+	}
 	ops, err := Ops(ctx, p.members, evs)
 	if err != nil {
 		return err
@@ -165,5 +180,8 @@ func Rebuild(ctx context.Context, store *Store, pool *pgxpool.Pool, js jetstream
 		n += len(evs)
 		return store.Apply(ctx, ops)
 	})
-	return n, err
+	if err != nil {
+		return n, err
+	}
+	return n, store.MarkBuilt(ctx)
 }

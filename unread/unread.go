@@ -36,6 +36,25 @@ func (s *Store) zkey(user, conv string) string { return s.prefix + "u:{" + user 
 func (s *Store) convsKey(user string) string   { return s.prefix + "u:{" + user + "}:convs" }
 func (s *Store) readKey(user string) string    { return s.prefix + "u:{" + user + "}:read" }
 func (s *Store) recallKey(conv string) string  { return s.prefix + "c:{" + conv + "}:recalled" }
+func (s *Store) markerKey() string             { return s.prefix + "unread:built" }
+
+// Built reports whether the projection is there: false when it was never
+// built, or Redis lost it (a restart without persistence).
+func (s *Store) Built(ctx context.Context) (bool, error) {
+	n, err := s.rdb.Exists(ctx, s.markerKey()).Result()
+	if err != nil {
+		return false, fmt.Errorf("check unread projection: %w", err)
+	}
+	return n == 1, nil
+}
+
+// MarkBuilt records that the projection is complete up to now.
+func (s *Store) MarkBuilt(ctx context.Context) error {
+	if err := s.rdb.Set(ctx, s.markerKey(), "1", 0).Err(); err != nil {
+		return fmt.Errorf("mark unread projection: %w", err)
+	}
+	return nil
+}
 
 // addScript adds messages' seqs unless the user has already read past them.
 // KEYS: zset, convs set, read hash. ARGV: conv, seq…
@@ -207,6 +226,9 @@ func (s *Store) IsRecalled(ctx context.Context, conv string, seq int64) (bool, e
 // Clear deletes the whole projection (every key under the prefix that this
 // package writes), for a rebuild.
 func (s *Store) Clear(ctx context.Context) error {
+	if err := s.rdb.Del(ctx, s.markerKey()).Err(); err != nil {
+		return fmt.Errorf("clear unread: %w", err)
+	}
 	for _, pattern := range []string{s.prefix + "u:{*}:unread:*", s.prefix + "u:{*}:convs", s.prefix + "u:{*}:read", s.prefix + "c:{*}:recalled"} {
 		iter := s.rdb.Scan(ctx, 0, pattern, 1000).Iterator()
 		var batch []string

@@ -174,7 +174,7 @@ func TestUnreadProjectorRedeliveryAndRebuild(t *testing.T) {
 	defer rdb.Close()
 	store := unread.New(rdb, cfg.RedisPrefix)
 	run := func() (stop func()) {
-		p := unread.NewProjector(store, membership.New(a.Pool, 0), a.NATS.JS, 7, testenv.Logger(t), nil)
+		p := unread.NewProjector(store, a.Pool, membership.New(a.Pool, 0), a.NATS.JS, 7, testenv.Logger(t), nil)
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
 		go func() { defer close(done); p.Run(ctx) }()

@@ -182,7 +182,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger, roles ...Ro
 		}
 		runs = append(runs,
 			leased("history", history.NewProjector(pool, nc.JS, cfg.ProjectorBatch, log.With("role", "projector"), reg).Run),
-			leased("unread", unread.NewProjector(unreads, membership.New(pool, 0), nc.JS, cfg.ProjectorBatch, log.With("role", "unread"), reg).Run),
+			leased("unread", unread.NewProjector(unreads, pool, membership.New(pool, 0), nc.JS, cfg.ProjectorBatch, log.With("role", "unread"), reg).Run),
 			leased("fanout", fanout.New(nc.NC, nc.JS, membership.New(pool, 0), pres, cfg.ProjectorBatch, log.With("role", "fanout"), reg).Run))
 	}
 	if has(API) || has(Edge) {

@@ -2,7 +2,9 @@ package app
 
 import (
 	"context"
+
 	"fmt"
+	"github.com/redis/go-redis/v9"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -11,6 +13,7 @@ import (
 	"github.com/seqchat/seqchat/internal/config"
 	"github.com/seqchat/seqchat/internal/history"
 	"github.com/seqchat/seqchat/internal/natsconn"
+	"github.com/seqchat/seqchat/unread"
 )
 
 // Main is the body of a cmd/<role>: configuration from flags and the
@@ -40,7 +43,8 @@ func Main(roles ...Role) {
 	}
 }
 
-// Rebuild replays TIMELINE into an emptied history projection.
+// Rebuild replays TIMELINE into emptied projections: the history, and the
+// unread counts and recall state (with the read pointers kept in Postgres).
 func Rebuild(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	nc, err := natsconn.Connect(ctx, cfg.NATSURL, cfg.DataDir, "chat-rebuild", log)
 	if err != nil {
@@ -57,5 +61,15 @@ func Rebuild(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		return err
 	}
 	log.Info("history rebuilt", "events", n)
+	ropt, err := redis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		return fmt.Errorf("parse redis url: %w", err)
+	}
+	rdb := redis.NewClient(ropt)
+	defer rdb.Close()
+	if n, err = unread.Rebuild(ctx, unread.New(rdb, cfg.RedisPrefix), pool, nc.JS, cfg.ProjectorBatch); err != nil {
+		return err
+	}
+	log.Info("unread counts rebuilt", "events", n)
 	return nil
 }

@@ -19,14 +19,23 @@ import (
 // next batch: a handler that acks later must copy it.
 type Handler func(ctx context.Context, batch []jetstream.Msg) error
 
+// ErrDeliveryGap means a message the server delivered never arrived (lost
+// in flight, as a NATS node failing over can do): the consumer must restart
+// from its ack floor rather than ack past it.
+var ErrDeliveryGap = errors.New("consume: a delivery was lost on the way")
+
 // Batches consumes cons until ctx ends, calling h with up to max messages at
-// a time.
+// a time. It returns an error when the consumer must be set up again (with
+// Reset): its iterator failed, a delivery went missing, or a batch kept
+// failing. Whoever runs it restarts it then; nothing was acked past what
+// was processed.
 func Batches(ctx context.Context, cons jetstream.Consumer, max int, log *slog.Logger, h Handler) error {
 	it, err := cons.Messages(jetstream.PullMaxMessages(2*max), jetstream.PullExpiry(5*time.Second))
 	if err != nil {
 		return fmt.Errorf("consume: %w", err)
 	}
 	ch := make(chan jetstream.Msg, max)
+	var pumpErr error // read only after ch is closed
 	go func() {
 		defer close(ch)
 		for {
@@ -35,8 +44,9 @@ func Batches(ctx context.Context, cons jetstream.Consumer, max int, log *slog.Lo
 				return
 			}
 			if err != nil {
-				log.Debug("consume", "err", err)
-				continue
+				pumpErr = fmt.Errorf("consume: %w", err)
+				it.Stop()
+				return
 			}
 			ch <- m
 		}
@@ -54,6 +64,7 @@ func Batches(ctx context.Context, cons jetstream.Consumer, max int, log *slog.Lo
 			_ = m.Nak()
 		}
 	}()
+	var last uint64 // consumer sequence of the last message taken
 	for {
 		batch = batch[:0]
 		select {
@@ -61,7 +72,10 @@ func Batches(ctx context.Context, cons jetstream.Consumer, max int, log *slog.Lo
 			return nil
 		case m, ok := <-ch:
 			if !ok {
-				return nil
+				if ctx.Err() != nil {
+					return nil
+				}
+				return pumpErr
 			}
 			batch = append(batch, m)
 		}
@@ -77,7 +91,18 @@ func Batches(ctx context.Context, cons jetstream.Consumer, max int, log *slog.Lo
 				break gather
 			}
 		}
-		for backoff := 50 * time.Millisecond; ; backoff = min(2*backoff, 2*time.Second) {
+		for _, m := range batch {
+			md, err := m.Metadata()
+			if err != nil {
+				return fmt.Errorf("consume: %w", err)
+			}
+			if last != 0 && md.Sequence.Consumer != last+1 {
+				return fmt.Errorf("%w: delivery %d after %d", ErrDeliveryGap, md.Sequence.Consumer, last)
+			}
+			last = md.Sequence.Consumer
+		}
+		backoff := 50 * time.Millisecond
+		for attempt := 1; ; attempt++ {
 			err := h(ctx, batch)
 			if err == nil {
 				batch = batch[:0]
@@ -85,6 +110,9 @@ func Batches(ctx context.Context, cons jetstream.Consumer, max int, log *slog.Lo
 			}
 			if ctx.Err() != nil {
 				return nil
+			}
+			if attempt >= 10 {
+				return fmt.Errorf("consume: batch failed %d times: %w", attempt, err)
 			}
 			log.Warn("batch failed; retrying", "err", err, "size", len(batch), "backoff", backoff)
 			for _, m := range batch {
@@ -95,6 +123,7 @@ func Batches(ctx context.Context, cons jetstream.Consumer, max int, log *slog.Lo
 				return nil
 			case <-time.After(backoff):
 			}
+			backoff = min(2*backoff, 2*time.Second)
 		}
 	}
 }
