@@ -107,7 +107,9 @@ func (l *Log) AppendBatch(ctx context.Context, entries []Entry) (uint64, error) 
 			continue
 		}
 		m.Header.Set(hdrBatchCommit, "1")
-		resp, err := l.nc.RequestMsgWithContext(ctx, m)
+		rctx, cancel := bounded(ctx)
+		resp, err := l.nc.RequestMsgWithContext(rctx, m)
+		cancel()
 		if err != nil {
 			return 0, fmt.Errorf("commit batch to %s: %w", TimelineStream, err)
 		}
@@ -284,13 +286,26 @@ func (l *Log) direct(ctx context.Context, r directReq) ([]Stored, error) {
 	return out, nil
 }
 
+// requestTimeout bounds a request whose context has no deadline: an answer
+// lost with a failing server must not hold the caller forever.
+const requestTimeout = 5 * time.Second
+
+func bounded(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, requestTimeout)
+}
+
 // directGet runs a direct get on stream and returns the messages found,
 // reading a batched or multi-subject answer up to its end-of-batch marker.
 func directGet(ctx context.Context, nc *nats.Conn, stream string, r directReq) ([]*nats.Msg, error) {
 	req, _ := json.Marshal(r)
 	subj := "$JS.API.DIRECT.GET." + stream
 	if r.Batch == 0 && len(r.MultiLast) == 0 {
-		resp, err := nc.RequestWithContext(ctx, subj, req)
+		rctx, cancel := bounded(ctx)
+		defer cancel()
+		resp, err := nc.RequestWithContext(rctx, subj, req)
 		if err != nil {
 			return nil, fmt.Errorf("direct get %s: %w", stream, err)
 		}
@@ -310,7 +325,7 @@ func directGet(ctx context.Context, nc *nats.Conn, stream string, r directReq) (
 	}
 	var out []*nats.Msg
 	for {
-		wait := 5 * time.Second
+		wait := requestTimeout
 		if dl, ok := ctx.Deadline(); ok {
 			wait = time.Until(dl)
 		}
