@@ -553,7 +553,7 @@ func (c *conn) repair(conv string) {
 	c.mu.Unlock()
 
 	ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
-	list, err := c.e.hist.Range(ctx, conv, from, to)
+	list, err := c.e.hist.Events(ctx, conv, from, to)
 	cancel()
 
 	c.mu.Lock()

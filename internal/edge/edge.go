@@ -44,6 +44,7 @@ type Publisher interface {
 type History interface {
 	Head(ctx context.Context, conv string) (int64, error)
 	Range(ctx context.Context, conv string, from, to int64) ([]events.Event, error)
+	Events(ctx context.Context, conv string, from, to int64) ([]events.Event, error)
 }
 
 // Presence records which connections this edge holds and reports when a
@@ -128,7 +129,9 @@ func (o *Options) defaults() {
 		o.IdleTimeout = 75 * time.Second
 	}
 	if o.GapWait <= 0 {
-		o.GapWait = 150 * time.Millisecond
+		// Long enough that fanout lagging under load is not taken for a
+		// lost delivery (each repair is a history read).
+		o.GapWait = 300 * time.Millisecond
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)

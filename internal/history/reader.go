@@ -31,8 +31,21 @@ func (r *Reader) Head(ctx context.Context, conv string) (int64, error) {
 	return pos.Seq, nil
 }
 
-// Range returns conv's events with from <= seq <= to, ascending.
+// Range returns conv's events with from <= seq <= to, ascending, as history
+// shows them: a recalled message has no body, even if the projector has not
+// written its recall yet.
 func (r *Reader) Range(ctx context.Context, conv string, from, to int64) ([]events.Event, error) {
+	return r.read(ctx, conv, from, to, true)
+}
+
+// Events returns conv's events with from <= seq <= to as they were
+// appended: what live delivery replays when it fills a gap, since a recall
+// reaches the client as an event of its own, in order.
+func (r *Reader) Events(ctx context.Context, conv string, from, to int64) ([]events.Event, error) {
+	return r.read(ctx, conv, from, to, false)
+}
+
+func (r *Reader) read(ctx context.Context, conv string, from, to int64, recalls bool) ([]events.Event, error) {
 	if from < 1 {
 		from = 1
 	}
@@ -83,7 +96,7 @@ func (r *Reader) Range(ctx context.Context, conv string, from, to int64) ([]even
 	if err := fill(to); err != nil {
 		return nil, err
 	}
-	if len(out) > 0 {
+	if recalls && len(out) > 0 {
 		if err := r.applyRecalls(ctx, conv, out); err != nil {
 			return nil, err
 		}
