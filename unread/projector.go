@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
@@ -86,17 +85,7 @@ func NewProjector(store *Store, pool *pgxpool.Pool, members Members, js jetstrea
 // Run projects until ctx ends. Events are applied in stream order, one batch
 // per Redis round trip.
 func (p *Projector) Run(ctx context.Context) error {
-	cons, err := consume.Reset(ctx, p.js, timeline.TimelineStream, jetstream.ConsumerConfig{
-		Durable:       ConsumerName,
-		AckPolicy:     jetstream.AckAllPolicy, // one ack a batch: one active projector (lease)
-		AckWait:       10 * time.Second,
-		MaxAckPending: 20 * p.batch,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-	})
-	if err != nil {
-		return err
-	}
-	return consume.Batches(ctx, cons, p.batch, p.log, func(ctx context.Context, msgs []jetstream.Msg) error {
+	return consume.Projection(ctx, p.js, timeline.TimelineStream, ConsumerName, jetstream.DeliverAllPolicy, p.batch, p.log, func(ctx context.Context, msgs []jetstream.Msg) error {
 		evs := make([]events.Event, 0, len(msgs))
 		for _, m := range msgs {
 			e, err := events.DecodeEvent(m.Data())

@@ -177,7 +177,16 @@ func TestUnreadProjectorRedeliveryAndRebuild(t *testing.T) {
 		p := unread.NewProjector(store, a.Pool, membership.New(a.Pool, 0), a.NATS.JS, 7, testenv.Logger(t), nil)
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
-		go func() { defer close(done); p.Run(ctx) }()
+		go func() {
+			defer close(done)
+			// As its lease holder does in production: a Run that ends with
+			// an error (its consumer must be set up again) runs again.
+			for ctx.Err() == nil {
+				if err := p.Run(ctx); err != nil {
+					t.Log("projector restarts:", err)
+				}
+			}
+		}()
 		return func() { cancel(); <-done }
 	}
 	stop := run()

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -91,7 +92,8 @@ type Pending struct {
 	ch    chan events.Result
 }
 
-// Publish appends cmd to CMDS and returns without waiting for the sequencer.
+// Publish appends cmd to CMDS and returns once it is stored there, without
+// waiting for the sequencer.
 // Commands published one after another from one goroutine reach the
 // sequencer in that order, which is how an edge keeps one connection's
 // messages in the order they were sent while many wait for their seq at once.
@@ -110,15 +112,26 @@ func (s *Submitter) Publish(ctx context.Context, cmd events.Command, origin stri
 	// No Nats-Msg-Id here: a resend must reach the sequencer, which answers
 	// every copy with the original seq; CMDS dropping it would leave the
 	// resender without an answer.
-	// Fire and forget, yet in order: one connection's publishes reach CMDS
-	// in the order they were made. CMDS's own ack would tell nothing the
-	// sequencer's answer does not: a command lost on the way (or refused by
-	// a full queue) gets no answer, and the client resends it.
-	if err := s.nc.PublishMsg(m); err != nil {
-		p.forget()
-		return nil, chaterr.Wrap(chaterr.Unavailable, err, "command queue unavailable")
+	//
+	// Stored before the caller publishes its next command: one lost with a
+	// failing NATS server must not let that connection's later commands
+	// overtake it. So wait for CMDS's ack and retry until ctx ends; a retry
+	// may store a command twice, and the sequencer answers the copy with the
+	// same seq.
+	for backoff := 20 * time.Millisecond; ; backoff = min(2*backoff, time.Second) {
+		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_, err := s.js.PublishMsg(actx, m)
+		cancel()
+		if err == nil {
+			return p, nil
+		}
+		select {
+		case <-ctx.Done():
+			p.forget()
+			return nil, chaterr.Wrap(chaterr.Unavailable, err, "command queue unavailable")
+		case <-time.After(backoff):
+		}
 	}
-	return p, nil
 }
 
 // Wait blocks until the sequencer answers or ctx ends.

@@ -164,3 +164,21 @@ func Reset(ctx context.Context, js jetstream.JetStream, stream string, cfg jetst
 	}
 	return cons, nil
 }
+
+// Projection runs a projector's durable consumer of stream: reset to its ack
+// floor (one active instance at a time holds it, under a lease), acked a
+// whole batch at a time, handing batches to h. start says where a consumer
+// that never existed begins.
+func Projection(ctx context.Context, js jetstream.JetStream, stream, name string, start jetstream.DeliverPolicy, batch int, log *slog.Logger, h Handler) error {
+	cons, err := Reset(ctx, js, stream, jetstream.ConsumerConfig{
+		Durable:       name,
+		AckPolicy:     jetstream.AckAllPolicy,
+		AckWait:       10 * time.Second,
+		MaxAckPending: 20 * batch,
+		DeliverPolicy: start,
+	})
+	if err != nil {
+		return err
+	}
+	return Batches(ctx, cons, batch, log, h)
+}

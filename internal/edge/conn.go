@@ -435,7 +435,16 @@ func (c *conn) publishLoop() {
 		p, err := c.e.cmds.Publish(ctx, j.cmd, c.origin)
 		if err != nil {
 			cancel()
+			// The commands queued behind it fail too: published now, they
+			// would overtake it when the client resends it.
+			c.mu.Lock()
+			rest := c.queue
+			c.queue = nil
+			c.mu.Unlock()
 			c.answered(j, events.Result{}, err)
+			for _, r := range rest {
+				c.answered(r, events.Result{}, err)
+			}
 			continue
 		}
 		go func() {

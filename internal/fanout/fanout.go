@@ -75,19 +75,9 @@ func New(nc *nats.Conn, js jetstream.JetStream, members Members, where Locator, 
 
 // Run fans out until ctx ends.
 func (p *Projector) Run(ctx context.Context) error {
-	cons, err := consume.Reset(ctx, p.js, timeline.TimelineStream, jetstream.ConsumerConfig{
-		Durable:   ConsumerName,
-		AckPolicy: jetstream.AckAllPolicy, // one ack a batch: one active projector (lease)
-		AckWait:   30 * time.Second,
-		// Live delivery is only for what happens from now on: when fanout
-		// is first deployed, clients catch up on the past with sync.
-		DeliverPolicy: jetstream.DeliverNewPolicy,
-		MaxAckPending: 20 * p.batch,
-	})
-	if err != nil {
-		return err
-	}
-	return consume.Batches(ctx, cons, p.batch, p.log, p.handle)
+	// Live delivery is only for what happens from now on: when fanout is
+	// first deployed, clients catch up on the past with sync.
+	return consume.Projection(ctx, p.js, timeline.TimelineStream, ConsumerName, jetstream.DeliverNewPolicy, p.batch, p.log, p.handle)
 }
 
 // item is one event of a batch on its way to the edges.

@@ -91,7 +91,16 @@ func (r *rig) runProjector(t *testing.T, batch int) (stop func()) {
 	p := history.NewProjector(r.pool, r.nc.JS, batch, testenv.Logger(t), nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); p.Run(ctx) }()
+	go func() {
+		defer close(done)
+		// As its lease holder does in production: a Run that ends with
+		// an error (its consumer must be set up again) runs again.
+		for ctx.Err() == nil {
+			if err := p.Run(ctx); err != nil {
+				t.Log("projector restarts:", err)
+			}
+		}
+	}()
 	stopped := false
 	stop = func() {
 		if !stopped {

@@ -8,7 +8,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -46,17 +45,7 @@ func NewProjector(pool *pgxpool.Pool, js jetstream.JetStream, batch int, log *sl
 
 // Run projects until ctx ends.
 func (p *Projector) Run(ctx context.Context) error {
-	cons, err := consume.Reset(ctx, p.js, timeline.TimelineStream, jetstream.ConsumerConfig{
-		Durable:       ConsumerName,
-		AckPolicy:     jetstream.AckAllPolicy, // one ack a batch: one active projector (lease)
-		AckWait:       10 * time.Second,
-		MaxAckPending: 20 * p.batch,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-	})
-	if err != nil {
-		return err
-	}
-	return consume.Batches(ctx, cons, p.batch, p.log, func(ctx context.Context, msgs []jetstream.Msg) error {
+	return consume.Projection(ctx, p.js, timeline.TimelineStream, ConsumerName, jetstream.DeliverAllPolicy, p.batch, p.log, func(ctx context.Context, msgs []jetstream.Msg) error {
 		stored := make([]timeline.Stored, 0, len(msgs))
 		for _, m := range msgs {
 			s, err := decode(m)
