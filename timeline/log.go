@@ -96,39 +96,40 @@ func (l *Log) AppendBatch(ctx context.Context, entries []Entry) (uint64, error) 
 		return 0, nil
 	}
 	id := nuid.Next()
-	for i := range entries {
+	last := len(entries) - 1
+	for i := range entries[:last] {
 		m := entries[i].msg()
 		m.Header.Set(hdrBatchID, id)
 		m.Header.Set(hdrBatchSeq, strconv.Itoa(i+1))
-		if i < len(entries)-1 {
-			if err := l.nc.PublishMsg(m); err != nil {
-				return 0, fmt.Errorf("append batch to %s: %w", TimelineStream, err)
-			}
-			continue
+		if err := l.nc.PublishMsg(m); err != nil {
+			return 0, fmt.Errorf("append batch to %s: %w", TimelineStream, err)
 		}
-		m.Header.Set(hdrBatchCommit, "1")
-		rctx, cancel := bounded(ctx)
-		resp, err := l.nc.RequestMsgWithContext(rctx, m)
-		cancel()
-		if err != nil {
-			return 0, fmt.Errorf("commit batch to %s: %w", TimelineStream, err)
-		}
-		var ack pubAck
-		if err := json.Unmarshal(resp.Data, &ack); err != nil {
-			return 0, fmt.Errorf("commit batch to %s: decode ack: %w", TimelineStream, err)
-		}
-		if ack.Error != nil {
-			if ack.Error.ErrCode == errWrongLast {
-				return 0, ErrConflict
-			}
-			return 0, fmt.Errorf("commit batch to %s: %s (%d)", TimelineStream, ack.Error.Description, ack.Error.ErrCode)
-		}
-		if ack.Count != len(entries) {
-			return 0, fmt.Errorf("commit batch to %s: stored %d of %d", TimelineStream, ack.Count, len(entries))
-		}
-		return ack.Seq - uint64(len(entries)) + 1, nil
 	}
-	panic("unreachable")
+	// The last message commits the batch, and only it is answered.
+	m := entries[last].msg()
+	m.Header.Set(hdrBatchID, id)
+	m.Header.Set(hdrBatchSeq, strconv.Itoa(last+1))
+	m.Header.Set(hdrBatchCommit, "1")
+	rctx, cancel := bounded(ctx)
+	resp, err := l.nc.RequestMsgWithContext(rctx, m)
+	cancel()
+	if err != nil {
+		return 0, fmt.Errorf("commit batch to %s: %w", TimelineStream, err)
+	}
+	var ack pubAck
+	if err := json.Unmarshal(resp.Data, &ack); err != nil {
+		return 0, fmt.Errorf("commit batch to %s: decode ack: %w", TimelineStream, err)
+	}
+	if ack.Error != nil {
+		if ack.Error.ErrCode == errWrongLast {
+			return 0, ErrConflict
+		}
+		return 0, fmt.Errorf("commit batch to %s: %s (%d)", TimelineStream, ack.Error.Description, ack.Error.ErrCode)
+	}
+	if ack.Count != len(entries) {
+		return 0, fmt.Errorf("commit batch to %s: stored %d of %d", TimelineStream, ack.Count, len(entries))
+	}
+	return ack.Seq - uint64(last), nil
 }
 
 // AppendAsync starts appending one entry; Settle reads the outcome.
