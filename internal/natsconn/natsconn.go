@@ -101,7 +101,7 @@ func Connect(ctx context.Context, url, dataDir, name string, log *slog.Logger) (
 	c.NC = nc
 	// An async publish whose ack was lost with a failing server must fail
 	// too, not wait forever: a timeout ends it and the caller retries.
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096), jetstream.WithPublishAsyncTimeout(10*time.Second))
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096), jetstream.WithPublishAsyncTimeout(4*time.Second))
 	if err != nil {
 		c.Close()
 		return nil, fmt.Errorf("jetstream: %w", err)
