@@ -165,11 +165,11 @@ func appendErr(subj string, err error) error {
 // duplicate window, nothing is appended and dup is true: streamSeq is then the
 // original's. ErrConflict means the Expect check failed.
 func (l *Log) Append(ctx context.Context, e Entry) (streamSeq uint64, dup bool, err error) {
-	ack, err := l.js.PublishMsg(ctx, e.msg())
+	f, err := l.AppendAsync(e)
 	if err != nil {
-		return 0, false, appendErr(events.TimelineSubject(e.Event.Conv), err)
+		return 0, false, err
 	}
-	return ack.Sequence, ack.Duplicate, nil
+	return Settle(ctx, f)
 }
 
 // Get returns the event stored at streamSeq.

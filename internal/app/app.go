@@ -151,7 +151,8 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger, roles ...Ro
 
 	tl := timeline.New(nc.NC, nc.JS)
 	unreads := unread.New(rdb, cfg.RedisPrefix)
-	reads := receipts.New(pool, history.NewReader(pool, tl), unreads, nil)
+	hist := history.NewReader(pool, tl) // stateless: one for every role
+	reads := receipts.New(pool, hist, unreads, nil)
 	pres := presence.New(rdb, cfg.RedisPrefix, presenceTTL(cfg))
 	var runs []func(context.Context) error
 	if has(Sequencer) {
@@ -159,7 +160,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger, roles ...Ro
 			InstanceID: cfg.InstanceID, Partitions: cfg.Partitions, Batch: cfg.SequencerBatch,
 			LeaseTTL: cfg.LeaseTTL, RecallWindow: cfg.RecallWindow, Log: log.With("role", "sequencer"), Metrics: reg,
 			AtomicBatches: cfg.StreamReplicas > 1 || cfg.StreamStorage == "memory",
-			History:       history.NewReader(pool, tl),
+			History:       hist,
 		})
 		if err != nil {
 			return fail(err)
@@ -209,7 +210,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger, roles ...Ro
 				Online: pres.Online, Reads: reads, Unread: unreads,
 			}
 			g.api(cfg, &opt)
-			api.New(pool, tokens, sub, history.NewReader(pool, tl), opt).Mount(mux)
+			api.New(pool, tokens, sub, hist, opt).Mount(mux)
 			webui.New().Mount(mux) // the web client at "/" (web/)
 		}
 		if has(Edge) {
@@ -219,7 +220,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger, roles ...Ro
 				Log: log.With("role", "edge"), Metrics: reg,
 			}
 			g.edge(cfg, reads, &opt)
-			e, err := edge.New(nc.NC, sub, history.NewReader(pool, tl), pool, tokens, pres, opt)
+			e, err := edge.New(nc.NC, sub, hist, pool, tokens, pres, opt)
 			if err != nil {
 				return fail(err)
 			}
