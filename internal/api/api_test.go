@@ -1450,8 +1450,11 @@ func TestReadAndUnread(t *testing.T) {
 		e.send(t, a, conv, fmt.Sprintf("r%d", i), i)
 	}
 	e.send(t, b, conv, "from-bob", "bob") // seq 11
-	testenv.Eventually(t, wait, "the projector to write seq 11", func() bool {
-		return *e.convs(t, b)[conv].LastSeq == 11
+	// History and unread counts are two projectors: wait for both to have
+	// applied seq 11 (bob's message is the one alice has unread).
+	testenv.Eventually(t, wait, "the projectors to apply seq 11", func() bool {
+		_, per := e.unread(t, a)
+		return *e.convs(t, b)[conv].LastSeq == 11 && per[conv] == 1
 	})
 
 	readSeq := func(t *testing.T, u user) int64 {
