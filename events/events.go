@@ -10,7 +10,7 @@ import (
 	"strings"
 )
 
-// Event kinds, as PROTOCOL.md names them.
+// Event kinds, as docs/protocol.md names them.
 const (
 	KindMessage      = "message"
 	KindRecall       = "recall"

@@ -1,4 +1,4 @@
-// REST half of the protocol (PROTOCOL.md, "REST (api)").
+// REST half of the protocol (docs/protocol.md, "REST").
 
 export class ApiError extends Error {
   constructor(status, code, message) {

@@ -1,5 +1,5 @@
 // seqchat web client: the UI and the client-side model of conversations.
-// It speaks PROTOCOL.md: REST for accounts, friends, conversations and
+// It speaks docs/protocol.md: REST for accounts, friends, conversations and
 // history pages; one WebSocket (conn.js) for live events, sends, recalls
 // and read pointers.
 

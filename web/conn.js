@@ -1,4 +1,4 @@
-// The WebSocket half of the protocol (PROTOCOL.md, "WebSocket (edge)"):
+// The WebSocket half of the protocol (docs/protocol.md, "WebSocket"):
 // one socket, reconnected with capped exponential backoff and full jitter,
 // a sync from the app's cursors after every connect, and an outbox that
 // resends commands with the same id until their ack arrives.

@@ -1,5 +1,5 @@
-// Command api runs the api role alone; see ARCHITECTURE.md for what it does and
-// docs/ for how to run it beside the other roles.
+// Command api runs the api role alone; see docs/architecture.md for what it does
+// and docs/deployment.md for how to run it beside the other roles.
 package main
 
 import "github.com/seqchat/seqchat/internal/app"

@@ -1,4 +1,4 @@
-// Package api serves the REST half of PROTOCOL.md: accounts and sessions,
+// Package api serves the REST half of docs/protocol.md: accounts and sessions,
 // friends, conversations and membership, history paging and sending.
 package api
 

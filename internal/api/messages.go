@@ -203,8 +203,7 @@ func (a *API) unread(w http.ResponseWriter, r *http.Request, c auth.Claims) erro
 	return nil
 }
 
-// receipts lists every member's read pointer (a protocol extension: see
-// docs/protocol-extensions.md).
+// receipts lists every member's read pointer (docs/protocol.md).
 func (a *API) receipts(w http.ResponseWriter, r *http.Request, c auth.Claims) error {
 	conv := r.PathValue("id")
 	if _, _, err := a.member(r.Context(), conv, c.UserID); err != nil {

@@ -1,5 +1,5 @@
 // Package chaterr gives errors a machine-readable code from the protocol
-// (PROTOCOL.md), kept apart from the human message, so that every role can
+// (docs/protocol.md), kept apart from the human message, so that every role can
 // answer a failure the same way over REST, WebSocket and internal replies.
 package chaterr
 

@@ -1,5 +1,5 @@
 // Package edge terminates the clients' WebSocket connections (GET /v1/ws,
-// PROTOCOL.md): it authenticates them, records them in presence, turns their
+// docs/protocol.md): it authenticates them, records them in presence, turns their
 // frames into commands, and writes to them the acks of their commands and
 // the events fanout sends to this edge on deliver.<edge-id>, each
 // conversation in seq order with no gap and no duplicate (see order.go).

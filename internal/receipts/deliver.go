@@ -25,7 +25,7 @@ type frame struct {
 
 // Deliver returns the Notify that sends a receipt frame to the reader's
 // other connections and, in a direct conversation, to the other member's
-// connections too (PROTOCOL.md). In a group only the reader's devices hear
+// connections too (docs/protocol.md). In a group only the reader's devices hear
 // of it: the others can ask GET /v1/conversations/{id}/receipts.
 func Deliver(members Members, send Sender) Notify {
 	return func(ctx context.Context, r Receipt, origin string) error {

@@ -1,5 +1,5 @@
 // Command check verifies a recorded run of the chat system against the
-// invariants of ARCHITECTURE.md: it reads a JSON-lines history of what the
+// invariants of docs/architecture.md: it reads a JSON-lines history of what the
 // clients sent and received (the record types are documented in package
 // tests/check/checker) and the final state of TIMELINE, the Postgres history
 // and the Redis unread sets, and prints every violation it finds, as counts

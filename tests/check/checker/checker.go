@@ -1,5 +1,5 @@
 // Package checker verifies, from the outside, what a run of the chat system
-// did against the invariants of ARCHITECTURE.md: it is fed a history of what
+// did against the invariants of docs/architecture.md: it is fed a history of what
 // clients sent and received (JSON lines, one Record each) and the final state
 // of the stores (State: TIMELINE, the Postgres history and members, the
 // Redis unread sets), and it reports every violation it finds, as counts per
@@ -125,7 +125,7 @@ func ReadHistory(r io.Reader) ([]Record, error) {
 	return out, sc.Err()
 }
 
-// Event is one event of TIMELINE, as PROTOCOL.md encodes it.
+// Event is one event of TIMELINE, as docs/protocol.md encodes it.
 type Event struct {
 	Conv      string          `json:"conv"`
 	Seq       int64           `json:"seq"`

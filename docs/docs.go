@@ -1,0 +1,5 @@
+// Package docs holds the project's documentation: the client contract
+// (protocol.md), the architecture and its invariants (architecture.md), the
+// operator's pages, and the OpenAPI description of REST. Its tests keep the
+// documentation true to itself and to the code.
+package docs
