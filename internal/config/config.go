@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 )
@@ -79,7 +80,8 @@ func Default() Config {
 // getenv (os.Getenv in production).
 func Load(args []string, getenv func(string) string) (Config, error) {
 	var c Config
-	fs := flag.NewFlagSet("chat", flag.ContinueOnError)
+	// Named after the binary, so that -h says "Usage of chatd" (or api, edge…).
+	fs := flag.NewFlagSet(filepath.Base(os.Args[0]), flag.ContinueOnError)
 	str := func(p *string, name, env, def, help string) {
 		if v := getenv(env); v != "" {
 			def = v
