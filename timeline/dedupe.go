@@ -16,12 +16,14 @@ import (
 // DEDUPE), for resends that come after JetStream's in-memory duplicate
 // window. The sequencer looks a whole batch up in one request.
 type Dedupe struct {
-	nc *nats.Conn
 	js jetstream.JetStream
+	dg *direct
 }
 
 // NewDedupe returns the dedupe store; the bucket must exist (Ensure).
-func NewDedupe(nc *nats.Conn, js jetstream.JetStream) *Dedupe { return &Dedupe{nc: nc, js: js} }
+func NewDedupe(nc *nats.Conn, js jetstream.JetStream) *Dedupe {
+	return &Dedupe{js: js, dg: newDirect(nc)}
+}
 
 const dedupePrefix = "$KV." + DedupeBucket + "."
 
@@ -45,7 +47,7 @@ func (d *Dedupe) Lookup(ctx context.Context, keys []string) (map[string]events.R
 	for i, k := range keys {
 		subjects[i] = dedupePrefix + k
 	}
-	msgs, err := directGet(ctx, d.nc, "KV_"+DedupeBucket, directReq{MultiLast: subjects})
+	msgs, err := d.dg.get(ctx, "KV_"+DedupeBucket, directReq{MultiLast: subjects})
 	if err != nil {
 		return nil, err
 	}

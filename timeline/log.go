@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -19,10 +18,13 @@ import (
 type Log struct {
 	nc *nats.Conn
 	js jetstream.JetStream
+	dg *direct
 }
 
 // New returns a Log over an open connection; the streams must exist (Ensure).
-func New(nc *nats.Conn, js jetstream.JetStream) *Log { return &Log{nc: nc, js: js} }
+func New(nc *nats.Conn, js jetstream.JetStream) *Log {
+	return &Log{nc: nc, js: js, dg: newDirect(nc)}
+}
 
 // Position is where a conversation's timeline stands: its last seq and the
 // stream sequence that event has in TIMELINE.
@@ -262,17 +264,9 @@ func (l *Log) locate(ctx context.Context, conv string, seq int64, lo uint64) (ui
 	return 0, fmt.Errorf("locate %s seq %d: not found (timeline truncated?)", conv, seq)
 }
 
-type directReq struct {
-	Seq       uint64   `json:"seq,omitempty"`
-	LastFor   string   `json:"last_by_subj,omitempty"`
-	NextFor   string   `json:"next_by_subj,omitempty"`
-	Batch     int      `json:"batch,omitempty"`
-	MultiLast []string `json:"multi_last,omitempty"`
-}
-
 // direct runs a JetStream direct get on TIMELINE.
 func (l *Log) direct(ctx context.Context, r directReq) ([]Stored, error) {
-	msgs, err := directGet(ctx, l.nc, TimelineStream, r)
+	msgs, err := l.dg.get(ctx, TimelineStream, r)
 	if err != nil {
 		return nil, err
 	}
@@ -285,77 +279,6 @@ func (l *Log) direct(ctx context.Context, r directReq) ([]Stored, error) {
 		out = append(out, s)
 	}
 	return out, nil
-}
-
-// requestTimeout bounds a request whose context has no deadline: an answer
-// lost with a failing server must not hold the caller forever.
-const requestTimeout = 5 * time.Second
-
-func bounded(ctx context.Context) (context.Context, context.CancelFunc) {
-	if _, ok := ctx.Deadline(); ok {
-		return ctx, func() {}
-	}
-	return context.WithTimeout(ctx, requestTimeout)
-}
-
-// directGet runs a direct get on stream and returns the messages found,
-// reading a batched or multi-subject answer up to its end-of-batch marker.
-func directGet(ctx context.Context, nc *nats.Conn, stream string, r directReq) ([]*nats.Msg, error) {
-	req, _ := json.Marshal(r)
-	subj := "$JS.API.DIRECT.GET." + stream
-	if r.Batch == 0 && len(r.MultiLast) == 0 {
-		rctx, cancel := bounded(ctx)
-		defer cancel()
-		resp, err := nc.RequestWithContext(rctx, subj, req)
-		if err != nil {
-			return nil, fmt.Errorf("direct get %s: %w", stream, err)
-		}
-		if ok, err := directFound(stream, resp); err != nil || !ok {
-			return nil, err
-		}
-		return []*nats.Msg{resp}, nil
-	}
-	inbox := nc.NewInbox()
-	sub, err := nc.SubscribeSync(inbox)
-	if err != nil {
-		return nil, fmt.Errorf("direct get %s: %w", stream, err)
-	}
-	defer sub.Unsubscribe()
-	if err := nc.PublishRequest(subj, inbox, req); err != nil {
-		return nil, fmt.Errorf("direct get %s: %w", stream, err)
-	}
-	var out []*nats.Msg
-	for {
-		wait := requestTimeout
-		if dl, ok := ctx.Deadline(); ok {
-			wait = time.Until(dl)
-		}
-		resp, err := sub.NextMsg(wait)
-		if err != nil {
-			return nil, fmt.Errorf("direct get %s: %w", stream, err)
-		}
-		ok, err := directFound(stream, resp)
-		if err != nil {
-			return nil, err
-		}
-		if !ok {
-			return out, nil // end of batch, or nothing found
-		}
-		out = append(out, resp)
-	}
-}
-
-// directFound reports whether a direct-get answer is a message: false for
-// the end-of-batch marker and for "not found".
-func directFound(stream string, m *nats.Msg) (bool, error) {
-	switch status := m.Header.Get("Status"); status {
-	case "":
-		return true, nil
-	case "204", "404":
-		return false, nil
-	default:
-		return false, fmt.Errorf("direct get %s: status %s %s", stream, status, m.Header.Get("Description"))
-	}
 }
 
 // decodeStored parses a TIMELINE message from a direct get.

@@ -215,3 +215,46 @@ func TestEnsureLeavesUnchangedStreams(t *testing.T) {
 		t.Fatal("a changed setting was not applied")
 	}
 }
+
+// Reads share one reply subscription: concurrent batched reads of different
+// conversations each get exactly their own answers.
+func TestConcurrentReadsShareReplies(t *testing.T) {
+	t.Parallel()
+	tl, ctx := setup(t)
+	convs := []string{"p", "q", "r", "s"}
+	var entries []timeline.Entry
+	for i := int64(1); i <= 50; i++ {
+		for _, conv := range convs {
+			e := timeline.Entry{Event: ev(conv, i), MsgID: fmt.Sprintf("%s-%d", conv, i)}
+			if i == 1 {
+				e.Expect = u64(0)
+			}
+			entries = append(entries, e)
+		}
+	}
+	if _, err := tl.AppendBatch(ctx, entries); err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 8*len(convs))
+	for range 8 {
+		for _, conv := range convs {
+			go func() {
+				got, err := tl.Read(ctx, conv, 10, 30, 0)
+				if err == nil && len(got) != 30 {
+					err = fmt.Errorf("read %s: %d events, want 30", conv, len(got))
+				}
+				for i, s := range got {
+					if err == nil && (s.Conv != conv || s.Seq != int64(11+i)) {
+						err = fmt.Errorf("read %s: event %d is %s/%d", conv, i, s.Conv, s.Seq)
+					}
+				}
+				errs <- err
+			}()
+		}
+	}
+	for range 8 * len(convs) {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
