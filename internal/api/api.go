@@ -19,6 +19,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/seqchat/seqchat/docs"
 	"github.com/seqchat/seqchat/events"
 	"github.com/seqchat/seqchat/internal/auth"
 	"github.com/seqchat/seqchat/internal/chaterr"
@@ -86,8 +87,15 @@ func New(pool *pgxpool.Pool, tokens *auth.Tokens, submit Submitter, reader *hist
 // maxBody bounds every request body: a 16 KiB message body plus its frame.
 const maxBody = 64 << 10
 
+// Router is what the api mounts its routes on: an *http.ServeMux, or a
+// test that lists the routes (docs/openapi.yaml must describe them all).
+type Router interface {
+	HandleFunc(pattern string, handler func(http.ResponseWriter, *http.Request))
+}
+
 // Mount adds the api's routes to mux.
-func (a *API) Mount(mux *http.ServeMux) {
+func (a *API) Mount(mux Router) {
+	mux.HandleFunc("GET /v1/openapi.yaml", serveOpenAPI)
 	mux.HandleFunc("POST /v1/users", a.handle(a.register))
 	mux.HandleFunc("POST /v1/sessions", a.handle(a.login))
 	mux.HandleFunc("DELETE /v1/sessions/current", a.authed(a.logout))
@@ -110,6 +118,12 @@ func (a *API) Mount(mux *http.ServeMux) {
 	mux.HandleFunc("/v1/", a.handle(func(w http.ResponseWriter, r *http.Request) error {
 		return chaterr.New(chaterr.NotFound, "no such endpoint: %s %s", r.Method, r.URL.Path)
 	}))
+}
+
+// serveOpenAPI answers docs/openapi.yaml; no token needed.
+func serveOpenAPI(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/yaml")
+	_, _ = w.Write(docs.OpenAPI)
 }
 
 type handlerFunc func(w http.ResponseWriter, r *http.Request) error

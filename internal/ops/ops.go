@@ -31,8 +31,15 @@ func NewRegistry() *prometheus.Registry {
 	return reg
 }
 
+// Router is what Mount adds its routes to: an *http.ServeMux, or a test
+// that lists them.
+type Router interface {
+	Handle(pattern string, handler http.Handler)
+	HandleFunc(pattern string, handler func(http.ResponseWriter, *http.Request))
+}
+
 // Mount adds /healthz, /readyz and /metrics to mux.
-func Mount(mux *http.ServeMux, reg *prometheus.Registry, checks []Check) {
+func Mount(mux Router, reg *prometheus.Registry, checks []Check) {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Write([]byte("ok\n"))
 	})
