@@ -125,6 +125,9 @@ func TestRecall(t *testing.T) {
 	if again.Seq != 4 || e.head(t, a, g.ID) != 4 {
 		t.Fatalf("second recall answered %d, head %d; want 4 and 4", again.Seq, e.head(t, a, g.ID))
 	}
+	// Permission comes before idempotency: bob may not recall alice's
+	// message, recalled already or not.
+	recall(b, "rb-recalled", 1).fails(t, http.StatusForbidden, "forbidden")
 	p := e.page(t, b, g.ID, "")
 	if ev := p.Events[0]; !ev.Recalled || ev.Body != nil {
 		t.Fatalf("recalled message still shows: %+v", ev)

@@ -214,13 +214,17 @@ func (s *Sequencer) process(ctx context.Context, state map[string]*timeline.Posi
 			}
 			p.result = refusal(err)
 		} else if p.cmd.Op == events.OpRecall {
+			// Who may recall is asked of every recall, before whether the
+			// target is recalled already (by an earlier batch or this one):
+			// a second recall is answered with the first one's seq only if
+			// its sender could have recalled the message.
 			key := recallKey(p.cmd.Conv, p.cmd.Target)
-			if first, ok := recalling[key]; ok {
-				p.sameAs, p.result = first, &events.Result{}
-			} else if res, err := s.checkRecall(ctx, &p.cmd); err != nil {
+			if res, err := s.checkRecall(ctx, &p.cmd); err != nil {
 				p.result = refusal(err)
 			} else if res != nil {
 				p.result = res
+			} else if first, ok := recalling[key]; ok {
+				p.sameAs, p.result = first, &events.Result{}
 			} else {
 				recalling[key] = p
 			}
@@ -321,13 +325,12 @@ func (s *Sequencer) check(ctx context.Context, c *events.Command) error {
 
 func recallKey(conv string, target int64) string { return fmt.Sprintf("recall:%s:%d", conv, target) }
 
-// checkRecall decides a recall: it returns the existing recall's result when
-// the target was recalled already (recalling twice appends nothing), nil when
-// the recall may be appended, or the refusal.
+// checkRecall decides a recall: the refusal when its sender may not recall
+// the target, else the existing recall's result when the target was
+// recalled already (recalling twice appends nothing), else nil: the recall
+// may be appended. Permission comes first so that an already recalled
+// message does not answer anyone's recall with an ack.
 func (s *Sequencer) checkRecall(ctx context.Context, c *events.Command) (*events.Result, error) {
-	if r, ok := s.recent.get(recallKey(c.Conv, c.Target)); ok {
-		return &r, nil
-	}
 	if s.opt.History == nil {
 		return nil, chaterr.New(chaterr.Forbidden, "recall is not available")
 	}
@@ -338,6 +341,19 @@ func (s *Sequencer) checkRecall(ctx context.Context, c *events.Command) (*events
 	if target.Kind != events.KindMessage {
 		return nil, chaterr.New(chaterr.BadRequest, "seq %d is a %s, not a message", c.Target, target.Kind)
 	}
+	cv, err := s.members.Get(ctx, c.Conv)
+	if err != nil {
+		return nil, err
+	}
+	// A group's owner (or admin) may recall anything, at any time; a sender
+	// their own message, within the window.
+	privileged := cv.Members[c.From] == "owner" || cv.Members[c.From] == "admin"
+	if !privileged && target.From != c.From {
+		return nil, chaterr.New(chaterr.Forbidden, "only the sender or the group's owner may recall")
+	}
+	if r, ok := s.recent.get(recallKey(c.Conv, c.Target)); ok {
+		return &r, nil
+	}
 	if seq, err := s.opt.History.RecallOf(ctx, c.Conv, c.Target); err != nil {
 		return nil, err
 	} else if seq > 0 {
@@ -347,20 +363,10 @@ func (s *Sequencer) checkRecall(ctx context.Context, c *events.Command) (*events
 		}
 		return &events.Result{Conv: c.Conv, Seq: seq, TS: prev.TS}, nil
 	}
-	cv, err := s.members.Get(ctx, c.Conv)
-	if err != nil {
-		return nil, err
-	}
-	// A group's owner (or admin) may recall anything, at any time; a sender
-	// their own message, within the window.
-	if role := cv.Members[c.From]; role == "owner" || role == "admin" {
-		return nil, nil
-	}
-	if target.From != c.From {
-		return nil, chaterr.New(chaterr.Forbidden, "only the sender or the group's owner may recall")
-	}
-	if age := s.opt.Now().Sub(time.UnixMilli(target.TS)); age > s.opt.RecallWindow {
-		return nil, chaterr.New(chaterr.RecallExpired, "the recall window of %v has passed", s.opt.RecallWindow)
+	if !privileged {
+		if age := s.opt.Now().Sub(time.UnixMilli(target.TS)); age > s.opt.RecallWindow {
+			return nil, chaterr.New(chaterr.RecallExpired, "the recall window of %v has passed", s.opt.RecallWindow)
+		}
 	}
 	return nil, nil
 }

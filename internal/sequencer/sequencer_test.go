@@ -16,6 +16,7 @@ import (
 	"github.com/seqchat/seqchat/internal/chaterr"
 	"github.com/seqchat/seqchat/internal/commands"
 	"github.com/seqchat/seqchat/internal/config"
+	"github.com/seqchat/seqchat/internal/history"
 	"github.com/seqchat/seqchat/internal/membership"
 	"github.com/seqchat/seqchat/internal/natsconn"
 	"github.com/seqchat/seqchat/internal/pg"
@@ -68,7 +69,7 @@ func (r *rig) start(t testing.TB, id string) (stop func()) {
 	t.Helper()
 	s, err := sequencer.New(context.Background(), r.nc.NC, r.nc.JS, membership.New(r.pool, 0), sequencer.Options{
 		InstanceID: id, Partitions: r.cfg.Partitions, Batch: r.cfg.SequencerBatch, LeaseTTL: r.cfg.LeaseTTL, Log: testenv.Logger(t).With("seq", id),
-		AtomicBatches: r.atomic,
+		AtomicBatches: r.atomic, History: history.NewReader(r.pool, r.tl),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -314,5 +315,67 @@ func TestRefusals(t *testing.T) {
 	// And the conversation still works.
 	if res, err := r.sub.Submit(ctx, events.Command{Op: events.OpSend, ID: "ok", Conv: "c1", From: "bob", Body: json.RawMessage(`"hi"`)}, ""); err != nil || res.Seq != 1 {
 		t.Fatalf("valid send = %+v, %v", res, err)
+	}
+}
+
+// Invariant 7: whether a message was recalled already is answered only to
+// someone who may recall it. A member who is neither the sender nor the
+// owner gets forbidden for a recalled message, whether the first recall was
+// sequenced in an earlier batch or sits in the same batch, ahead of theirs.
+func TestRecallPermissionBeforeIdempotency(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, nil)
+	testenv.Seed(t, r.pool, "g1", "owner", "alice", "bob")
+	ctx := testenv.Context(t, time.Minute)
+	stop := r.start(t, "seq-1")
+	send := func(id string) int64 {
+		t.Helper()
+		res, err := r.sub.Submit(ctx, events.Command{Op: events.OpSend, ID: id, Conv: "g1", From: "alice", Body: json.RawMessage(`"hi"`)}, "")
+		if err != nil {
+			t.Fatalf("send %s: %v", id, err)
+		}
+		return res.Seq
+	}
+	recall := func(id, from string, target int64) events.Command {
+		return events.Command{Op: events.OpRecall, ID: id, Conv: "g1", From: from, Target: target}
+	}
+
+	m1 := send("m1")
+	first, err := r.sub.Submit(ctx, recall("r1", "alice", m1), "")
+	if err != nil {
+		t.Fatalf("alice recalls her message: %v", err)
+	}
+	if res, err := r.sub.Submit(ctx, recall("r2", "bob", m1), ""); chaterr.CodeOf(err) != chaterr.Forbidden {
+		t.Fatalf("bob recalls alice's recalled message: %+v, %v; want forbidden", res, err)
+	}
+	// Idempotency still holds for those who may recall: the sender again,
+	// and the group's owner, get the first recall's seq.
+	for _, c := range []events.Command{recall("r3", "alice", m1), recall("r4", "owner", m1)} {
+		if res, err := r.sub.Submit(ctx, c, ""); err != nil || res.Seq != first.Seq {
+			t.Fatalf("%s recalls the recalled message again: %+v, %v; want seq %d", c.From, res, err, first.Seq)
+		}
+	}
+
+	// Both recalls of m2 wait in CMDS while no sequencer runs, so that the
+	// next one takes them in one batch, alice's first.
+	m2 := send("m2")
+	stop()
+	pa, err := r.sub.Publish(ctx, recall("r5", "alice", m2), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pb, err := r.sub.Publish(ctx, recall("r6", "bob", m2), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.start(t, "seq-2")
+	if res, err := pa.Wait(ctx); err != nil || res.Seq != m2+1 {
+		t.Fatalf("alice's recall in the batch: %+v, %v; want seq %d", res, err, m2+1)
+	}
+	if res, err := pb.Wait(ctx); chaterr.CodeOf(err) != chaterr.Forbidden {
+		t.Fatalf("bob's recall in the same batch: %+v, %v; want forbidden", res, err)
+	}
+	if got := r.timeline(t, "g1"); len(got) != 4 {
+		t.Fatalf("timeline holds %d events, want 4 (two messages, two recalls)", len(got))
 	}
 }
