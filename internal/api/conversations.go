@@ -13,6 +13,7 @@ import (
 	"github.com/seqchat/seqchat/events"
 	"github.com/seqchat/seqchat/internal/auth"
 	"github.com/seqchat/seqchat/internal/chaterr"
+	"github.com/seqchat/seqchat/internal/membership"
 )
 
 type conversationJSON struct {
@@ -130,24 +131,16 @@ func (a *API) createConversation(w http.ResponseWriter, r *http.Request, c auth.
 // the protocol's error: not_found when conv does not exist, forbidden when
 // the caller is not in it.
 func (a *API) member(ctx context.Context, conv, user string) (role string, joined int64, err error) {
-	err = a.pool.QueryRow(ctx, `SELECT coalesce(m.role, ''), coalesce(m.joined_seq, 0)
-		FROM conversations c LEFT JOIN members m ON m.conv_id=c.id AND m.user_id=$2 AND m.pending_op IS DISTINCT FROM 'leave'
-		WHERE c.id=$1`, conv, user).Scan(&role, &joined)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return "", 0, chaterr.New(chaterr.NotFound, "no conversation %q", conv)
-	}
+	ms, err := membership.Check(ctx, a.pool, user, conv)
 	if err != nil {
-		return "", 0, unavailable("look up membership", err)
+		return "", 0, err
 	}
-	if role == "" {
-		return "", 0, chaterr.New(chaterr.Forbidden, "you are not a member of this conversation")
-	}
-	return role, joined, nil
+	return ms[conv].Role, ms[conv].Joined, nil
 }
 
 const listQuery = `SELECT c.id, c.kind, c.title, coalesce(h.last_seq, 0), m.read_seq
 	FROM members m JOIN conversations c ON c.id=m.conv_id LEFT JOIN heads h ON h.conv_id=c.id
-	WHERE m.user_id=$1 AND m.pending_op IS DISTINCT FROM 'leave'`
+	WHERE m.user_id=$1 AND ` + membership.Current
 
 func (a *API) listConversations(ctx context.Context, user, only string) ([]conversationJSON, error) {
 	q, args := listQuery+" ORDER BY coalesce(h.last_seq, 0) DESC, c.id", []any{user}
@@ -201,7 +194,7 @@ func (a *API) conversation(w http.ResponseWriter, r *http.Request, c auth.Claims
 		return chaterr.New(chaterr.Forbidden, "you are not a member of this conversation")
 	}
 	cv := list[0]
-	rows, err := a.pool.Query(r.Context(), "SELECT user_id FROM members WHERE conv_id=$1 AND pending_op IS DISTINCT FROM 'leave' ORDER BY user_id", id)
+	rows, err := a.pool.Query(r.Context(), "SELECT m.user_id FROM members m WHERE m.conv_id=$1 AND "+membership.Current+" ORDER BY m.user_id", id)
 	if err != nil {
 		return unavailable("list members", err)
 	}

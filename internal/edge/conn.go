@@ -11,12 +11,12 @@ import (
 	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
-	"github.com/jackc/pgx/v5"
 	"golang.org/x/time/rate"
 
 	"github.com/seqchat/seqchat/events"
 	"github.com/seqchat/seqchat/internal/auth"
 	"github.com/seqchat/seqchat/internal/chaterr"
+	"github.com/seqchat/seqchat/internal/membership"
 	"github.com/seqchat/seqchat/internal/presence"
 )
 
@@ -689,36 +689,16 @@ func (c *conn) sync(id string, cursors map[string]int64) {
 	}
 }
 
-// member checks that user belongs to each of convs and returns the seq each
-// one's history starts at for them: not_found when a conversation does not
-// exist, forbidden when the user is not in it.
+// member checks that user belongs to each of convs (membership's one rule)
+// and returns the seq each one's history starts at for them.
 func (e *Edge) member(ctx context.Context, user string, convs []string) (map[string]int64, error) {
-	joined := make(map[string]int64, len(convs))
-	if len(convs) == 0 {
-		return joined, nil
-	}
-	rows, err := e.pool.Query(ctx, `SELECT c.id, coalesce(m.role, ''), coalesce(m.joined_seq, 0)
-		FROM conversations c LEFT JOIN members m ON m.conv_id=c.id AND m.user_id=$2 WHERE c.id = ANY($1)`, convs, user)
+	ms, err := membership.Check(ctx, e.pool, user, convs...)
 	if err != nil {
-		return nil, chaterr.Wrap(chaterr.Unavailable, err, "look up membership: store unavailable, try again")
+		return nil, err
 	}
-	roles := map[string]string{}
-	var conv, role string
-	var seq int64
-	if _, err := pgx.ForEachRow(rows, []any{&conv, &role, &seq}, func() error {
-		roles[conv], joined[conv] = role, seq
-		return nil
-	}); err != nil {
-		return nil, chaterr.Wrap(chaterr.Unavailable, err, "look up membership: store unavailable, try again")
-	}
-	for _, cv := range convs {
-		r, ok := roles[cv]
-		if !ok {
-			return nil, chaterr.New(chaterr.NotFound, "no conversation %q", cv)
-		}
-		if r == "" {
-			return nil, chaterr.New(chaterr.Forbidden, "you are not a member of conversation %q", cv)
-		}
+	joined := make(map[string]int64, len(ms))
+	for conv, m := range ms {
+		joined[conv] = m.Joined
 	}
 	return joined, nil
 }

@@ -1,6 +1,7 @@
 package edge_test
 
 import (
+	"context"
 	"testing"
 	"time"
 )
@@ -37,5 +38,38 @@ func TestRecallOfRecalledNeedsPermission(t *testing.T) {
 	}
 	if _, head := s.history(a, conv, 0); head != 2 {
 		t.Fatalf("head %d after refused recalls, want 2", head)
+	}
+}
+
+// A member whose leave is in flight (marked in Postgres, not yet
+// sequenced) is no longer a member anywhere: the socket refuses their sync
+// and read as REST refuses their history.
+func TestLeavingMemberRefusedOnSocket(t *testing.T) {
+	t.Parallel()
+	s := start(t)
+	a, b := s.user("alice"), s.user("bob")
+	var g struct{ ID string }
+	if code := s.do("POST", "/v1/conversations", a.token, map[string]any{"kind": "group", "title": "g", "members": []string{b.id}}, &g); code != 201 {
+		t.Fatalf("create group: %d", code)
+	}
+	cb := dial(t, s.edge.Addr, b.token)
+	if _, heads := cb.sync(map[string]int64{g.ID: 0}); len(heads) != 1 {
+		t.Fatalf("bob's sync as a member: heads %v", heads)
+	}
+	// The state removeMember leaves behind should sequencing the leave fail.
+	if _, err := s.main.Pool.Exec(context.Background(), "UPDATE members SET pending_op='leave', pending_id='l1', pending_by=$2 WHERE conv_id=$1 AND user_id=$2", g.ID, b.id); err != nil {
+		t.Fatal(err)
+	}
+	for _, frame := range []map[string]any{
+		{"type": "sync", "id": "s2", "cursors": map[string]int64{g.ID: 0}},
+		{"type": "read", "id": "rd1", "conv": g.ID, "seq": 0},
+	} {
+		cb.send(frame)
+		if f := cb.next(10 * time.Second); f.Type != "error" || f.ID != frame["id"] || f.Code != "forbidden" {
+			t.Fatalf("leaving member's %s: want error forbidden, got %+v", frame["type"], f)
+		}
+	}
+	if code := s.do("GET", "/v1/conversations/"+g.ID+"/messages", b.token, nil, nil); code != 403 {
+		t.Fatalf("leaving member's history over REST: %d, want 403", code)
 	}
 }

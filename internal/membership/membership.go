@@ -16,6 +16,58 @@ import (
 	"github.com/seqchat/seqchat/internal/chaterr"
 )
 
+// Current is the membership rule, as SQL over a members row aliased m: a
+// user is a member while their row exists and they are not leaving. A leave
+// marks the row first and deletes it once the leave is sequenced; from the
+// mark on, the leaving user no longer reads, syncs or sends. (A join in
+// flight is a member whose history starts at a seq beyond any: joined_seq
+// is set once the join is sequenced.) Every role asks this rule, through
+// Load, Check or this clause, and no other.
+const Current = "m.pending_op IS DISTINCT FROM 'leave'"
+
+// Member is one user's standing in one conversation.
+type Member struct {
+	Role string
+	// Joined is the seq the user's history starts at.
+	Joined int64
+}
+
+// Check reads from Postgres, not the cache, that user is a member of each of
+// convs (a request's authorisation must not rest on a cache another process
+// may not have invalidated yet). It answers not_found when a conversation
+// does not exist, forbidden when the user is not a member of one, and
+// unavailable when Postgres cannot be asked.
+func Check(ctx context.Context, pool *pgxpool.Pool, user string, convs ...string) (map[string]Member, error) {
+	out := make(map[string]Member, len(convs))
+	if len(convs) == 0 {
+		return out, nil
+	}
+	rows, err := pool.Query(ctx, `SELECT c.id, coalesce(m.role, ''), coalesce(m.joined_seq, 0)
+		FROM conversations c LEFT JOIN members m ON m.conv_id=c.id AND m.user_id=$2 AND `+Current+`
+		WHERE c.id = ANY($1)`, convs, user)
+	if err != nil {
+		return nil, chaterr.Wrap(chaterr.Unavailable, err, "look up membership: store unavailable, try again")
+	}
+	var conv string
+	var m Member
+	if _, err := pgx.ForEachRow(rows, []any{&conv, &m.Role, &m.Joined}, func() error {
+		out[conv] = m
+		return nil
+	}); err != nil {
+		return nil, chaterr.Wrap(chaterr.Unavailable, err, "look up membership: store unavailable, try again")
+	}
+	for _, cv := range convs {
+		m, ok := out[cv]
+		if !ok {
+			return nil, chaterr.New(chaterr.NotFound, "no conversation %q", cv)
+		}
+		if m.Role == "" {
+			return nil, chaterr.New(chaterr.Forbidden, "you are not a member of conversation %q", cv)
+		}
+	}
+	return out, nil
+}
+
 // Conv is what the cache knows of one conversation.
 type Conv struct {
 	Kind    string
@@ -95,7 +147,7 @@ func Load(ctx context.Context, pool *pgxpool.Pool, conv string) (*Conv, error) {
 	if owner != nil {
 		cv.Owner = *owner
 	}
-	rows, err := pool.Query(ctx, "SELECT user_id, role, joined_seq FROM members WHERE conv_id=$1 AND pending_op IS DISTINCT FROM 'leave'", conv)
+	rows, err := pool.Query(ctx, "SELECT m.user_id, m.role, m.joined_seq FROM members m WHERE m.conv_id=$1 AND "+Current, conv)
 	if err != nil {
 		return nil, chaterr.Wrap(chaterr.Unavailable, err, "load members")
 	}
