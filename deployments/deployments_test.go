@@ -594,3 +594,52 @@ func TestDockerfile(t *testing.T) {
 		t.Error("ENTRYPOINT: the command must choose the role")
 	}
 }
+
+// --- compose.services.yaml ---------------------------------------------------
+
+var publishedPort = regexp.MustCompile(`(?m)^      - "([^"]+)"`)
+
+// checkServicesCompose reports what the services-only compose file gets
+// wrong: it must hold PostgreSQL and Redis and nothing else, on the ports
+// and with the password-less login chatd's defaults expect, published on
+// loopback only (trust auth must not be reachable from the network).
+func checkServicesCompose(text string) []string {
+	var bad []string
+	services := composeServices(text)
+	want := map[string]string{"postgres": "127.0.0.1:5432:5432", "redis": "127.0.0.1:6379:6379"}
+	for name := range services {
+		if _, ok := want[name]; !ok {
+			bad = append(bad, "unexpected service "+name)
+		}
+	}
+	for name, port := range want {
+		s, ok := services[name]
+		if !ok {
+			bad = append(bad, "no service "+name)
+			continue
+		}
+		ports := publishedPort.FindAllStringSubmatch(s, -1)
+		if len(ports) != 1 || ports[0][1] != port {
+			bad = append(bad, fmt.Sprintf("%s must publish exactly %q, has %v", name, port, ports))
+		}
+	}
+	if !strings.Contains(services["postgres"], "POSTGRES_HOST_AUTH_METHOD: trust") {
+		bad = append(bad, "postgres must use trust auth (chatd's default URL has no password)")
+	}
+	return bad
+}
+
+func TestServicesCompose(t *testing.T) {
+	b, err := os.ReadFile("compose.services.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, msg := range checkServicesCompose(string(b)) {
+		t.Error("compose.services.yaml: " + msg)
+	}
+	broken := strings.Replace(string(b), `"127.0.0.1:6379:6379"`, `"6379:6379"`, 1)
+	broken = strings.Replace(broken, "\nvolumes:", "\n  nats:\n    image: nats\n\nvolumes:", 1)
+	if got := checkServicesCompose(broken); len(got) != 2 {
+		t.Errorf("a published-to-all Redis and an extra service gave %v", got)
+	}
+}
