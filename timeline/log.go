@@ -45,8 +45,17 @@ const (
 	hdrBatchSeq    = "Nats-Batch-Sequence"
 	hdrBatchCommit = "Nats-Batch-Commit"
 	hdrExpectSubj  = "Nats-Expected-Last-Subject-Sequence"
-	errWrongLast   = 10071 // JSStreamWrongLastSequenceErr
 )
+
+// lostRace reports whether JetStream refused an append because its
+// expected last subject sequence did not hold: another writer got there
+// first. A single replica answers JSErrCodeStreamWrongLastSequence (10071);
+// a replicated stream answers JSErrCodeStreamWrongLastSequenceConstant
+// (10164) when the check fails before the Raft proposal, because an append
+// to the same conversation is still being proposed, and 10071 after it.
+func lostRace(code jetstream.ErrorCode) bool {
+	return code == jetstream.JSErrCodeStreamWrongLastSequence || code == jetstream.JSErrCodeStreamWrongLastSequenceConstant
+}
 
 // Entry is one event to append. Expect, when set, is the stream sequence the
 // conversation's last event must have (0: the conversation must be empty).
@@ -123,7 +132,7 @@ func (l *Log) AppendBatch(ctx context.Context, entries []Entry) (uint64, error) 
 		return 0, fmt.Errorf("commit batch to %s: decode ack: %w", TimelineStream, err)
 	}
 	if ack.Error != nil {
-		if ack.Error.ErrCode == errWrongLast {
+		if lostRace(jetstream.ErrorCode(ack.Error.ErrCode)) {
 			return 0, ErrConflict
 		}
 		return 0, fmt.Errorf("commit batch to %s: %s (%d)", TimelineStream, ack.Error.Description, ack.Error.ErrCode)
@@ -157,7 +166,7 @@ func Settle(ctx context.Context, f jetstream.PubAckFuture) (streamSeq uint64, du
 
 func appendErr(subj string, err error) error {
 	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) && apiErr.ErrorCode == errWrongLast {
+	if errors.As(err, &apiErr) && lostRace(apiErr.ErrorCode) {
 		return ErrConflict
 	}
 	return fmt.Errorf("append to %s: %w", subj, err)

@@ -7,15 +7,19 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-
+	"fmt"
 	"log/slog"
+	"net"
+	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/seqchat/seqchat/internal/config"
 	"github.com/seqchat/seqchat/internal/natsconn"
@@ -173,4 +177,61 @@ func Seed(t testing.TB, pool interface {
 			t.Fatalf("seed member: %v", err)
 		}
 	}
+}
+
+// NATSCluster starts an embedded JetStream cluster of n servers for t, each
+// on its own temp dir and loopback ports, and returns the client URLs,
+// comma-separated, once the cluster has a JetStream meta leader. It is for
+// tests of what only replicated streams do (R3 answers some errors with
+// other codes than a single server); it stops when t ends.
+func NATSCluster(t testing.TB, n int) string {
+	t.Helper()
+	// The routes must be known before the servers start: take free ports.
+	ports := make([]int, n)
+	var routes []*url.URL
+	for i := range ports {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("testenv: %v", err)
+		}
+		ports[i] = l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		routes = append(routes, &url.URL{Scheme: "nats", Host: fmt.Sprintf("127.0.0.1:%d", ports[i])})
+	}
+	servers := make([]*server.Server, n)
+	urls := make([]string, n)
+	for i := range servers {
+		ns, err := server.NewServer(&server.Options{
+			ServerName: fmt.Sprintf("n%d", i+1),
+			Host:       "127.0.0.1",
+			Port:       -1,
+			JetStream:  true,
+			StoreDir:   filepath.Join(t.TempDir(), "jetstream"),
+			NoSigs:     true,
+			NoLog:      true,
+			Cluster:    server.ClusterOpts{Name: "test", Host: "127.0.0.1", Port: ports[i]},
+			Routes:     routes,
+		})
+		if err != nil {
+			t.Fatalf("testenv: create nats-server %d: %v", i+1, err)
+		}
+		ns.Start()
+		t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+		servers[i] = ns
+	}
+	for i, ns := range servers {
+		if !ns.ReadyForConnections(10 * time.Second) {
+			t.Fatalf("testenv: nats-server %d not ready after 10s", i+1)
+		}
+		urls[i] = ns.ClientURL()
+	}
+	Eventually(t, 30*time.Second, "a JetStream meta leader with every peer", func() bool {
+		for _, ns := range servers {
+			if ns.JetStreamIsLeader() && len(ns.JetStreamClusterPeers()) == n {
+				return true
+			}
+		}
+		return false
+	})
+	return strings.Join(urls, ",")
 }
