@@ -217,7 +217,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger, roles ...Ro
 			opt := edge.Options{
 				ID: cfg.InstanceID, OutboundSize: cfg.EdgeOutboundSize, RateLimits: cfg.RateLimits,
 				CommandRate: cfg.CommandRate, CommandBurst: cfg.CommandBurst, CommandTimeout: cfg.CommandTimeout,
-				Log: log.With("role", "edge"), Metrics: reg,
+				FirstSyncWait: cfg.EdgeFirstSyncWait, Log: log.With("role", "edge"), Metrics: reg,
 			}
 			g.edge(cfg, reads, &opt)
 			e, err := edge.New(nc.NC, sub, hist, pool, tokens, pres, opt)

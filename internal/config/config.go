@@ -45,6 +45,9 @@ type Config struct {
 	CommandBurst     int
 	MaxGroupMembers  int
 	EdgeOutboundSize int
+	// EdgeFirstSyncWait is how long a new connection's live events wait
+	// for its first sync (PROTOCOL.md: 10 s); tests shorten it.
+	EdgeFirstSyncWait time.Duration
 
 	// Transport.
 	AllowedOrigins   string // comma-separated WebSocket origins; empty: same origin only; "*": any
@@ -140,6 +143,7 @@ func Load(args []string, getenv func(string) string) (Config, error) {
 	add(dur(&c.CommandTimeout, "command-timeout", "CHAT_COMMAND_TIMEOUT", 10*time.Second, "how long a REST send waits for its seq"))
 	add(dur(&c.HTTPReadTimeout, "http-read-timeout", "CHAT_HTTP_READ_TIMEOUT", 30*time.Second, "how long a REST request's body may take to arrive"))
 	add(dur(&c.HTTPWriteTimeout, "http-write-timeout", "CHAT_HTTP_WRITE_TIMEOUT", 60*time.Second, "how long a REST answer may take to write (WebSockets are exempt)"))
+	add(dur(&c.EdgeFirstSyncWait, "edge-first-sync-wait", "CHAT_EDGE_FIRST_SYNC_WAIT", 10*time.Second, "how long a new connection's live events wait for its first sync before they are delivered without one"))
 	add(dur(&c.PresenceHeartbeat, "presence-heartbeat", "CHAT_PRESENCE_HEARTBEAT", 10*time.Second, "how often an edge refreshes presence; a dead edge's users go offline within two"))
 	add(num(&c.LoginFailuresPerUser, "login-failures-per-user", "CHAT_LOGIN_FAILURES_PER_USER", 10, "failed logins per username per window"))
 	add(num(&c.LoginFailuresPerAddr, "login-failures-per-addr", "CHAT_LOGIN_FAILURES_PER_ADDR", 100, "failed logins per client address per window"))

@@ -47,6 +47,15 @@ type conn struct {
 	nInFlight  int
 	queue      []job // commands waiting to be published, in frame order
 	publishing bool  // a goroutine is draining queue
+
+	// Until its first sync is answered the connection holds the live
+	// events that reach it (order.go). holdUntil is when it gives up
+	// waiting for that sync (zero: not holding any more); the timer is
+	// armed only once something is held, so an idle connection costs none.
+	holdUntil time.Time
+	holdTimer *time.Timer
+	nHeld     int // events held meanwhile, bounded like a stream's buffer
+	nSyncs    int // syncs in progress
 }
 
 // job is a command waiting to be published.
@@ -63,6 +72,7 @@ func newConn(e *Edge, claims auth.Claims, id string) *conn {
 		ctx: ctx, cancel: cancel,
 		out: outbox{max: e.opt.OutboundSize, wake: make(chan struct{}, 1)}, done: make(chan struct{}),
 		streams: map[string]*stream{}, inFlight: map[string]int{},
+		holdUntil: time.Now().Add(e.opt.FirstSyncWait),
 	}
 	if e.opt.RateLimits {
 		c.limit = rate.NewLimiter(rate.Limit(e.opt.CommandRate), e.opt.CommandBurst)
@@ -460,6 +470,9 @@ func (c *conn) publishLoop() {
 func (c *conn) answered(j job, res events.Result, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	// Once the ack is recorded (an ack tells nothing of where a stream
+	// without a cursor starts).
+	defer c.releaseIfDue()
 	key := inFlightKey(j.cmd.Conv, j.cmd.ID)
 	c.nInFlight--
 	if c.inFlight[key]--; c.inFlight[key] <= 0 {
@@ -492,9 +505,40 @@ func (c *conn) stream(conv string) *stream {
 	s := c.streams[conv]
 	if s == nil {
 		s = newStream()
+		s.hold = c.holding()
 		c.streams[conv] = s
 	}
 	return s
+}
+
+// holding reports whether the connection still waits for its first sync;
+// c.mu is held.
+func (c *conn) holding() bool { return !c.holdUntil.IsZero() }
+
+// release ends the wait for the first sync and delivers what was held;
+// c.mu is held.
+func (c *conn) release() {
+	if !c.holding() {
+		return
+	}
+	c.holdUntil, c.nHeld = time.Time{}, 0
+	if c.holdTimer != nil {
+		c.holdTimer.Stop()
+		c.holdTimer = nil
+	}
+	for conv, s := range c.streams {
+		s.release()
+		c.flush(conv, s)
+	}
+}
+
+// releaseIfDue releases the held events of a connection that has had no
+// sync answered in time, unless a sync is on its way (its answer releases
+// them); c.mu is held.
+func (c *conn) releaseIfDue() {
+	if c.holding() && c.nSyncs == 0 && !time.Now().Before(c.holdUntil) {
+		c.release()
+	}
 }
 
 // arriveEvent takes an event from fanout or history.
@@ -512,8 +556,39 @@ func (c *conn) arriveEvent(h eventHead, frame []byte) {
 // connection gets instead.
 func (c *conn) addEvent(h eventHead, frame []byte) {
 	s := c.stream(h.Conv)
-	s.addEvent(h.Seq, frame, c.ownID(h.Conv, h.ID, h.From))
+	if s.addEvent(h.Seq, frame, c.ownID(h.Conv, h.ID, h.From)) && c.holding() {
+		c.hold() // may release at once, this event included, when the wait is over
+	}
 	c.flush(h.Conv, s)
+}
+
+// hold counts an event held before the first sync and makes sure the wait
+// for that sync ends; c.mu is held.
+func (c *conn) hold() {
+	if c.nHeld++; c.nHeld > 4*c.out.max {
+		// Memory stays bounded: a client this far behind syncs anew.
+		c.e.m.slow.Inc()
+		c.cancel()
+		c.close(websocket.ClosePolicyViolation, "too far behind")
+		return
+	}
+	if c.releaseIfDue(); c.nSyncs == 0 {
+		c.armHold() // else the sync's end sees to it
+	}
+}
+
+// armHold makes sure that held events are released when the wait for the
+// first sync is over; c.mu is held.
+func (c *conn) armHold() {
+	if !c.holding() || c.holdTimer != nil || c.nHeld == 0 {
+		return
+	}
+	c.holdTimer = time.AfterFunc(time.Until(c.holdUntil), func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.holdTimer = nil
+		c.releaseIfDue()
+	})
 }
 
 // ownID returns id when the event is a command of this connection still
@@ -623,6 +698,7 @@ func (c *conn) sync(id string, cursors map[string]int64) {
 	// Hold the live events from here on: anything appended after the head
 	// read below arrives after this point.
 	c.mu.Lock()
+	c.nSyncs++
 	for _, conv := range convs {
 		c.stream(conv).syncing++
 	}
@@ -633,16 +709,22 @@ func (c *conn) sync(id string, cursors map[string]int64) {
 			return
 		}
 		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.nSyncs--
 		for _, conv := range convs {
 			s := c.streams[conv]
 			s.syncing--
+			if !c.holding() {
+				s.release() // no cursor from this sync: start at what is held
+			}
 			c.flush(conv, s)
 		}
-		c.mu.Unlock()
+		// A failed sync is no first sync: the wait for one goes on.
+		c.releaseIfDue()
+		c.armHold()
 	}()
 
 	heads := make(map[string]int64, len(convs))
-	cursor := make(map[string]int64, len(convs))
 	for _, conv := range convs {
 		head, err := c.e.hist.Head(ctx, conv)
 		if err != nil {
@@ -653,10 +735,8 @@ func (c *conn) sync(id string, cursors map[string]int64) {
 		from := max(cursors[conv]+1, joined[conv])
 		to := min(head, from+maxReplay-1)
 		if from > to {
-			cursor[conv] = head // nothing after the cursor (or a cursor past the head)
-			continue
+			continue // nothing after the cursor (or a cursor past the head)
 		}
-		cursor[conv] = from - 1
 		list, err := c.e.hist.Range(ctx, conv, from, to)
 		if err != nil {
 			c.fail(id, err)
@@ -669,21 +749,27 @@ func (c *conn) sync(id string, cursors map[string]int64) {
 				return
 			}
 		}
-		if n := len(list); n > 0 {
-			cursor[conv] = list[n-1].Seq
-		}
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	settled = true
+	c.nSyncs--
 	var acks [][]byte
 	for _, conv := range convs {
-		acks = c.streams[conv].settle(cursor[conv], acks)
+		// Live delivery goes on above the head answered: what a replay
+		// cut at maxReplay left out, the client syncs again for.
+		acks = c.streams[conv].settle(heads[conv], acks)
 	}
 	for _, a := range acks {
 		c.send(a)
 	}
 	c.send(encode(syncedFrame{Type: "synced", ID: id, Heads: heads}))
+	// The first answer ends the hold of every conversation (release
+	// flushes them all); later ones flush their own.
+	if c.holding() {
+		c.release()
+		return
+	}
 	for _, conv := range convs {
 		c.flush(conv, c.streams[conv])
 	}

@@ -91,8 +91,12 @@ type Options struct {
 	PingInterval   time.Duration
 	IdleTimeout    time.Duration // a connection silent this long is closed
 	GapWait        time.Duration // how long a hole may wait before it is read from history
-	Log            *slog.Logger
-	Metrics        prometheus.Registerer
+	// FirstSyncWait is how long a new connection's live events wait for
+	// its first sync before they are delivered without one (PROTOCOL.md:
+	// 10 seconds).
+	FirstSyncWait time.Duration
+	Log           *slog.Logger
+	Metrics       prometheus.Registerer
 
 	// Heartbeat is how often the edge refreshes its connections' presence
 	// (default: four fifths of the presence TTL).
@@ -132,6 +136,9 @@ func (o *Options) defaults() {
 		// Long enough that fanout lagging under load is not taken for a
 		// lost delivery (each repair is a history read).
 		o.GapWait = 300 * time.Millisecond
+	}
+	if o.FirstSyncWait <= 0 {
+		o.FirstSyncWait = 10 * time.Second
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)

@@ -110,6 +110,20 @@ func (s *system) direct(a, b user) string {
 	return r.ID
 }
 
+// group creates a group of a with members.
+func (s *system) group(a user, members ...user) string {
+	s.t.Helper()
+	ids := make([]string, len(members))
+	for i, m := range members {
+		ids[i] = m.id
+	}
+	var r struct{ ID string }
+	if code := s.do("POST", "/v1/conversations", a.token, map[string]any{"kind": "group", "title": "g", "members": ids}, &r); code >= 300 {
+		s.t.Fatalf("create group: %d", code)
+	}
+	return r.ID
+}
+
 type event struct {
 	Seq  int64  `json:"seq"`
 	ID   string `json:"id"`

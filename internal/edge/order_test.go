@@ -93,3 +93,53 @@ func TestStreamBaselineAndSync(t *testing.T) {
 		t.Fatalf("got %v", names(out))
 	}
 }
+
+func TestStreamHoldBeforeFirstSync(t *testing.T) {
+	// Live events before the first sync wait; an ack goes out at once and
+	// its seq counts as delivered.
+	s := newStream()
+	s.hold = true
+	s.addEvent(5, ev(5), "")
+	s.addEvent(6, ev(6), "")
+	if now := s.addAck(7, ack(7)); !now {
+		t.Fatal("an ack before the first sync was held")
+	}
+	s.addEvent(7, ev(7), "") // the event of that ack: never delivered
+	s.addEvent(8, ev(8), "")
+	if out := s.next(nil); len(out) != 0 {
+		t.Fatalf("delivered before the first sync: %v", names(out))
+	}
+	if _, _, ok := s.hole(); ok {
+		t.Fatal("a held stream asks for gap repair")
+	}
+	// The sync answers head 6: what it covered is dropped, the rest follows.
+	s.syncing++
+	out := s.settle(6, nil)
+	s.release()
+	out = s.next(out)
+	if want := []string{"e8"}; !slices.Equal(names(out), want) {
+		t.Fatalf("got %v, want %v", names(out), want)
+	}
+
+	// A conversation the sync did not name starts at what it holds.
+	u := newStream()
+	u.hold = true
+	u.addEvent(3, ev(3), "")
+	u.addEvent(2, ev(2), "")
+	u.release()
+	if out := u.next(nil); !slices.Equal(names(out), []string{"e2", "e3"}) {
+		t.Fatalf("unnamed conversation: got %v", names(out))
+	}
+
+	// Only an ack of its own held: the events before it are still to come.
+	w := newStream()
+	w.hold = true
+	w.addAck(4, ack(4))
+	w.release()
+	for seq := int64(1); seq <= 5; seq++ {
+		w.addEvent(seq, ev(seq), "")
+	}
+	if out := w.next(nil); !slices.Equal(names(out), []string{"e1", "e2", "e3", "e5"}) {
+		t.Fatalf("after an early ack: got %v", names(out))
+	}
+}
