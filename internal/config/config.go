@@ -46,7 +46,7 @@ type Config struct {
 	MaxGroupMembers  int
 	EdgeOutboundSize int
 	// EdgeFirstSyncWait is how long a new connection's live events wait
-	// for its first sync (PROTOCOL.md: 10 s); tests shorten it.
+	// for its first sync (docs/protocol.md: 10 s); tests shorten it.
 	EdgeFirstSyncWait time.Duration
 
 	// Transport.

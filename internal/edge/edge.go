@@ -92,7 +92,7 @@ type Options struct {
 	IdleTimeout    time.Duration // a connection silent this long is closed
 	GapWait        time.Duration // how long a hole may wait before it is read from history
 	// FirstSyncWait is how long a new connection's live events wait for
-	// its first sync before they are delivered without one (PROTOCOL.md:
+	// its first sync before they are delivered without one (docs/protocol.md:
 	// 10 seconds).
 	FirstSyncWait time.Duration
 	Log           *slog.Logger

@@ -21,7 +21,7 @@ import (
 //
 // Until its first sync is answered a connection holds every stream: a
 // client must not see a live event that was appended before it connected
-// ahead of its own replay (PROTOCOL.md, "Before its first sync"). The
+// ahead of its own replay (docs/protocol.md, "First sync"). The
 // answer sets the cursors of the conversations it named; the others start
 // at the first seq they hold.
 
