@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
+	"sort"
 	"strings"
 	"time"
 )
@@ -82,6 +84,12 @@ func Default() Config {
 // Load parses args (without the program name) over the environment given by
 // getenv (os.Getenv in production).
 func Load(args []string, getenv func(string) string) (Config, error) {
+	return load(args, getenv, nil)
+}
+
+// load is Load; defined, when not nil, sees the flag set once every
+// setting is defined on it (Settings lists them from there).
+func load(args []string, getenv func(string) string, defined func(*flag.FlagSet)) (Config, error) {
 	var c Config
 	// Named after the binary, so that -h says "Usage of chatd" (or api, edge…).
 	fs := flag.NewFlagSet(filepath.Base(os.Args[0]), flag.ContinueOnError)
@@ -167,6 +175,9 @@ func Load(args []string, getenv func(string) string) (Config, error) {
 		}
 	}
 	fs.Float64Var(&c.CommandRate, "command-rate", rate, "commands per second per connection ($CHAT_COMMAND_RATE)")
+	if defined != nil {
+		defined(fs)
+	}
 	if len(errs) > 0 {
 		return c, errs[0]
 	}
@@ -209,6 +220,38 @@ func Load(args []string, getenv func(string) string) (Config, error) {
 
 // FromEnv loads the configuration of a command from os.Args and the environment.
 func FromEnv() (Config, error) { return Load(os.Args[1:], os.Getenv) }
+
+// Setting is one setting as -h shows it.
+type Setting struct {
+	Env     string // its CHAT_* variable
+	Flag    string // its flag, without the dash
+	Default string // the flag's default, as flag prints it ("2m0s", "")
+	// Value is the default as a value (a time.Duration, an int, a string…).
+	Value any
+}
+
+// usageEnv is the "($CHAT_X)" every flag's usage ends with.
+var usageEnv = regexp.MustCompile(`\(\$(CHAT_[A-Z0-9_]+)\)$`)
+
+// Settings lists every setting with its default, as the flags define them,
+// sorted by variable; README.md's configuration table is checked against it.
+func Settings() []Setting {
+	var out []Setting
+	_, _ = load(nil, func(string) string { return "" }, func(fs *flag.FlagSet) {
+		fs.VisitAll(func(f *flag.Flag) {
+			s := Setting{Flag: f.Name, Default: f.DefValue}
+			if m := usageEnv.FindStringSubmatch(f.Usage); m != nil {
+				s.Env = m[1]
+			}
+			if g, ok := f.Value.(flag.Getter); ok {
+				s.Value = g.Get()
+			}
+			out = append(out, s)
+		})
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].Env < out[j].Env })
+	return out
+}
 
 // EnvNames lists every CHAT_* variable a process reads; deployment files are
 // checked against it.
