@@ -208,3 +208,44 @@ func TestLinksChecker(t *testing.T) {
 		}
 	}
 }
+
+// recipe returns the commands of a Makefile target (its tab-indented lines).
+func recipe(makefile, target string) []string {
+	var out []string
+	in := false
+	for _, line := range strings.Split(makefile, "\n") {
+		switch {
+		case strings.HasPrefix(line, target+":"):
+			in = true
+		case in && strings.HasPrefix(line, "\t"):
+			out = append(out, strings.TrimPrefix(strings.TrimPrefix(line, "\t"), "@"))
+		case in:
+			return out
+		}
+	}
+	return out
+}
+
+// TestReadmeShowsMakeTest: the test command README.md shows is the one
+// `make test` (and so .ci/run) runs.
+func TestReadmeShowsMakeTest(t *testing.T) {
+	mk, err := os.ReadFile(filepath.Join(root, "Makefile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmds := recipe(string(mk), "test")
+	if len(cmds) == 0 {
+		t.Fatal("Makefile has no test recipe")
+	}
+	last := cmds[len(cmds)-1] // the ones before bring up services
+	if !strings.Contains(string(readme), "\n    "+last+"\n") {
+		t.Errorf("README.md does not show what make test runs: %s", last)
+	}
+	if got := recipe("x:\n\tno\ntest: a\n\t@one\n\ttwo\n\ny:\n\tno\n", "test"); strings.Join(got, ";") != "one;two" {
+		t.Errorf("recipe = %q", got)
+	}
+}
