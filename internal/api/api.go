@@ -62,6 +62,8 @@ type Options struct {
 	// ClientIPHeader names the header a trusted proxy puts the client's
 	// address in (its last entry counts); empty: the peer address.
 	ClientIPHeader string
+	// Server configures the calls of the app's own backend (server.go).
+	Server ServerOptions
 }
 
 // API is the REST api.
@@ -71,6 +73,7 @@ type API struct {
 	submit Submitter
 	reader *history.Reader
 	opt    Options
+	server *serverKeys
 }
 
 // New returns the api.
@@ -81,7 +84,7 @@ func New(pool *pgxpool.Pool, tokens *auth.Tokens, submit Submitter, reader *hist
 	if opt.MaxGroupMembers <= 0 {
 		opt.MaxGroupMembers = 10000
 	}
-	return &API{pool: pool, tokens: tokens, submit: submit, reader: reader, opt: opt}
+	return &API{pool: pool, tokens: tokens, submit: submit, reader: reader, opt: opt, server: newServerKeys(opt.Server)}
 }
 
 // maxBody bounds every request body: a 16 KiB message body plus its frame.
@@ -114,6 +117,7 @@ func (a *API) Mount(mux Router) {
 	mux.HandleFunc("GET /v1/conversations/{id}/receipts", a.authed(a.receipts))
 	mux.HandleFunc("POST /v1/conversations/{id}/recall", a.authed(a.recall))
 	mux.HandleFunc("GET /v1/unread", a.authed(a.unread))
+	a.mountServer(mux)
 	// Unknown /v1 paths answer in the protocol's error shape.
 	mux.HandleFunc("/v1/", a.handle(func(w http.ResponseWriter, r *http.Request) error {
 		return chaterr.New(chaterr.NotFound, "no such endpoint: %s %s", r.Method, r.URL.Path)
@@ -129,9 +133,12 @@ func serveOpenAPI(w http.ResponseWriter, _ *http.Request) {
 type handlerFunc func(w http.ResponseWriter, r *http.Request) error
 type authedFunc func(w http.ResponseWriter, r *http.Request, c auth.Claims) error
 
-func (a *API) handle(h handlerFunc) http.HandlerFunc {
+func (a *API) handle(h handlerFunc) http.HandlerFunc { return a.handleLimit(maxBody, h) }
+
+// handleLimit is handle with a body limit of its own.
+func (a *API) handleLimit(limit int64, h handlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
 		if err := h(w, r); err != nil {
 			a.fail(w, r, err)
 		}
@@ -140,6 +147,9 @@ func (a *API) handle(h handlerFunc) http.HandlerFunc {
 
 func (a *API) authed(h authedFunc) http.HandlerFunc {
 	return a.handle(func(w http.ResponseWriter, r *http.Request) error {
+		if a.isServerKey(r) {
+			return chaterr.New(chaterr.Unauthorized, "a server key is not a user token: use the /v1/server/ calls")
+		}
 		c, err := a.tokens.FromRequest(r, false)
 		if err != nil {
 			return err

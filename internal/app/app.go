@@ -210,6 +210,9 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger, roles ...Ro
 				Online: pres.Online, Reads: reads, Unread: unreads,
 			}
 			g.api(cfg, &opt)
+			if opt.Server, err = serverOptions(ctx, cfg, nc, g.frames, pool); err != nil {
+				return fail(err)
+			}
 			api.New(pool, tokens, sub, hist, opt).Mount(mux)
 			webui.New().Mount(mux) // the web client at "/" (web/)
 		}

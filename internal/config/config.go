@@ -70,6 +70,24 @@ type Config struct {
 	SignupWindow         time.Duration
 	UserCommands         int // commands per user across connections per UserCommandWindow
 	UserCommandWindow    time.Duration
+
+	// The app's own backend (the /v1/server/ calls, webhooks, offline push).
+	ServerKeys    string // comma-separated keys of /v1/server/; empty: those calls are off
+	ServerRate    int    // /v1/server/ calls per second per key (lifted by RateLimits=false)
+	WebhookURLs   string // comma-separated URLs every TIMELINE event is POSTed to
+	WebhookSecret string // HMAC-SHA256 key of the webhook and push bodies
+	PushURL       string // where offline members' notifications are POSTed
+}
+
+// List splits a comma-separated setting, dropping empty entries.
+func List(s string) []string {
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 // Default returns the configuration with every default applied.
@@ -135,6 +153,10 @@ func load(args []string, getenv func(string) string, defined func(*flag.FlagSet)
 	str(&c.TLSCert, "tls-cert", "CHAT_TLS_CERT", "", "PEM certificate file; with CHAT_TLS_KEY the HTTP listener serves TLS")
 	str(&c.TLSKey, "tls-key", "CHAT_TLS_KEY", "", "PEM private key file of CHAT_TLS_CERT")
 	str(&c.ClientIPHeader, "client-ip-header", "CHAT_CLIENT_IP_HEADER", "", "header a trusted proxy sets to the client address (its last entry counts), e.g. X-Forwarded-For; empty: the peer address")
+	str(&c.ServerKeys, "server-keys", "CHAT_SERVER_KEYS", "", "comma-separated keys for the /v1/server/ calls; empty: those calls are off")
+	str(&c.WebhookURLs, "webhook-urls", "CHAT_WEBHOOK_URLS", "", "comma-separated URLs every TIMELINE event is POSTed to")
+	str(&c.WebhookSecret, "webhook-secret", "CHAT_WEBHOOK_SECRET", "", "HMAC-SHA256 key that signs webhook and push bodies (Chat-Signature)")
+	str(&c.PushURL, "push-url", "CHAT_PUSH_URL", "", "where offline members' notifications are POSTed; empty: none")
 	var errs []error
 	add := func(err error) {
 		if err != nil {
@@ -160,6 +182,7 @@ func load(args []string, getenv func(string) string, defined func(*flag.FlagSet)
 	add(dur(&c.SignupWindow, "signup-window", "CHAT_SIGNUP_WINDOW", time.Hour, "window of the sign-up limit"))
 	add(num(&c.UserCommands, "user-commands", "CHAT_USER_COMMANDS", 1000, "commands per user across all connections per window"))
 	add(dur(&c.UserCommandWindow, "user-command-window", "CHAT_USER_COMMAND_WINDOW", 10*time.Second, "window of the per-user command limit"))
+	add(num(&c.ServerRate, "server-rate", "CHAT_SERVER_RATE", 1000, "/v1/server/ calls per second per server key"))
 	add(num(&c.Partitions, "partitions", "CHAT_PARTITIONS", 8, "sequencer partitions; the same in every process"))
 	add(num(&c.StreamReplicas, "stream-replicas", "CHAT_STREAM_REPLICAS", 1, "replicas of the JetStream streams (3 on a cluster)"))
 	add(num(&c.PasswordCost, "password-cost", "CHAT_PASSWORD_COST", 10, "bcrypt cost"))
@@ -211,6 +234,12 @@ func load(args []string, getenv func(string) string, defined func(*flag.FlagSet)
 		if d.v <= 0 {
 			return c, fmt.Errorf("%s: want a positive duration, got %v", d.name, d.v)
 		}
+	}
+	if (len(List(c.WebhookURLs)) > 0 || c.PushURL != "") && c.WebhookSecret == "" {
+		return c, fmt.Errorf("CHAT_WEBHOOK_SECRET is required with CHAT_WEBHOOK_URLS or CHAT_PUSH_URL")
+	}
+	if c.ServerRate < 1 {
+		return c, fmt.Errorf("server rate: want at least 1, got %d", c.ServerRate)
 	}
 	if c.StreamStorage != "file" && c.StreamStorage != "memory" {
 		return c, fmt.Errorf("stream storage: want file or memory, got %q", c.StreamStorage)

@@ -195,6 +195,7 @@ type Edge struct {
 	upgrader websocket.Upgrader
 	m        *metrics
 	sub      *nats.Subscription
+	subAll   *nats.Subscription // frames for every connection (push.go)
 
 	// ctx is the parent of every connection's context; stop ends it.
 	ctx  context.Context
@@ -238,6 +239,11 @@ func New(nc *nats.Conn, cmds Publisher, hist History, pool *pgxpool.Pool, tokens
 	// A burst beyond this is dropped by NATS and repaired from history.
 	_ = sub.SetPendingLimits(1<<20, 1<<30)
 	e.sub = sub
+	if err := e.subscribeAll(); err != nil {
+		_ = sub.Unsubscribe()
+		stop()
+		return nil, err
+	}
 	if opt.Revocations != nil {
 		opt.Revocations.Watch(e.revoked)
 	}
@@ -351,6 +357,7 @@ func (e *Edge) refresh(ctx context.Context) {
 
 func (e *Edge) shutdown() {
 	_ = e.sub.Unsubscribe()
+	_ = e.subAll.Unsubscribe()
 	e.mu.Lock()
 	e.closing = true
 	list := make([]*conn, 0, len(e.conns))

@@ -1,0 +1,114 @@
+// Package push delivers the app backend's ephemeral pushes (POST
+// /v1/server/push): a {"type":"push","id","data"} frame to every live
+// connection of some users, of a conversation's members or of everyone. A
+// push is not stored and not sequenced: delivery is at most once, and the
+// same id within DedupeWindow is not delivered again, across api replicas
+// (the ids live in a JetStream KV bucket whose entries expire).
+//
+// No push costs one publish per connection: pushes to users and to a
+// conversation go once to each edge that holds one of the recipients, a
+// push to everyone once to the subject every edge listens on; each edge
+// fans out to its own connections.
+package push
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/seqchat/seqchat/internal/chaterr"
+	"github.com/seqchat/seqchat/internal/fanout"
+	"github.com/seqchat/seqchat/internal/membership"
+)
+
+// Bucket holds the ids of recent pushes.
+const Bucket = "PUSH_IDS"
+
+// DedupeWindow is how long a push id is remembered.
+const DedupeWindow = 2 * time.Minute
+
+// Request is one push: to Users, to Conv's members, or to All.
+type Request struct {
+	ID    string
+	Data  json.RawMessage
+	Users []string
+	Conv  string
+	All   bool
+}
+
+// Frames sends ready-made frames to users' connections (fanout.Frames).
+type Frames interface {
+	Send(ctx context.Context, users []string, frame []byte, origin string) error
+}
+
+// Service delivers pushes.
+type Service struct {
+	nc     *nats.Conn
+	ids    jetstream.KeyValue
+	frames Frames
+	pool   *pgxpool.Pool
+}
+
+// New opens (creating it if needed) the bucket of recent push ids.
+func New(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, replicas int, frames Frames, pool *pgxpool.Pool) (*Service, error) {
+	kv, err := js.KeyValue(ctx, Bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		kv, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket: Bucket, Description: "ids of recent server pushes, for dedupe",
+			TTL: DedupeWindow, Storage: jetstream.MemoryStorage, Replicas: max(replicas, 1),
+		})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open bucket %s: %w", Bucket, err)
+	}
+	return &Service{nc: nc, ids: kv, frames: frames, pool: pool}, nil
+}
+
+type frame struct {
+	Type string          `json:"type"`
+	ID   string          `json:"id"`
+	Data json.RawMessage `json:"data"`
+}
+
+// Push delivers r. It reports false when r.ID was pushed within the dedupe
+// window (nothing is delivered again). A conversation that does not exist
+// is not_found.
+func (s *Service) Push(ctx context.Context, r Request) (bool, error) {
+	users := r.Users
+	if r.Conv != "" {
+		cv, err := membership.Load(ctx, s.pool, r.Conv)
+		if err != nil {
+			return false, err
+		}
+		users = make([]string, 0, len(cv.Members))
+		for u := range cv.Members {
+			users = append(users, u)
+		}
+	}
+	if _, err := s.ids.Create(ctx, r.ID, nil); err != nil {
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			return false, nil
+		}
+		return false, chaterr.Wrap(chaterr.Unavailable, err, "push dedupe unavailable, try again")
+	}
+	b, _ := json.Marshal(frame{Type: "push", ID: r.ID, Data: r.Data})
+	var err error
+	if r.All {
+		err = fanout.SendAll(s.nc, b)
+	} else {
+		err = s.frames.Send(ctx, users, b, "")
+	}
+	if err != nil {
+		// Nothing (or not everything) went out: let a retry with the same id
+		// deliver it.
+		_ = s.ids.Delete(context.WithoutCancel(ctx), r.ID)
+		return false, chaterr.Wrap(chaterr.Unavailable, err, "push not delivered, try again")
+	}
+	return true, nil
+}
