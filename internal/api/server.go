@@ -114,7 +114,7 @@ func (a *API) isServerKey(r *http.Request) bool {
 	return tok != "" && len(a.server.sums) > 0 && a.server.match(tok) >= 0
 }
 
-func (a *API) mountServer(mux *http.ServeMux) {
+func (a *API) mountServer(mux Router) {
 	mux.HandleFunc("POST /v1/server/sessions", a.serverAuthed(maxBody, a.serverSession))
 	mux.HandleFunc("POST /v1/server/conversations/{id}/messages", a.serverAuthed(maxBody, a.serverSend))
 	mux.HandleFunc("POST /v1/server/push", a.serverAuthed(maxPushBody, a.serverPush))
