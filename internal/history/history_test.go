@@ -25,7 +25,7 @@ type rig struct {
 	pos  map[string]timeline.Position
 }
 
-func newRig(t *testing.T) *rig {
+func newRig(t testing.TB) *rig {
 	t.Helper()
 	ctx := testenv.Context(t, time.Minute)
 	pool, err := pg.Open(ctx, testenv.Postgres(t))
@@ -41,7 +41,7 @@ func newRig(t *testing.T) *rig {
 }
 
 // append writes n messages to conv straight into TIMELINE, as the sequencer would.
-func (r *rig) append(t *testing.T, conv string, n int) {
+func (r *rig) append(t testing.TB, conv string, n int) {
 	t.Helper()
 	var entries []timeline.Entry
 	pos := r.pos[conv]
@@ -87,7 +87,7 @@ func rows(t *testing.T, pool *pgxpool.Pool) []row {
 	return out
 }
 
-func (r *rig) runProjector(t *testing.T, batch int) (stop func()) {
+func (r *rig) runProjector(t testing.TB, batch int) (stop func()) {
 	p := history.NewProjector(r.pool, r.nc.JS, batch, testenv.Logger(t), nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -113,7 +113,7 @@ func (r *rig) runProjector(t *testing.T, batch int) (stop func()) {
 	return stop
 }
 
-func count(t *testing.T, pool *pgxpool.Pool) int {
+func count(t testing.TB, pool *pgxpool.Pool) int {
 	var n int
 	if err := pool.QueryRow(context.Background(), "SELECT count(*) FROM events").Scan(&n); err != nil {
 		t.Fatal(err)
@@ -243,5 +243,53 @@ func TestReadYourWrites(t *testing.T) {
 	head, err := reader.Head(ctx, "x")
 	if err != nil || head != 40 {
 		t.Fatalf("Head = %d, %v; want 40", head, err)
+	}
+}
+
+// A recall erases its target's body whether the target came in an earlier
+// batch or earlier in the same one (the batch's statements run in order),
+// and a recall of something that is not a message changes nothing.
+func TestApplyRecalls(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	ctx := testenv.Context(t, time.Minute)
+	msg := func(seq int64) timeline.Stored {
+		return timeline.Stored{Event: events.Event{Conv: "r", Seq: seq, Kind: events.KindMessage, ID: fmt.Sprintf("m%d", seq), From: "u1", TS: seq, Body: json.RawMessage(`{"text":"x"}`)}, StreamSeq: uint64(seq)}
+	}
+	recall := func(seq, target int64) timeline.Stored {
+		return timeline.Stored{Event: events.Event{Conv: "r", Seq: seq, Kind: events.KindRecall, ID: fmt.Sprintf("m%d", seq), From: "u1", TS: seq, Target: target}, StreamSeq: uint64(seq)}
+	}
+	if err := history.Apply(ctx, r.pool, []timeline.Stored{msg(1), msg(2)}); err != nil {
+		t.Fatal(err)
+	}
+	// Recalls of seq 1 (earlier batch), of seq 4 (this batch) and of seq 3,
+	// which is itself a recall.
+	if err := history.Apply(ctx, r.pool, []timeline.Stored{recall(3, 1), msg(4), recall(5, 4), recall(6, 3)}); err != nil {
+		t.Fatal(err)
+	}
+	got := map[int64]bool{}
+	rs, err := r.pool.Query(ctx, "SELECT seq, recalled, body IS NULL FROM events WHERE conv_id='r' ORDER BY seq")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rs.Close()
+	for rs.Next() {
+		var seq int64
+		var recalled, noBody bool
+		if err := rs.Scan(&seq, &recalled, &noBody); err != nil {
+			t.Fatal(err)
+		}
+		if recalled != noBody && recalled {
+			t.Fatalf("seq %d recalled but keeps its body", seq)
+		}
+		got[seq] = recalled
+	}
+	want := map[int64]bool{1: true, 2: false, 3: false, 4: true, 5: false, 6: false}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("recalled by seq = %v, want %v", got, want)
+	}
+	var head int64
+	if err := r.pool.QueryRow(ctx, "SELECT last_seq FROM heads WHERE conv_id='r'").Scan(&head); err != nil || head != 6 {
+		t.Fatalf("head = %d, %v; want 6", head, err)
 	}
 }
