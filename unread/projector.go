@@ -104,9 +104,16 @@ func (p *Projector) Run(ctx context.Context) error {
 }
 
 func (p *Projector) apply(ctx context.Context, evs []events.Event) error {
+	ops, err := Ops(ctx, p.members, evs)
+	if err != nil {
+		return err
+	}
 	// Redis keeps nothing across a restart here: when the projection is
-	// gone, build it again from TIMELINE and the read pointers first.
-	built, err := p.store.Built(ctx)
+	// gone, build it again from TIMELINE and the read pointers, then apply
+	// the batch again (its ops are idempotent, and the rebuild cleared
+	// whatever they did to the empty Redis). The check rides in the batch's
+	// own pipeline rather than costing a round trip per batch.
+	built, err := p.store.ApplyBuilt(ctx, ops)
 	if err != nil {
 		return err
 	}
@@ -117,13 +124,9 @@ func (p *Projector) apply(ctx context.Context, evs []events.Event) error {
 			return err
 		}
 		p.log.Info("unread projection rebuilt", "events", n)
-	}
-	ops, err := Ops(ctx, p.members, evs)
-	if err != nil {
-		return err
-	}
-	if err := p.store.Apply(ctx, ops); err != nil {
-		return err
+		if err := p.store.Apply(ctx, ops); err != nil {
+			return err
+		}
 	}
 	p.applied.Add(float64(len(evs)))
 	p.ops.Add(float64(len(ops)))

@@ -130,20 +130,42 @@ func Recalled(conv string, seq int64) Op { return Op{opRecalled, "", conv, seq} 
 // Apply runs ops in one pipelined round trip. Every op is idempotent, so a
 // redelivered batch changes nothing.
 func (s *Store) Apply(ctx context.Context, ops []Op) error {
+	_, err := s.apply(ctx, ops, false)
+	return err
+}
+
+// ApplyBuilt is Apply with the check of Built in the same round trip: it
+// reports whether the projection was there when ops ran. When it was not
+// (Redis lost it), the ops ran on what is left and the caller rebuilds, then
+// applies them again. A projector calls it for every batch, so a restarted
+// Redis is noticed at the next batch without a round trip of its own.
+func (s *Store) ApplyBuilt(ctx context.Context, ops []Op) (built bool, err error) {
+	return s.apply(ctx, ops, true)
+}
+
+func (s *Store) apply(ctx context.Context, ops []Op, check bool) (built bool, err error) {
 	if len(ops) == 0 {
-		return nil
+		if check {
+			return s.Built(ctx)
+		}
+		return true, nil
 	}
 	// Load the scripts once, so the pipeline can use EVALSHA; a restarted
 	// Redis forgets them (NOSCRIPT), and the retried batch loads them again.
 	if !s.loaded.Load() {
 		for _, sc := range []*redis.Script{addScript, readScript, removeScript} {
 			if err := sc.Load(ctx, s.rdb).Err(); err != nil {
-				return fmt.Errorf("load unread scripts: %w", err)
+				return false, fmt.Errorf("load unread scripts: %w", err)
 			}
 		}
 		s.loaded.Store(true)
 	}
 	pipe := s.rdb.Pipeline()
+	var marker *redis.IntCmd
+	if check {
+		// First in the pipeline: it sees Redis as the ops find it.
+		marker = pipe.Exists(ctx, s.markerKey())
+	}
 	// A batch adds many seqs to the same (user, conversation): one script
 	// call each, not one per seq. Another op on that pair first flushes
 	// what was gathered, so the order of ops on a pair is kept.
@@ -184,9 +206,9 @@ func (s *Store) Apply(ctx context.Context, ops []Op) error {
 		if strings.Contains(err.Error(), "NOSCRIPT") {
 			s.loaded.Store(false)
 		}
-		return fmt.Errorf("apply %d unread ops: %w", len(ops), err)
+		return false, fmt.Errorf("apply %d unread ops: %w", len(ops), err)
 	}
-	return nil
+	return marker == nil || marker.Val() == 1, nil
 }
 
 // Counts returns user's unread count per conversation, only those above zero.
