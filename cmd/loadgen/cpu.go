@@ -135,3 +135,32 @@ func cpuDiff(a, b *cpuSample, acked int64) *cpuResult {
 	}
 	return r
 }
+
+// allocSample is the server's allocation counters from its /metrics (the
+// Go collector's), when it exposes them: the process that serves -url.
+type allocSample struct{ mallocs, bytes, gcs float64 }
+
+func readAllocs(base string) *allocSample {
+	m, err1 := metric(base, "go_memstats_mallocs_total")
+	b, err2 := metric(base, "go_memstats_alloc_bytes_total")
+	g, err3 := metric(base, "go_gc_duration_seconds_count")
+	if err1 != nil || err2 != nil || err3 != nil {
+		return nil
+	}
+	return &allocSample{m, b, g}
+}
+
+// allocResult is what the server that serves -url allocated per acked
+// message during a phase.
+type allocResult struct {
+	PerAck      float64 `json:"allocs_per_ack"`
+	BytesPerAck float64 `json:"bytes_per_ack"`
+	GCs         float64 `json:"gcs"`
+}
+
+func allocDiff(a, b *allocSample, acked int64) *allocResult {
+	if a == nil || b == nil || acked == 0 {
+		return nil
+	}
+	return &allocResult{PerAck: (b.mallocs - a.mallocs) / float64(acked), BytesPerAck: (b.bytes - a.bytes) / float64(acked), GCs: b.gcs - a.gcs}
+}

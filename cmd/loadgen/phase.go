@@ -148,6 +148,7 @@ type phaseResult struct {
 	Delivery    latency        `json:"delivery_latency"`
 	Deliveries  int            `json:"deliveries"`
 	CPU         *cpuResult     `json:"cpu,omitempty"`
+	Allocs      *allocResult   `json:"allocs,omitempty"`
 	Series      []second       `json:"series"`
 	cdf         []time.Duration
 }
@@ -231,7 +232,7 @@ func runPhase(o options, peers []*peer, spec phaseSpec) (*phaseResult, error) {
 		logf("%s: warming up for %v", spec, o.warmup)
 		time.Sleep(o.warmup)
 	}
-	cpu0 := readCPU(o)
+	cpu0, mem0 := readCPU(o), readAllocs(o.base)
 	ph.start = time.Now()
 	ph.sent.Store(0)
 	ph.measure.Store(true)
@@ -274,7 +275,7 @@ loop:
 	}
 	time.Sleep(100 * time.Millisecond) // the deliveries to the peers trail the acks
 	ph.measure.Store(false)
-	cpu1 := readCPU(o)
+	cpu1, mem1 := readCPU(o), readAllocs(o.base)
 
 	ph.mu.Lock()
 	defer ph.mu.Unlock()
@@ -290,6 +291,7 @@ loop:
 	res.Deliveries = len(ph.delivLat)
 	res.cdf = ph.ackLat
 	res.CPU = cpuDiff(cpu0, cpu1, res.Acked)
+	res.Allocs = allocDiff(mem0, mem1, res.Acked)
 	logf("%s: done: %.0f acked/s, ack p50 %v ms p99 %v ms", spec, res.AckedPerSec, res.Ack.P50, res.Ack.P99)
 	return res, nil
 }

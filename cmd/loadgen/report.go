@@ -46,6 +46,11 @@ func printSummary(w io.Writer, r *results) {
 			fmt.Fprintf(w, "cores by process, %s: %s\n", label, strings.Join(parts, ", "))
 		}
 		for _, p := range r.Phases {
+			if p.Allocs != nil {
+				fmt.Fprintf(w, "server allocations, %s: %.0f per acked message, %.0f bytes per acked message, %.0f GCs\n", phaseName(p), p.Allocs.PerAck, p.Allocs.BytesPerAck, p.Allocs.GCs)
+			}
+		}
+		for _, p := range r.Phases {
 			if len(p.ErrorCodes) > 0 {
 				fmt.Fprintf(w, "errors, %s/%s: %v\n", p.Mode, fmt.Sprint(p.Window, p.OfferedRate), p.ErrorCodes)
 			}
@@ -63,4 +68,11 @@ func printSummary(w io.Writer, r *results) {
 		}
 		fmt.Fprintln(w)
 	}
+}
+
+func phaseName(p *phaseResult) string {
+	if p.Mode == "closed" {
+		return fmt.Sprintf("closed W=%d", p.Window)
+	}
+	return fmt.Sprintf("open %.0f/s", p.OfferedRate)
 }
