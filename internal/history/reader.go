@@ -52,6 +52,19 @@ func (r *Reader) read(ctx context.Context, conv string, from, to int64, recalls 
 	if to < from {
 		return nil, nil
 	}
+	// How far the projector had written before the page is read, and not
+	// after: every recall at or below that seq is applied in the rows read
+	// next (the projector writes a recall and its target's erasure in one
+	// transaction), every later one is still in TIMELINE past it. Read
+	// after the rows, a recall the projector commits in between would be
+	// in neither, and an acked recall would not show.
+	var projected int64
+	if recalls {
+		var err error
+		if projected, err = r.projected(ctx, conv); err != nil {
+			return nil, err
+		}
+	}
 	rows, err := r.pool.Query(ctx, `SELECT seq, stream_seq, kind, cmd_id, sender, ts, body, target, member, recalled
 		FROM events WHERE conv_id=$1 AND seq BETWEEN $2 AND $3 ORDER BY seq`, conv, from, to)
 	if err != nil {
@@ -60,10 +73,14 @@ func (r *Reader) read(ctx context.Context, conv string, from, to int64, recalls 
 	defer rows.Close()
 	out := make([]events.Event, 0, to-from+1)
 	var hint uint64 // stream seq of the last event we hold, to find the next fast
+	var firstFilled int64
 	fill := func(upTo int64) error {
 		next := from + int64(len(out))
 		if next > upTo {
 			return nil
+		}
+		if firstFilled == 0 {
+			firstFilled = next
 		}
 		got, err := r.tl.Read(ctx, conv, next-1, int(upTo-next+1), hint)
 		if err != nil {
@@ -97,39 +114,61 @@ func (r *Reader) read(ctx context.Context, conv string, from, to int64, recalls 
 		return nil, err
 	}
 	if recalls && len(out) > 0 {
-		if err := r.applyRecalls(ctx, conv, out); err != nil {
+		// A hole in the page's rows means the projection is not whole up to
+		// projected: look for recalls from the hole on.
+		after := max(projected, out[0].Seq)
+		if firstFilled > 0 {
+			after = min(after, firstFilled-1)
+		}
+		if err := r.unprojectedRecalls(ctx, conv, after, func(s timeline.Stored) bool {
+			if i := s.Target - out[0].Seq; i >= 0 && i < int64(len(out)) && out[i].Kind == events.KindMessage {
+				out[i].Recalled, out[i].Body = true, nil
+			}
+			return true
+		}); err != nil {
 			return nil, err
 		}
 	}
 	return out, nil
 }
 
-// applyRecalls marks the events of out that a recall the projector has not
-// written yet has recalled: only the unprojected tail can hold one, since a
-// projected recall is written together with its target.
-func (r *Reader) applyRecalls(ctx context.Context, conv string, out []events.Event) error {
+// projected returns the last seq of conv the history projector has written.
+func (r *Reader) projected(ctx context.Context, conv string) (int64, error) {
 	var projected int64
 	err := r.pool.QueryRow(ctx, "SELECT coalesce((SELECT last_seq FROM heads WHERE conv_id=$1), 0)", conv).Scan(&projected)
 	if err != nil {
-		return chaterr.Wrap(chaterr.Unavailable, err, "history unavailable")
+		return 0, chaterr.Wrap(chaterr.Unavailable, err, "history unavailable")
 	}
-	tail, err := r.tl.Read(ctx, conv, max(projected, out[0].Seq), maxTailScan, 0)
-	if err != nil {
-		return chaterr.Wrap(chaterr.Unavailable, err, "timeline unavailable")
-	}
-	for _, s := range tail {
-		if s.Kind != events.KindRecall {
-			continue
-		}
-		if i := s.Target - out[0].Seq; i >= 0 && i < int64(len(out)) && out[i].Kind == events.KindMessage {
-			out[i].Recalled, out[i].Body = true, nil
-		}
-	}
-	return nil
+	return projected, nil
 }
 
-// maxTailScan bounds how far past the projection a read looks for recalls.
-const maxTailScan = 10_000
+// unprojectedRecalls hands fn every recall event of conv with seq > after,
+// in order, until fn returns false. It reads the whole tail, however long
+// (a projector far behind makes it long): an acked recall must show
+// however far the projector lags. It reads a chunk at a time, keeping only
+// the recalls.
+func (r *Reader) unprojectedRecalls(ctx context.Context, conv string, after int64, fn func(timeline.Stored) bool) error {
+	var hint uint64
+	for {
+		tail, err := r.tl.Read(ctx, conv, after, tailChunk, hint)
+		if err != nil {
+			return chaterr.Wrap(chaterr.Unavailable, err, "timeline unavailable")
+		}
+		for _, s := range tail {
+			if s.Kind == events.KindRecall && !fn(s) {
+				return nil
+			}
+		}
+		if len(tail) < tailChunk {
+			return nil
+		}
+		last := tail[len(tail)-1]
+		after, hint = last.Seq, last.StreamSeq+1
+	}
+}
+
+// tailChunk is how many events of the unprojected tail one read holds.
+const tailChunk = 5_000
 
 // Event returns conv's event seq; not_found when there is none.
 func (r *Reader) Event(ctx context.Context, conv string, seq int64) (events.Event, error) {
@@ -156,14 +195,13 @@ func (r *Reader) RecallOf(ctx context.Context, conv string, target int64) (int64
 		return seq, nil
 	}
 	// Not projected (yet): look in the tail the projector has not written.
-	tail, err := r.tl.Read(ctx, conv, max(projected, target), maxTailScan, 0)
-	if err != nil {
-		return 0, chaterr.Wrap(chaterr.Unavailable, err, "timeline unavailable")
-	}
-	for _, s := range tail {
-		if s.Kind == events.KindRecall && s.Target == target {
-			return s.Seq, nil
+	var found int64
+	err = r.unprojectedRecalls(ctx, conv, max(projected, target), func(s timeline.Stored) bool {
+		if s.Target == target {
+			found = s.Seq
+			return false
 		}
-	}
-	return 0, nil
+		return true
+	})
+	return found, err
 }
