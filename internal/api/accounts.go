@@ -29,7 +29,10 @@ func isUniqueViolation(err error) bool {
 	return errors.As(err, &pgErr) && pgErr.Code == "23505"
 }
 
-type registerRequest struct{ Username, Password string }
+type registerRequest struct {
+	Username string `json:"username"`
+	Password string `json:"password"`
+}
 
 func (req *registerRequest) validate() error {
 	if !usernameRE.MatchString(req.Username) {
@@ -73,7 +76,11 @@ func (a *API) register(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-type loginRequest struct{ Username, Password, Device string }
+type loginRequest struct {
+	Username string `json:"username"`
+	Password string `json:"password"`
+	Device   string `json:"device"`
+}
 
 func (a *API) login(w http.ResponseWriter, r *http.Request) error {
 	var req loginRequest

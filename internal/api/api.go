@@ -3,7 +3,6 @@
 package api
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,7 +14,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -205,25 +203,15 @@ func decode(r *http.Request, v any) error {
 		if errors.As(err, &tooBig) {
 			return chaterr.New(chaterr.TooLarge, "request body is over %d bytes", tooBig.Limit)
 		}
-		return chaterr.New(chaterr.BadRequest, "read body: %v", err)
+		return chaterr.Wrap(chaterr.BadRequest, err, "request body could not be read")
 	}
 	return decodeBytes(b, v)
 }
 
-// decodeBytes parses a request body: one JSON object, in UTF-8.
+// decodeBytes parses a request body: one JSON object, in UTF-8, refused
+// in the client's words (chaterr.DecodeObject), never encoding/json's.
 func decodeBytes(b []byte, v any) error {
-	if b = bytes.TrimSpace(b); len(b) == 0 || b[0] != '{' {
-		return chaterr.New(chaterr.BadRequest, "body must be a JSON object")
-	}
-	// encoding/json would quietly turn invalid bytes into U+FFFD in
-	// strings and keep them as they are in raw message bodies.
-	if !utf8.Valid(b) {
-		return chaterr.New(chaterr.BadRequest, "body must be UTF-8")
-	}
-	if err := json.Unmarshal(b, v); err != nil {
-		return chaterr.New(chaterr.BadRequest, "malformed JSON: %v", err)
-	}
-	return nil
+	return chaterr.DecodeObject("body", b, v)
 }
 
 // clientAddr is the address limits per client count against.

@@ -27,9 +27,9 @@ type conversationJSON struct {
 }
 
 type createRequest struct {
-	Kind    string
-	Title   string
-	Members []string
+	Kind    string   `json:"kind"`
+	Title   string   `json:"title"`
+	Members []string `json:"members"`
 }
 
 type addMemberRequest struct {

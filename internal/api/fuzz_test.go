@@ -2,6 +2,7 @@ package api
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 	"unicode/utf8"
 
@@ -24,6 +25,11 @@ func fuzzBody[T any](f *testing.F, seeds []string, validate func(*T) error, acce
 		if err != nil {
 			if c := chaterr.CodeOf(err); c != chaterr.BadRequest && c != chaterr.TooLarge {
 				t.Fatalf("refused with %s: %v", c, err)
+			}
+			for _, w := range []string{"Go struct", "Go value", "unmarshal", "of type", "json:"} {
+				if msg := chaterr.MessageOf(err); strings.Contains(msg, w) {
+					t.Fatalf("message %q says %q", msg, w)
+				}
 			}
 			return
 		}

@@ -1,14 +1,12 @@
 package edge
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"slices"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
 	"golang.org/x/time/rate"
@@ -283,18 +281,14 @@ func badRequest(format string, args ...any) error {
 // decodeFrame parses and checks one client frame. On error, id is the
 // frame's id when it has a valid one (the error frame names it).
 func decodeFrame(data []byte) (f frame, id string, err error) {
-	if b := bytes.TrimSpace(data); len(b) == 0 || b[0] != '{' {
-		return f, "", badRequest("a frame is one JSON object")
-	}
-	if !utf8.Valid(data) {
-		return f, "", badRequest("a frame is UTF-8")
-	}
-	if err := json.Unmarshal(data, &f); err != nil {
+	// A frame refused for a mistyped field still names its id when that
+	// parsed: json.Unmarshal fills what it can before it gives up.
+	if err := chaterr.DecodeObject("frame", data, &f); err != nil {
 		id := f.ID
 		if !events.ValidID(id) {
 			id = ""
 		}
-		return f, id, badRequest("malformed frame: %v", err)
+		return f, id, err
 	}
 	if f.ID != "" && !events.ValidID(f.ID) {
 		return f, "", badRequest("id must be 1–64 of [A-Za-z0-9_-]")

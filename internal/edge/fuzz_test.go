@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/seqchat/seqchat/internal/chaterr"
@@ -31,6 +32,11 @@ func FuzzDecodeFrame(f *testing.F) {
 		if err != nil {
 			if c := chaterr.CodeOf(err); c != chaterr.BadRequest && c != chaterr.TooLarge {
 				t.Fatalf("refused with %s: %v", c, err)
+			}
+			for _, w := range []string{"Go struct", "Go value", "unmarshal", "of type", "json:"} {
+				if msg := chaterr.MessageOf(err); strings.Contains(msg, w) {
+					t.Fatalf("message %q says %q", msg, w)
+				}
 			}
 			return
 		}

@@ -1,0 +1,45 @@
+package edge
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/seqchat/seqchat/internal/chaterr"
+)
+
+// A mistyped or malformed frame is refused with bad_request and a message
+// that names the field and what it must be, never encoding/json's text;
+// the refusal names the frame's id when that parsed.
+func TestMalformedFramesSayWhatIsWrong(t *testing.T) {
+	for _, tc := range []struct{ in, id, want string }{
+		{`{"type":1}`, "", "type must be a string, not a number"},
+		{`{"type":"send","id":"s1","conv":7,"body":{}}`, "s1", "conv must be a string, not a number"},
+		{`{"type":"recall","id":"r1","conv":"c1","target":"3"}`, "r1", "target must be an integer, not a string"},
+		{`{"type":"read","id":"x","conv":"c1","seq":2.5}`, "x", "seq must be an integer, not the number 2.5"},
+		{`{"type":"sync","id":"y","cursors":[1]}`, "y", "cursors must be an object of integers, not an array"},
+		{`{"type":"sync","id":"y","cursors":{"c1":"0"}}`, "y", "cursors must be an object of integers, not a string"},
+		{`{"type":"send","id":{"a":1}}`, "", "id must be a string, not an object"},
+		{`{"type":"send",`, "", "frame is not valid JSON"},
+		{`{"type" "ping"}`, "", "frame is not valid JSON at byte 9"},
+		{`"ping"`, "", "frame must be a JSON object"},
+		{"{\"type\":\"\xff\"}", "", "frame must be UTF-8"},
+	} {
+		_, id, err := decodeFrame([]byte(tc.in))
+		if chaterr.CodeOf(err) != chaterr.BadRequest {
+			t.Errorf("%s: %v, want bad_request", tc.in, err)
+			continue
+		}
+		msg := chaterr.MessageOf(err)
+		if !strings.HasPrefix(msg, tc.want) {
+			t.Errorf("%s: message %q, want %q", tc.in, msg, tc.want)
+		}
+		for _, w := range []string{"Go struct", "Go value", "unmarshal", "of type", "json:", "frame.", "int64", "RawMessage"} {
+			if strings.Contains(msg, w) {
+				t.Errorf("%s: message %q says %q", tc.in, msg, w)
+			}
+		}
+		if id != tc.id {
+			t.Errorf("%s: id %q, want %q", tc.in, id, tc.id)
+		}
+	}
+}
