@@ -169,7 +169,7 @@ func (a *API) checkRevoked(ctx context.Context, c auth.Claims) error {
 		return unavailable("check session", err)
 	}
 	if revoked {
-		return chaterr.New(chaterr.Unauthorized, "session logged out")
+		return chaterr.LoggedOut()
 	}
 	return nil
 }

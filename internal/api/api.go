@@ -239,7 +239,7 @@ func queryInt(r *http.Request, name string) (n int64, ok bool, err error) {
 	}
 	n, perr := strconv.ParseInt(s, 10, 64)
 	if perr != nil || n < 0 {
-		return 0, false, chaterr.New(chaterr.BadRequest, "%s must be a non-negative integer", name)
+		return 0, false, chaterr.NotNonNegative(name)
 	}
 	return n, true, nil
 }

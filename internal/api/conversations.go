@@ -191,7 +191,7 @@ func (a *API) conversation(w http.ResponseWriter, r *http.Request, c auth.Claims
 		return err
 	}
 	if len(list) == 0 {
-		return chaterr.New(chaterr.Forbidden, "you are not a member of this conversation")
+		return chaterr.NotMember(id)
 	}
 	cv := list[0]
 	rows, err := a.pool.Query(r.Context(), "SELECT m.user_id FROM members m WHERE m.conv_id=$1 AND "+membership.Current+" ORDER BY m.user_id", id)

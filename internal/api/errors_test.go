@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/seqchat/seqchat/internal/chaterr"
 )
 
 // goWords are what encoding/json's own messages say; a client can do
@@ -64,5 +66,35 @@ func TestMalformedBodiesSayWhatIsWrong(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// Someone outside a conversation gets the one wording of that refusal from
+// every call that touches it, whichever role refused.
+func TestNotAMemberIsWordedOnce(t *testing.T) {
+	e := start(t)
+	alice := e.register(t, "alice")
+	eve := e.register(t, "eve")
+	conv := e.createConv(t, alice, "group", "g").ID
+	e.send(t, alice, conv, "m1", map[string]string{"text": "hi"})
+	want := chaterr.MessageOf(chaterr.NotMember(conv))
+	p := "/v1/conversations/" + conv
+	for _, c := range []struct{ method, path, body string }{
+		{"GET", p, ""},
+		{"GET", p + "/messages", ""},
+		{"POST", p + "/messages", `{"id":"e1","body":{"text":"x"}}`},
+		{"POST", p + "/read", `{"seq":1}`},
+		{"GET", p + "/receipts", ""},
+		{"POST", p + "/recall", `{"id":"e2","target":1}`},
+	} {
+		var body any
+		if c.body != "" {
+			body = c.body
+		}
+		r := e.do(t, c.method, c.path, eve.Token, body)
+		r.fails(t, http.StatusForbidden, "forbidden")
+		if got := errorMessage(t, r); got != want {
+			t.Errorf("%s %s: %q, want %q", c.method, c.path, got, want)
+		}
 	}
 }

@@ -83,7 +83,7 @@ type sendRequest struct {
 // validate checks the request and compacts its body.
 func (req *sendRequest) validate() error {
 	if !events.ValidID(req.ID) {
-		return chaterr.New(chaterr.BadRequest, "id must be 1–64 of [A-Za-z0-9_-]")
+		return chaterr.BadID()
 	}
 	if len(req.Body) == 0 || string(req.Body) == "null" {
 		return chaterr.New(chaterr.BadRequest, "body is required")
@@ -92,11 +92,11 @@ func (req *sendRequest) validate() error {
 	// request's own spacing.
 	var compact bytes.Buffer
 	if err := json.Compact(&compact, req.Body); err != nil {
-		return chaterr.New(chaterr.BadRequest, "body must be JSON")
+		return chaterr.BodyNotJSON()
 	}
 	req.Body = compact.Bytes()
 	if len(req.Body) > events.MaxBodySize {
-		return chaterr.New(chaterr.TooLarge, "body is over %d bytes", events.MaxBodySize)
+		return chaterr.BodyTooLarge(events.MaxBodySize)
 	}
 	return nil
 }
@@ -135,7 +135,7 @@ type readRequest struct {
 
 func (req *readRequest) validate() error {
 	if req.Seq == nil || *req.Seq < 0 {
-		return chaterr.New(chaterr.BadRequest, "seq must be a non-negative integer")
+		return chaterr.NotNonNegative("seq")
 	}
 	return nil
 }
@@ -166,7 +166,7 @@ type recallRequest struct {
 
 func (req *recallRequest) validate() error {
 	if !events.ValidID(req.ID) {
-		return chaterr.New(chaterr.BadRequest, "id must be 1–64 of [A-Za-z0-9_-]")
+		return chaterr.BadID()
 	}
 	if req.Target < 1 {
 		return chaterr.New(chaterr.BadRequest, "target must be a seq")

@@ -80,7 +80,7 @@ func (r *Revocations) Revoked(session string) bool {
 // Check answers unauthorized for a logged-out session.
 func (r *Revocations) Check(c Claims) error {
 	if r.Revoked(c.SessionID) {
-		return chaterr.New(chaterr.Unauthorized, "session logged out")
+		return chaterr.LoggedOut()
 	}
 	return nil
 }

@@ -291,7 +291,7 @@ func decodeFrame(data []byte) (f frame, id string, err error) {
 		return f, id, err
 	}
 	if f.ID != "" && !events.ValidID(f.ID) {
-		return f, "", badRequest("id must be 1–64 of [A-Za-z0-9_-]")
+		return f, "", chaterr.BadID()
 	}
 	if f.Type == "ping" {
 		return f, f.ID, nil
@@ -359,7 +359,7 @@ func check(f *frame) error {
 			return badRequest("send needs a body")
 		}
 		if len(f.Body) > events.MaxBodySize {
-			return chaterr.New(chaterr.TooLarge, "body is over %d bytes", events.MaxBodySize)
+			return chaterr.BodyTooLarge(events.MaxBodySize)
 		}
 	case "recall":
 		if err := needConv(); err != nil {
@@ -373,7 +373,7 @@ func check(f *frame) error {
 			return err
 		}
 		if f.Seq == nil || *f.Seq < 0 {
-			return badRequest("read needs a non-negative seq")
+			return chaterr.NotNonNegative("seq")
 		}
 	case "sync":
 		if len(f.Cursors) > maxSyncConvs {

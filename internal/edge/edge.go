@@ -262,7 +262,7 @@ func (e *Edge) revoked(session, user string) {
 	e.mu.RUnlock()
 	for _, c := range list {
 		c.cancel()
-		c.close(websocket.ClosePolicyViolation, "session logged out")
+		c.close(websocket.ClosePolicyViolation, chaterr.MessageOf(chaterr.LoggedOut()))
 	}
 }
 
@@ -401,7 +401,7 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// nothing to close: look again now that it is findable.
 	if e.checkRevoked(claims.SessionID) != nil {
 		e.remove(c)
-		httpError(w, chaterr.New(chaterr.Unauthorized, "session logged out"))
+		httpError(w, chaterr.LoggedOut())
 		return
 	}
 	ws, err := e.upgrader.Upgrade(w, r, nil)
@@ -431,7 +431,7 @@ func httpError(w http.ResponseWriter, err error) {
 // lookup, kept current by the revocations every replica hears.
 func (e *Edge) checkRevoked(session string) error {
 	if e.opt.Revocations != nil && e.opt.Revocations.Revoked(session) {
-		return chaterr.New(chaterr.Unauthorized, "session logged out")
+		return chaterr.LoggedOut()
 	}
 	return nil
 }

@@ -59,10 +59,10 @@ func Check(ctx context.Context, pool *pgxpool.Pool, user string, convs ...string
 	for _, cv := range convs {
 		m, ok := out[cv]
 		if !ok {
-			return nil, chaterr.New(chaterr.NotFound, "no conversation %q", cv)
+			return nil, chaterr.NoConversation(cv)
 		}
 		if m.Role == "" {
-			return nil, chaterr.New(chaterr.Forbidden, "you are not a member of conversation %q", cv)
+			return nil, chaterr.NotMember(cv)
 		}
 	}
 	return out, nil
@@ -139,7 +139,7 @@ func Load(ctx context.Context, pool *pgxpool.Pool, conv string) (*Conv, error) {
 	var owner *string
 	err := pool.QueryRow(ctx, "SELECT kind, owner_id FROM conversations WHERE id=$1", conv).Scan(&cv.Kind, &owner)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, chaterr.New(chaterr.NotFound, "conversation %s does not exist", conv)
+		return nil, chaterr.NoConversation(conv)
 	}
 	if err != nil {
 		return nil, chaterr.Wrap(chaterr.Unavailable, err, "load conversation")

@@ -56,7 +56,7 @@ func (s *Service) SetNotify(n Notify) { s.notify = n }
 // stands: it only moves forward, and never past the head.
 func (s *Service) Read(ctx context.Context, user, conv string, seq int64, origin string) (int64, error) {
 	if seq < 0 {
-		return 0, chaterr.New(chaterr.BadRequest, "seq must be a non-negative integer")
+		return 0, chaterr.NotNonNegative("seq")
 	}
 	head, err := s.heads.Head(ctx, conv)
 	if err != nil {
@@ -69,7 +69,7 @@ func (s *Service) Read(ctx context.Context, user, conv string, seq int64, origin
 		WHERE m.conv_id=$1 AND m.user_id=$2 RETURNING m.read_seq, old.read_seq`,
 		conv, user, min(seq, head)).Scan(&read, &was)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return 0, chaterr.New(chaterr.Forbidden, "you are not a member of this conversation")
+		return 0, chaterr.NotMember(conv)
 	}
 	if err != nil {
 		return 0, chaterr.Wrap(chaterr.Unavailable, err, "store read pointer")

@@ -297,17 +297,17 @@ func (s *Sequencer) check(ctx context.Context, c *events.Command) error {
 	switch c.Op {
 	case events.OpSend:
 		if len(c.Body) > events.MaxBodySize {
-			return chaterr.New(chaterr.TooLarge, "body is over %d bytes", events.MaxBodySize)
+			return chaterr.BodyTooLarge(events.MaxBodySize)
 		}
 		if len(c.Body) == 0 || !json.Valid(c.Body) {
-			return chaterr.New(chaterr.BadRequest, "body must be JSON")
+			return chaterr.BodyNotJSON()
 		}
 		if cv.Members[c.From] == "" {
-			return chaterr.New(chaterr.Forbidden, "not a member of this conversation")
+			return chaterr.NotMember(c.Conv)
 		}
 	case events.OpRecall:
 		if cv.Members[c.From] == "" {
-			return chaterr.New(chaterr.Forbidden, "not a member of this conversation")
+			return chaterr.NotMember(c.Conv)
 		}
 		if c.Target < 1 {
 			return chaterr.New(chaterr.BadRequest, "recall needs a target seq")

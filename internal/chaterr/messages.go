@@ -1,0 +1,32 @@
+package chaterr
+
+// The errors more than one role answers, each worded once here so that a
+// client sees the same text whether the edge, the api or the sequencer
+// refused it.
+
+// NotMember is the refusal of anything done in conv by someone not in it.
+func NotMember(conv string) error {
+	return New(Forbidden, "you are not a member of conversation %s", conv)
+}
+
+// NoConversation is the answer about a conversation that does not exist.
+func NoConversation(conv string) error {
+	return New(NotFound, "conversation %s does not exist", conv)
+}
+
+// LoggedOut refuses a token whose session was logged out.
+func LoggedOut() error { return New(Unauthorized, "session logged out") }
+
+// BodyTooLarge refuses a message body over limit bytes.
+func BodyTooLarge(limit int) error { return New(TooLarge, "body is over %d bytes", limit) }
+
+// BodyNotJSON refuses a message body that is not one JSON value.
+func BodyNotJSON() error { return New(BadRequest, "body must be JSON") }
+
+// BadID refuses a command id outside the protocol's alphabet.
+func BadID() error { return New(BadRequest, "id must be 1–64 of [A-Za-z0-9_-]") }
+
+// NotNonNegative refuses a field or parameter that must be an integer ≥ 0.
+func NotNonNegative(name string) error {
+	return New(BadRequest, "%s must be a non-negative integer", name)
+}
