@@ -198,7 +198,7 @@ func (a *API) serverSend(w http.ResponseWriter, r *http.Request) error {
 	}
 	from, err := a.resolveUser(r.Context(), req.From)
 	if chaterr.Is(err, chaterr.NotFound) {
-		return chaterr.New(chaterr.Forbidden, "%q is not a member of this conversation", req.From)
+		return chaterr.UserNotMember(req.From, r.PathValue("id"))
 	}
 	if err != nil {
 		return err
@@ -221,7 +221,7 @@ type pushRequest struct {
 
 func (req *pushRequest) validate() error {
 	if !events.ValidID(req.ID) {
-		return chaterr.New(chaterr.BadRequest, "id must be 1–64 of [A-Za-z0-9_-]")
+		return chaterr.BadID()
 	}
 	if len(req.Data) == 0 {
 		return chaterr.New(chaterr.BadRequest, "data is required")

@@ -43,8 +43,9 @@ func jsonMessage(what string, err error, target reflect.Type) string {
 		want := te.Type
 		// The error names the innermost type (an element's); the field's
 		// declared type says more ("an array of strings").
-		if t := fieldType(target, field); t != nil {
-			want = t
+		t, shown := fieldType(target, field)
+		if t != nil {
+			want, field = t, shown
 		}
 		return fmt.Sprintf("%s must be %s, not %s", field, describe(want), article(te.Value))
 	case errors.As(err, &se):
@@ -55,22 +56,30 @@ func jsonMessage(what string, err error, target reflect.Type) string {
 	}
 }
 
-// fieldType follows a dotted path of JSON names from t; nil when lost.
-func fieldType(t reflect.Type, path string) reflect.Type {
+// fieldType follows a dotted path of JSON names from t and returns the
+// field's type (nil when lost) and the path as the client wrote it:
+// encoding/json names embedded structs in the path, which the JSON has not.
+func fieldType(t reflect.Type, path string) (reflect.Type, string) {
+	var shown []string
 	for _, name := range strings.Split(path, ".") {
 		for t != nil && t.Kind() == reflect.Pointer {
 			t = t.Elem()
 		}
 		if t == nil || t.Kind() != reflect.Struct {
-			return nil
+			return nil, path
+		}
+		if f, ok := t.FieldByName(name); ok && f.Anonymous && f.Tag.Get("json") == "" {
+			t = f.Type
+			continue
 		}
 		f, ok := jsonField(t, name)
 		if !ok {
-			return nil
+			return nil, path
 		}
+		shown = append(shown, name)
 		t = f.Type
 	}
-	return t
+	return t, strings.Join(shown, ".")
 }
 
 // jsonField finds the field encoding/json fills from the key name.
@@ -79,14 +88,25 @@ func jsonField(t reflect.Type, name string) (reflect.StructField, bool) {
 	found := false
 	for i := range t.NumField() {
 		f := t.Field(i)
-		if !f.IsExported() {
+		if !f.IsExported() && !f.Anonymous {
 			continue
 		}
 		key := f.Name
-		if tag, _, _ := strings.Cut(f.Tag.Get("json"), ","); tag == "-" {
+		tag, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if tag == "-" {
 			continue
-		} else if tag != "" {
+		}
+		if tag != "" {
 			key = tag
+		} else if f.Anonymous && f.Type.Kind() == reflect.Struct {
+			// An embedded struct's fields are the outer object's.
+			if g, ok := jsonField(f.Type, name); ok {
+				return g, true
+			}
+			continue
+		}
+		if !f.IsExported() {
+			continue
 		}
 		if key == name {
 			return f, true

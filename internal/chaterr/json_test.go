@@ -6,7 +6,12 @@ import (
 	"testing"
 )
 
+type inner struct {
+	Tags []string `json:"tags"`
+}
+
 type sample struct {
+	inner
 	Username string `json:"username"`
 	Members  []string
 	Seq      *int64           `json:"seq"`
@@ -28,6 +33,7 @@ func TestDecodeObjectWords(t *testing.T) {
 		{`{"seq":"1"}`, "seq must be an integer, not a string"},
 		{`{"cursors":{"a":"x"}}`, "cursors must be an object of integers, not a string"},
 		{`{"cursors":[1]}`, "cursors must be an object of integers, not an array"},
+		{`{"tags":"a"}`, "tags must be an array of strings, not a string"},
 		{`{"on":{}}`, "on must be true or false, not an object"},
 		{`{"username"}`, "body is not valid JSON at byte 12: invalid character '}' after object key"},
 		{`{"username":"a"`, "body is not valid JSON"},

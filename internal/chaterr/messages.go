@@ -9,6 +9,12 @@ func NotMember(conv string) error {
 	return New(Forbidden, "you are not a member of conversation %s", conv)
 }
 
+// UserNotMember refuses acting for a user (named by the caller, a server)
+// who is not in conv.
+func UserNotMember(user, conv string) error {
+	return New(Forbidden, "%s is not a member of conversation %s", user, conv)
+}
+
 // NoConversation is the answer about a conversation that does not exist.
 func NoConversation(conv string) error {
 	return New(NotFound, "conversation %s does not exist", conv)
