@@ -146,7 +146,18 @@ const (
 	// HeaderOrigin names the connection a command came from ("<edge>/<conn>"),
 	// so fanout can skip it: that connection gets an ack instead.
 	HeaderOrigin = "Chat-Origin"
+	// HeaderBatch marks a CMDS message that carries several commands of one
+	// connection for one partition, in the order they were sent: its data
+	// is a JSON array of Queued and it has no HeaderReply.
+	HeaderBatch = "Chat-Batch"
 )
+
+// Queued is one command of a batched CMDS message, with the subject its
+// answer goes to.
+type Queued struct {
+	Reply string  `json:"r"`
+	Cmd   Command `json:"c"`
+}
 
 // Encode returns the event's JSON.
 func (e *Event) Encode() []byte {
@@ -161,6 +172,15 @@ func DecodeEvent(b []byte) (Event, error) {
 		return e, fmt.Errorf("decode event: %w", err)
 	}
 	return e, nil
+}
+
+// DecodeBatch parses a batched CMDS message's data.
+func DecodeBatch(b []byte) ([]Queued, error) {
+	var q []Queued
+	if err := json.Unmarshal(b, &q); err != nil {
+		return nil, fmt.Errorf("decode command batch: %w", err)
+	}
+	return q, nil
 }
 
 // DecodeCommand parses a command.

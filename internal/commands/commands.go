@@ -98,14 +98,73 @@ type Pending struct {
 // sequencer in that order, which is how an edge keeps one connection's
 // messages in the order they were sent while many wait for their seq at once.
 func (s *Submitter) Publish(ctx context.Context, cmd events.Command, origin string) (*Pending, error) {
-	p := &Pending{s: s, token: nuid.Next(), ch: make(chan events.Result, 1)}
-	s.mu.Lock()
-	s.waiting[p.token] = p.ch
-	s.mu.Unlock()
+	p := s.expect()
 	data, _ := json.Marshal(cmd)
 	m := nats.NewMsg(events.CmdSubject(s.partitions, cmd.Conv))
 	m.Data = data
 	m.Header.Set(events.HeaderReply, s.prefix+"."+p.token)
+	if err := s.store(ctx, m, origin); err != nil {
+		p.forget()
+		return nil, err
+	}
+	return p, nil
+}
+
+// MaxBatchBytes bounds the data of one batched CMDS message, well below
+// NATS's default 1 MiB payload limit.
+const MaxBatchBytes = 256 << 10
+
+// PublishBatch appends cmds, all of one partition (SamePartition) and in
+// the order given, as one CMDS message, and returns once it is stored: one
+// store, delivery and ack for all of them. The sequencer takes them in that
+// order. One command goes as Publish sends it.
+func (s *Submitter) PublishBatch(ctx context.Context, cmds []events.Command, origin string) ([]*Pending, error) {
+	if len(cmds) == 1 {
+		p, err := s.Publish(ctx, cmds[0], origin)
+		if err != nil {
+			return nil, err
+		}
+		return []*Pending{p}, nil
+	}
+	ps := make([]*Pending, len(cmds))
+	q := make([]events.Queued, len(cmds))
+	for i := range cmds {
+		if events.Partition(cmds[i].Conv, s.partitions) != events.Partition(cmds[0].Conv, s.partitions) {
+			return nil, fmt.Errorf("publish batch: %s and %s are in different partitions", cmds[0].Conv, cmds[i].Conv)
+		}
+		ps[i] = s.expect()
+		q[i] = events.Queued{Reply: s.prefix + "." + ps[i].token, Cmd: cmds[i]}
+	}
+	data, _ := json.Marshal(q)
+	m := nats.NewMsg(events.CmdSubject(s.partitions, cmds[0].Conv))
+	m.Data = data
+	m.Header.Set(events.HeaderBatch, "1")
+	if err := s.store(ctx, m, origin); err != nil {
+		for _, p := range ps {
+			p.forget()
+		}
+		return nil, err
+	}
+	return ps, nil
+}
+
+// SamePartition reports whether two conversations' commands may share a
+// batch.
+func (s *Submitter) SamePartition(a, b string) bool {
+	return events.Partition(a, s.partitions) == events.Partition(b, s.partitions)
+}
+
+// expect registers a command's answer token.
+func (s *Submitter) expect() *Pending {
+	p := &Pending{s: s, token: nuid.Next(), ch: make(chan events.Result, 1)}
+	s.mu.Lock()
+	s.waiting[p.token] = p.ch
+	s.mu.Unlock()
+	return p
+}
+
+// store appends m to CMDS, retrying until ctx ends.
+func (s *Submitter) store(ctx context.Context, m *nats.Msg, origin string) error {
 	if origin != "" {
 		m.Header.Set(events.HeaderOrigin, origin)
 	}
@@ -123,12 +182,11 @@ func (s *Submitter) Publish(ctx context.Context, cmd events.Command, origin stri
 		_, err := s.js.PublishMsg(actx, m)
 		cancel()
 		if err == nil {
-			return p, nil
+			return nil
 		}
 		select {
 		case <-ctx.Done():
-			p.forget()
-			return nil, chaterr.Wrap(chaterr.Unavailable, err, "command queue unavailable")
+			return chaterr.Wrap(chaterr.Unavailable, err, "command queue unavailable")
 		case <-time.After(backoff):
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/seqchat/seqchat/events"
 	"github.com/seqchat/seqchat/internal/auth"
 	"github.com/seqchat/seqchat/internal/chaterr"
+	"github.com/seqchat/seqchat/internal/commands"
 	"github.com/seqchat/seqchat/internal/membership"
 	"github.com/seqchat/seqchat/internal/presence"
 )
@@ -421,7 +422,9 @@ func (c *conn) submit(cmd events.Command) {
 }
 
 // publishLoop drains the publish queue and ends when it is empty, so that
-// an idle connection costs no goroutine.
+// an idle connection costs no goroutine. What queued up while a publish was
+// under way goes as one CMDS message (per partition, in frame order): the
+// queue then costs one store and one PubAck wait, not one per command.
 func (c *conn) publishLoop() {
 	for {
 		c.mu.Lock()
@@ -430,31 +433,45 @@ func (c *conn) publishLoop() {
 			c.mu.Unlock()
 			return
 		}
-		j := c.queue[0]
-		c.queue[0] = job{}
-		c.queue = c.queue[1:]
+		n, size := 1, len(c.queue[0].cmd.Body)
+		for n < len(c.queue) && n < maxPublishBatch && c.e.cmds.SamePartition(c.queue[0].cmd.Conv, c.queue[n].cmd.Conv) {
+			if size += len(c.queue[n].cmd.Body); size > commands.MaxBatchBytes/2 {
+				break
+			}
+			n++
+		}
+		jobs := slices.Clone(c.queue[:n])
+		clear(c.queue[:n])
+		c.queue = c.queue[n:]
 		c.mu.Unlock()
 
+		cmds := make([]events.Command, len(jobs))
+		for i := range jobs {
+			cmds[i] = jobs[i].cmd
+		}
 		ctx, cancel := context.WithTimeout(c.ctx, c.e.opt.CommandTimeout)
-		p, err := c.e.cmds.Publish(ctx, j.cmd, c.origin)
+		ps, err := c.e.cmds.PublishBatch(ctx, cmds, c.origin)
 		if err != nil {
 			cancel()
-			// The commands queued behind it fail too: published now, they
-			// would overtake it when the client resends it.
+			// The commands queued behind them fail too: published now, they
+			// would overtake them when the client resends them.
 			c.mu.Lock()
 			rest := c.queue
 			c.queue = nil
 			c.mu.Unlock()
-			c.answered(j, events.Result{}, err)
-			for _, r := range rest {
-				c.answered(r, events.Result{}, err)
+			for _, j := range append(jobs, rest...) {
+				c.answered(j, events.Result{}, err)
 			}
 			continue
 		}
+		// One message's commands are sequenced in one batch and answered
+		// together: one goroutine waits for them all.
 		go func() {
 			defer cancel()
-			res, err := p.Wait(ctx)
-			c.answered(j, res, err)
+			for i, p := range ps {
+				res, err := p.Wait(ctx)
+				c.answered(jobs[i], res, err)
+			}
 		}()
 	}
 }

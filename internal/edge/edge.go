@@ -37,7 +37,9 @@ import (
 
 // Publisher appends commands to CMDS in the order it is called.
 type Publisher interface {
-	Publish(ctx context.Context, cmd events.Command, origin string) (*commands.Pending, error)
+	// PublishBatch stores commands of one partition, in order, at once.
+	PublishBatch(ctx context.Context, cmds []events.Command, origin string) ([]*commands.Pending, error)
+	SamePartition(a, b string) bool
 }
 
 // History reads a conversation's events by seq.
@@ -150,11 +152,14 @@ func (o *Options) defaults() {
 
 // Protocol limits.
 const (
-	maxFrame     = 64 << 10 // a bigger frame closes the connection (1009)
-	maxInFlight  = 1024     // commands one connection may have waiting for their seq
-	maxSyncConvs = 1000     // conversations one sync may name
-	maxReplay    = 1000     // events one sync replays per conversation
-	writeWait    = 10 * time.Second
+	maxFrame    = 64 << 10 // a bigger frame closes the connection (1009)
+	maxInFlight = 1024     // commands one connection may have waiting for their seq
+	// maxPublishBatch bounds the commands of one connection that go to CMDS
+	// as one message.
+	maxPublishBatch = 64
+	maxSyncConvs    = 1000 // conversations one sync may name
+	maxReplay       = 1000 // events one sync replays per conversation
+	writeWait       = 10 * time.Second
 )
 
 type metrics struct {

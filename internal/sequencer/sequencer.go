@@ -183,11 +183,8 @@ func (s *Sequencer) process(ctx context.Context, state map[string]*timeline.Posi
 	start := time.Now()
 	work := make([]*pending, 0, len(msgs))
 	var unseen []string // dedupe keys not in memory: ask DEDUPE, all at once
-	for _, m := range msgs {
-		p := &pending{reply: m.Headers().Get(events.HeaderReply), origin: m.Headers().Get(events.HeaderOrigin)}
-		if cmd, err := events.DecodeCommand(m.Data()); err != nil {
-			p.result = refusal(chaterr.New(chaterr.BadRequest, "malformed command"))
-		} else if r, ok := s.recent.get(cmd.DedupeKey()); ok {
+	take := func(p *pending, cmd events.Command) {
+		if r, ok := s.recent.get(cmd.DedupeKey()); ok {
 			p.cmd, p.result = cmd, &r
 			s.dups.Inc()
 		} else {
@@ -195,6 +192,28 @@ func (s *Sequencer) process(ctx context.Context, state map[string]*timeline.Posi
 			unseen = append(unseen, cmd.DedupeKey())
 		}
 		work = append(work, p)
+	}
+	for _, m := range msgs {
+		origin := m.Headers().Get(events.HeaderOrigin)
+		if m.Headers().Get(events.HeaderBatch) != "" {
+			// Several commands of one connection, in the order it sent them.
+			q, err := events.DecodeBatch(m.Data())
+			if err != nil {
+				s.opt.Log.Warn("dropping a malformed command batch", "err", err, "origin", origin)
+				continue // no reply subject to refuse it on; acked below
+			}
+			for _, c := range q {
+				take(&pending{reply: c.Reply, origin: origin}, c.Cmd)
+			}
+			continue
+		}
+		p := &pending{reply: m.Headers().Get(events.HeaderReply), origin: origin}
+		if cmd, err := events.DecodeCommand(m.Data()); err != nil {
+			p.result = refusal(chaterr.New(chaterr.BadRequest, "malformed command"))
+			work = append(work, p)
+		} else {
+			take(p, cmd)
+		}
 	}
 	remembered, err := s.dedupe.Lookup(ctx, unseen)
 	if err != nil {
@@ -276,7 +295,7 @@ func (s *Sequencer) process(ctx context.Context, state map[string]*timeline.Posi
 			}
 		}
 	}()
-	s.batchSize.Observe(float64(len(msgs)))
+	s.batchSize.Observe(float64(len(work)))
 	s.batchTime.Observe(time.Since(start).Seconds())
 	return nil
 }

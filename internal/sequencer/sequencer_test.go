@@ -379,3 +379,69 @@ func TestRecallPermissionBeforeIdempotency(t *testing.T) {
 		t.Fatalf("timeline holds %d events, want 4 (two messages, two recalls)", len(got))
 	}
 }
+
+// A batched CMDS message (an edge's queued commands) is sequenced in its
+// order, each command answered on its own; the batch sent again gets the
+// same seqs and appends nothing.
+func TestBatchedCommands(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, nil)
+	testenv.Seed(t, r.pool, "c1", "alice", "bob")
+	ctx := testenv.Context(t, time.Minute)
+	r.start(t, "seq-1")
+	var cmds []events.Command
+	for i := range 5 {
+		cmds = append(cmds, events.Command{Op: events.OpSend, ID: fmt.Sprintf("b%d", i), Conv: "c1", From: "alice", Body: json.RawMessage(fmt.Sprintf(`{"n":%d}`, i))})
+	}
+	cmds[3].From = "mallory" // refused alone: the others go on
+	send := func() []events.Result {
+		t.Helper()
+		ps, err := r.sub.PublishBatch(ctx, cmds, "edge/1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []events.Result
+		for i, p := range ps {
+			res, err := p.Wait(ctx)
+			if i == 3 {
+				if chaterr.CodeOf(err) != chaterr.Forbidden {
+					t.Fatalf("a non-member's command in a batch: %+v, %v; want forbidden", res, err)
+				}
+				continue
+			}
+			if err != nil {
+				t.Fatalf("command %d: %v", i, err)
+			}
+			out = append(out, res)
+		}
+		return out
+	}
+	first := send()
+	for i, res := range first {
+		if res.Seq != int64(i+1) {
+			t.Fatalf("answers %+v: want seqs 1..4 in the batch's order", first)
+		}
+	}
+	if again := send(); fmt.Sprint(again) != fmt.Sprint(first) {
+		t.Fatalf("the batch again answered %+v, first %+v", again, first)
+	}
+	got := r.timeline(t, "c1")
+	if len(got) != 4 {
+		t.Fatalf("timeline has %d events, want 4", len(got))
+	}
+	for i, ev := range got {
+		if want := cmds[[]int{0, 1, 2, 4}[i]].ID; ev.ID != want || ev.Origin != "edge/1" {
+			t.Fatalf("event %d = %s from %q, want %s from edge/1", i, ev.ID, ev.Origin, want)
+		}
+	}
+	// Commands of conversations in different partitions never share a batch.
+	for conv := range 100 {
+		other := fmt.Sprintf("x%d", conv)
+		if !r.sub.SamePartition("c1", other) {
+			if _, err := r.sub.PublishBatch(ctx, []events.Command{cmds[0], {Op: events.OpSend, ID: "y", Conv: other, From: "alice"}}, ""); err == nil {
+				t.Fatal("a batch across partitions was published")
+			}
+			break
+		}
+	}
+}
