@@ -36,10 +36,8 @@ func Ops(ctx context.Context, members Members, evs []events.Event) ([]Op, error)
 			if err != nil {
 				return nil, err
 			}
-			for u := range cv.Members {
-				if u != e.From && cv.Joined[u] <= e.Seq {
-					ops = append(ops, Add(u, e.Conv, e.Seq))
-				}
+			for _, u := range Recipients(cv, e) {
+				ops = append(ops, Add(u, e.Conv, e.Seq))
 			}
 		case events.KindRecall:
 			cv, err := members.Get(ctx, e.Conv)

@@ -185,6 +185,13 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger, roles ...Ro
 			leased("history", history.NewProjector(pool, nc.JS, cfg.ProjectorBatch, log.With("role", "projector"), reg).Run),
 			leased("unread", unread.NewProjector(unreads, pool, membership.New(pool, 0), nc.JS, cfg.ProjectorBatch, log.With("role", "unread"), reg).Run),
 			leased("fanout", fanout.New(nc.NC, nc.JS, membership.New(pool, 0), pres, cfg.ProjectorBatch, log.With("role", "fanout"), reg).Run))
+		// Webhooks and offline push: one leased consumer per URL (server.go).
+		runs = append(runs, hookRuns(cfg, nc, pool, unreads, pres, reg, log, func(name string, run func(context.Context) error) func(context.Context) error {
+			return func(ctx context.Context) error {
+				lease.Hold(ctx, leases, name, cfg.InstanceID, cfg.LeaseTTL, log.With("role", name), run)
+				return nil
+			}
+		})...)
 	}
 	if has(API) || has(Edge) {
 		tokens, err := auth.NewTokens(cfg.TokenSecret, cfg.TokenTTL)

@@ -1,0 +1,188 @@
+package hooks
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/seqchat/seqchat/events"
+	"github.com/seqchat/seqchat/internal/chaterr"
+	"github.com/seqchat/seqchat/internal/consume"
+	"github.com/seqchat/seqchat/internal/membership"
+	"github.com/seqchat/seqchat/timeline"
+	"github.com/seqchat/seqchat/unread"
+)
+
+// OfflineConsumer is the offline push's durable consumer on TIMELINE (and
+// its lease).
+const OfflineConsumer = "push-offline"
+
+// maxNotifications bounds one POST to the push URL.
+const maxNotifications = 500
+
+// Members answers who is in a conversation (membership.Cache).
+type Members interface {
+	Get(ctx context.Context, conv string) (*membership.Conv, error)
+	Invalidate(conv string)
+}
+
+// Badges computes unread totals (unread.Store).
+type Badges interface {
+	Badges(ctx context.Context, keys []unread.BadgeKey) ([]unread.Badge, error)
+}
+
+// Notification is one offline member's notice of a message.
+type Notification struct {
+	User   string          `json:"user"`
+	Conv   string          `json:"conv"`
+	Seq    int64           `json:"seq"`
+	From   string          `json:"from"`
+	Body   json.RawMessage `json:"body"`
+	Unread int64           `json:"unread"`
+}
+
+// Offline notifies, for each message event, the members other than the
+// sender who have no live connection when it is handled (right after the
+// event is appended, as fanout handles it, unless the hooks lag), with
+// their unread total including it. A member who read the message by then
+// is not notified.
+//
+// It is its own TIMELINE consumer, acked once the push URL took the
+// notifications: nothing is lost to a restart, and notifications are only
+// computed again (with what presence and read pointers say then) for a
+// batch the push URL never acknowledged.
+type Offline struct {
+	js      jetstream.JetStream
+	t       target
+	members Members
+	online  func(ctx context.Context, users []string) (map[string]bool, error)
+	badges  Badges
+	batch   int
+	post    *poster
+	log     *slog.Logger
+	m       *Metrics
+}
+
+// NewOffline returns the offline push to url.
+func NewOffline(js jetstream.JetStream, url, secret string, members Members, online func(ctx context.Context, users []string) (map[string]bool, error), badges Badges, batch int, m *Metrics, log *slog.Logger) *Offline {
+	return &Offline{
+		js: js, t: newTarget("push", url), members: members, online: online, badges: badges,
+		batch: min(max(batch, 1), 500), post: newPoster(secret, m, log), log: log, m: m,
+	}
+}
+
+// Run notifies until ctx ends or the consumer must be set up again.
+func (o *Offline) Run(ctx context.Context) error {
+	cons, err := consume.Reset(ctx, o.js, timeline.TimelineStream, jetstream.ConsumerConfig{
+		Durable:           OfflineConsumer,
+		Description:       "offline push " + o.t.label,
+		AckPolicy:         jetstream.AckAllPolicy,
+		AckWait:           ackWait,
+		MaxAckPending:     20 * o.batch,
+		DeliverPolicy:     jetstream.DeliverNewPolicy,
+		InactiveThreshold: inactive,
+	})
+	if err != nil {
+		return err
+	}
+	stop := watchPending(ctx, cons, o.m.pending.WithLabelValues(o.t.hook, o.t.label))
+	defer stop()
+	return consume.Batches(ctx, cons, o.batch, o.log, func(ctx context.Context, msgs []jetstream.Msg) error {
+		list, err := o.notifications(ctx, msgs)
+		if err != nil {
+			return err
+		}
+		for len(list) > 0 {
+			n := min(len(list), maxNotifications)
+			body, _ := json.Marshal(map[string]any{"notifications": list[:n]})
+			if err := o.post.deliver(ctx, o.t, body, n, func() { keep(msgs) }); err != nil {
+				return err
+			}
+			list = list[n:]
+		}
+		_ = msgs[len(msgs)-1].Ack()
+		return nil
+	})
+}
+
+// notifications computes a batch's notifications: one presence round trip
+// and two Redis round trips for the badges, whatever the batch holds.
+func (o *Offline) notifications(ctx context.Context, msgs []jetstream.Msg) ([]Notification, error) {
+	type pending struct {
+		ev events.Event
+		to []string
+	}
+	var todo []pending
+	recalled := map[string]map[int64]bool{}
+	users := map[string]struct{}{}
+	for _, m := range msgs {
+		ev, err := events.DecodeEvent(m.Data())
+		if err != nil {
+			o.log.Error("undecodable event in TIMELINE; skipped", "subject", m.Subject(), "err", err)
+			continue
+		}
+		switch ev.Kind {
+		case events.KindMemberJoined, events.KindMemberLeft:
+			o.members.Invalidate(ev.Conv)
+		case events.KindRecall:
+			if recalled[ev.Conv] == nil {
+				recalled[ev.Conv] = map[int64]bool{}
+			}
+			recalled[ev.Conv][ev.Target] = true
+		case events.KindMessage:
+			cv, err := o.members.Get(ctx, ev.Conv)
+			if chaterr.Is(err, chaterr.NotFound) {
+				continue
+			}
+			if err != nil {
+				return nil, fmt.Errorf("members of %s: %w", ev.Conv, err)
+			}
+			to := unread.Recipients(cv, ev)
+			for _, u := range to {
+				users[u] = struct{}{}
+			}
+			todo = append(todo, pending{ev: ev, to: to})
+		}
+	}
+	if len(todo) == 0 {
+		return nil, nil
+	}
+	list := make([]string, 0, len(users))
+	for u := range users {
+		list = append(list, u)
+	}
+	online, err := o.online(ctx, list)
+	if err != nil {
+		return nil, fmt.Errorf("presence: %w", err)
+	}
+	var keys []unread.BadgeKey
+	var out []Notification
+	for _, p := range todo {
+		if recalled[p.ev.Conv][p.ev.Seq] {
+			continue // recalled within the batch: nothing to ring for
+		}
+		for _, u := range p.to {
+			if online[u] {
+				continue
+			}
+			keys = append(keys, unread.BadgeKey{User: u, Conv: p.ev.Conv, Seq: p.ev.Seq})
+			out = append(out, Notification{User: u, Conv: p.ev.Conv, Seq: p.ev.Seq, From: p.ev.From, Body: p.ev.Body})
+		}
+	}
+	badges, err := o.badges.Badges(ctx, keys)
+	if err != nil {
+		return nil, err
+	}
+	kept := out[:0]
+	for i, n := range out {
+		if badges[i].Read {
+			continue
+		}
+		n.Unread = badges[i].Unread
+		kept = append(kept, n)
+	}
+	return kept, nil
+}

@@ -1,0 +1,88 @@
+package unread
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/seqchat/seqchat/events"
+	"github.com/seqchat/seqchat/internal/membership"
+)
+
+// Recipients are the members for whom message e counts as unread: every
+// member but the sender whose history includes it.
+func Recipients(cv *membership.Conv, e events.Event) []string {
+	var out []string
+	for u := range cv.Members {
+		if u != e.From && cv.Joined[u] <= e.Seq {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+// BadgeKey asks for user's badge after conv's message seq.
+type BadgeKey struct {
+	User, Conv string
+	Seq        int64
+}
+
+// Badge is a user's total unread count including one message, or Read when
+// the user has read that message already.
+type Badge struct {
+	Unread int64
+	Read   bool
+}
+
+// Badges answers keys in two round trips. A message the projection has not
+// counted yet (the unread projector may lag) is counted here, so the total
+// always includes it.
+func (s *Store) Badges(ctx context.Context, keys []BadgeKey) ([]Badge, error) {
+	out := make([]Badge, len(keys))
+	if len(keys) == 0 {
+		return out, nil
+	}
+	type first struct {
+		read  *redis.StringCmd
+		score *redis.FloatCmd
+		convs *redis.StringSliceCmd
+	}
+	f := make([]first, len(keys))
+	pipe := s.rdb.Pipeline()
+	for i, k := range keys {
+		f[i] = first{
+			read:  pipe.HGet(ctx, s.readKey(k.User), k.Conv),
+			score: pipe.ZScore(ctx, s.zkey(k.User, k.Conv), strconv.FormatInt(k.Seq, 10)),
+			convs: pipe.SMembers(ctx, s.convsKey(k.User)),
+		}
+	}
+	if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
+		return nil, fmt.Errorf("badges: %w", err)
+	}
+	pipe = s.rdb.Pipeline()
+	cards := make([][]*redis.IntCmd, len(keys))
+	for i, k := range keys {
+		read, _ := strconv.ParseInt(f[i].read.Val(), 10, 64)
+		if read >= k.Seq {
+			out[i].Read = true
+			continue
+		}
+		if f[i].score.Err() == redis.Nil {
+			out[i].Unread = 1 // not counted yet
+		}
+		for _, c := range f[i].convs.Val() {
+			cards[i] = append(cards[i], pipe.ZCard(ctx, s.zkey(k.User, c)))
+		}
+	}
+	if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
+		return nil, fmt.Errorf("badges: %w", err)
+	}
+	for i := range keys {
+		for _, c := range cards[i] {
+			out[i].Unread += c.Val()
+		}
+	}
+	return out, nil
+}
