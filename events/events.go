@@ -168,6 +168,10 @@ func (e *Event) Encode() []byte {
 // DecodeEvent parses an event.
 func DecodeEvent(b []byte) (Event, error) {
 	var e Event
+	if fastEvent(b, &e) {
+		return e, nil
+	}
+	e = Event{}
 	if err := json.Unmarshal(b, &e); err != nil {
 		return e, fmt.Errorf("decode event: %w", err)
 	}
@@ -186,6 +190,10 @@ func DecodeBatch(b []byte) ([]Queued, error) {
 // DecodeCommand parses a command.
 func DecodeCommand(b []byte) (Command, error) {
 	var c Command
+	if fastCommand(b, &c) {
+		return c, nil
+	}
+	c = Command{}
 	if err := json.Unmarshal(b, &c); err != nil {
 		return c, fmt.Errorf("decode command: %w", err)
 	}

@@ -1,0 +1,239 @@
+package events
+
+import (
+	"encoding/json"
+	"unicode/utf8"
+)
+
+// A fast path for decoding the flat JSON objects Event.Encode and the
+// submitters write: every hop of a message decodes its event or command
+// (three projectors, history reads, the sequencer), and encoding/json's
+// reflection costs a dozen allocations each time. It only accepts the plain
+// form (exact lower-case field names, strings without escapes, integers,
+// bodies json.Valid accepts); anything else goes to encoding/json, which
+// stays the definition of what these decode to.
+
+// scanFlat calls field for each member of the JSON object b with the
+// member's raw value. It returns false, having maybe called field for some
+// members, when b is not a plain object or field returns false.
+func scanFlat(b []byte, field func(key, val []byte) bool) bool {
+	i := skipSpace(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return false
+	}
+	i = skipSpace(b, i+1)
+	if i < len(b) && b[i] == '}' {
+		return skipSpace(b, i+1) == len(b)
+	}
+	for {
+		if i >= len(b) || b[i] != '"' {
+			return false
+		}
+		k := i + 1
+		for k < len(b) && b[k] != '"' && b[k] != '\\' {
+			k++
+		}
+		if k >= len(b) || b[k] != '"' {
+			return false
+		}
+		key := b[i+1 : k]
+		i = skipSpace(b, k+1)
+		if i >= len(b) || b[i] != ':' {
+			return false
+		}
+		i = skipSpace(b, i+1)
+		end, ok := skipValue(b, i)
+		if !ok || !field(key, b[i:end]) {
+			return false
+		}
+		i = skipSpace(b, end)
+		if i >= len(b) {
+			return false
+		}
+		switch b[i] {
+		case ',':
+			i = skipSpace(b, i+1)
+		case '}':
+			return skipSpace(b, i+1) == len(b)
+		default:
+			return false
+		}
+	}
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// skipValue returns the end of the JSON value starting at b[i]. It finds
+// the extent only; callers check what they take (plainString, plainInt,
+// json.Valid).
+func skipValue(b []byte, i int) (int, bool) {
+	if i >= len(b) {
+		return 0, false
+	}
+	switch b[i] {
+	case '"':
+		return skipString(b, i)
+	case '{', '[':
+		depth := 0
+		for i < len(b) {
+			switch b[i] {
+			case '"':
+				end, ok := skipString(b, i)
+				if !ok {
+					return 0, false
+				}
+				i = end
+				continue
+			case '{', '[':
+				depth++
+			case '}', ']':
+				if depth--; depth == 0 {
+					return i + 1, true
+				}
+			}
+			i++
+		}
+		return 0, false
+	default:
+		start := i
+		for i < len(b) && b[i] != ',' && b[i] != '}' && b[i] != ']' && b[i] != ' ' && b[i] != '\t' && b[i] != '\n' && b[i] != '\r' {
+			i++
+		}
+		return i, i > start
+	}
+}
+
+func skipString(b []byte, i int) (int, bool) {
+	for i++; i < len(b); i++ {
+		switch b[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1, true
+		}
+	}
+	return 0, false
+}
+
+// plainString decodes a JSON string without escapes, control characters
+// or invalid UTF-8 (encoding/json would rewrite those).
+func plainString(v []byte) (string, bool) {
+	if len(v) < 2 || v[0] != '"' || v[len(v)-1] != '"' {
+		return "", false
+	}
+	s := v[1 : len(v)-1]
+	for _, c := range s {
+		if c < 0x20 || c == '\\' || c == '"' {
+			return "", false
+		}
+		if c >= utf8.RuneSelf {
+			if !utf8.Valid(s) {
+				return "", false
+			}
+			break
+		}
+	}
+	return string(s), true
+}
+
+// plainInt decodes a JSON integer that fits an int64.
+func plainInt(v []byte) (int64, bool) {
+	neg := len(v) > 0 && v[0] == '-'
+	d := v
+	if neg {
+		d = v[1:]
+	}
+	if len(d) == 0 || len(d) > 18 || (d[0] == '0' && len(d) > 1) {
+		return 0, false // 18 digits always fit; longer ones go the slow way
+	}
+	var n int64
+	for _, c := range d {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	if neg {
+		n = -n
+	}
+	return n, true
+}
+
+// plainBody copies a raw body that is valid JSON and not null.
+func plainBody(v []byte) (json.RawMessage, bool) {
+	if len(v) == 0 || v[0] == 'n' || !json.Valid(v) {
+		return nil, false
+	}
+	return append(json.RawMessage(nil), v...), true
+}
+
+func fastEvent(b []byte, e *Event) bool {
+	return scanFlat(b, func(key, v []byte) (ok bool) {
+		switch string(key) {
+		case "conv":
+			e.Conv, ok = plainString(v)
+		case "seq":
+			e.Seq, ok = plainInt(v)
+		case "kind":
+			switch string(v) { // the kinds need no copy of their own
+			case `"` + KindMessage + `"`:
+				e.Kind, ok = KindMessage, true
+			case `"` + KindRecall + `"`:
+				e.Kind, ok = KindRecall, true
+			default:
+				e.Kind, ok = plainString(v)
+			}
+		case "id":
+			e.ID, ok = plainString(v)
+		case "from":
+			e.From, ok = plainString(v)
+		case "ts":
+			e.TS, ok = plainInt(v)
+		case "body":
+			e.Body, ok = plainBody(v)
+		case "target":
+			e.Target, ok = plainInt(v)
+		case "user":
+			e.User, ok = plainString(v)
+		case "recalled":
+			switch string(v) {
+			case "true":
+				e.Recalled, ok = true, true
+			case "false":
+				e.Recalled, ok = false, true
+			}
+		}
+		return ok
+	})
+}
+
+func fastCommand(b []byte, c *Command) bool {
+	return scanFlat(b, func(key, v []byte) (ok bool) {
+		switch string(key) {
+		case "op":
+			if string(v) == `"`+OpSend+`"` {
+				c.Op, ok = OpSend, true
+			} else {
+				c.Op, ok = plainString(v)
+			}
+		case "id":
+			c.ID, ok = plainString(v)
+		case "conv":
+			c.Conv, ok = plainString(v)
+		case "from":
+			c.From, ok = plainString(v)
+		case "body":
+			c.Body, ok = plainBody(v)
+		case "target":
+			c.Target, ok = plainInt(v)
+		case "user":
+			c.User, ok = plainString(v)
+		}
+		return ok
+	})
+}

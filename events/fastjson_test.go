@@ -1,0 +1,67 @@
+package events
+
+import (
+	"encoding/json"
+	"reflect"
+	"testing"
+)
+
+// The fast path decodes exactly what encoding/json decodes, or stands
+// aside: for any bytes it accepts, encoding/json accepts them too and gives
+// the same event (and the same command).
+func FuzzFastDecodeMatchesJSON(f *testing.F) {
+	for _, s := range []string{
+		`{"conv":"c1","seq":7,"kind":"message","id":"01J","from":"u1","ts":1763800000000,"body":{"text":"hi \"you\"","n":[1,2,{"a":"]}"}]}}`,
+		`{"conv":"c1","seq":8,"kind":"recall","id":"r","from":"u1","ts":1,"target":7}`,
+		`{"conv":"c1","seq":9,"kind":"member_joined","user":"u2","recalled":true}`,
+		` { "conv" : "c1" , "seq" : -3 , "body" : "x" } `,
+		`{"op":"send","id":"01J","conv":"c1","from":"u1","body":{"text":"hi"}}`,
+		`{"conv":"é","Seq":1}`, `{"conv":"a\u0041"}`, `{"seq":01}`, `{"seq":1.5}`, `{"body":null}`,
+		`{"seq":123456789012345678}`, `{"seq":9223372036854775807}`, `{}`, `{"recalled":false,"recalled":true}`,
+		"{\"id\":\"\xff\"}", `{"body":{"a":1}x}`, `{"body":[1,}`, `{"conv":"c1"}trailing`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var fast Event
+		if fastEvent(b, &fast) {
+			var slow Event
+			if err := json.Unmarshal(b, &slow); err != nil {
+				t.Fatalf("fast path took %q, encoding/json refuses it: %v", b, err)
+			}
+			if !reflect.DeepEqual(fast, slow) {
+				t.Fatalf("%q: fast %+v, encoding/json %+v", b, fast, slow)
+			}
+		}
+		var fc Command
+		if fastCommand(b, &fc) {
+			var slow Command
+			if err := json.Unmarshal(b, &slow); err != nil {
+				t.Fatalf("fast path took command %q, encoding/json refuses it: %v", b, err)
+			}
+			if !reflect.DeepEqual(fc, slow) {
+				t.Fatalf("%q: fast %+v, encoding/json %+v", b, fc, slow)
+			}
+		}
+	})
+}
+
+// What Encode writes takes the fast path.
+func TestEncodedEventsTakeTheFastPath(t *testing.T) {
+	for _, ev := range []Event{
+		{Conv: "c1", Seq: 7, Kind: KindMessage, ID: "01J", From: "u1", TS: 1763800000000, Body: json.RawMessage(`{"text":"hé \"x\""}`)},
+		{Conv: "c1", Seq: 8, Kind: KindRecall, ID: "r", From: "u1", TS: 1, Target: 7},
+		{Conv: "c1", Seq: 9, Kind: KindMemberJoined, User: "u2", Recalled: true},
+	} {
+		var got Event
+		if !fastEvent(ev.Encode(), &got) || !reflect.DeepEqual(got, ev) {
+			t.Fatalf("%s: fast path %v gave %+v", ev.Encode(), fastEvent(ev.Encode(), &got), got)
+		}
+	}
+	c := Command{Op: OpSend, ID: "01J", Conv: "c1", From: "u1", Body: json.RawMessage(`{"text":"hi"}`)}
+	b, _ := json.Marshal(c)
+	var got Command
+	if !fastCommand(b, &got) || !reflect.DeepEqual(got, c) {
+		t.Fatalf("%s: fast path gave %+v", b, got)
+	}
+}
