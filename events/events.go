@@ -16,6 +16,8 @@ const (
 	KindRecall       = "recall"
 	KindMemberJoined = "member_joined"
 	KindMemberLeft   = "member_left"
+	KindEdit         = "edit"
+	KindReaction     = "reaction"
 )
 
 // MaxBodySize is the largest encoded message body the protocol allows.
@@ -34,6 +36,16 @@ type Event struct {
 	Target   int64           `json:"target,omitempty"`
 	User     string          `json:"user,omitempty"`
 	Recalled bool            `json:"recalled,omitempty"`
+	// Richer messages (see rich.go): a message's reply_to and mentions, a
+	// reaction's emoji and on.
+	ReplyTo  int64    `json:"reply_to,omitempty"`
+	Mentions []string `json:"mentions,omitempty"`
+	Emoji    string   `json:"emoji,omitempty"`
+	On       *bool    `json:"on,omitempty"`
+	// A message's current state, in history pages only.
+	Edited    bool             `json:"edited,omitempty"`
+	EditedSeq int64            `json:"edited_seq,omitempty"`
+	Reactions map[string]int64 `json:"reactions,omitempty"`
 }
 
 // Command operations.
@@ -42,6 +54,8 @@ const (
 	OpRecall = "recall"
 	OpJoin   = "join"
 	OpLeave  = "leave"
+	OpEdit   = "edit"
+	OpReact  = "react"
 )
 
 // Command is a request to append to a conversation, waiting in CMDS for the
@@ -54,6 +68,11 @@ type Command struct {
 	Body   json.RawMessage `json:"body,omitempty"`
 	Target int64           `json:"target,omitempty"`
 	User   string          `json:"user,omitempty"`
+	// Richer messages: a send's reply_to and mentions, a react's emoji and on.
+	ReplyTo  int64    `json:"reply_to,omitempty"`
+	Mentions []string `json:"mentions,omitempty"`
+	Emoji    string   `json:"emoji,omitempty"`
+	On       *bool    `json:"on,omitempty"`
 }
 
 // DedupeKey identifies a command across resends: ids are scoped to the sender.

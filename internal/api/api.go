@@ -116,6 +116,7 @@ func (a *API) Mount(mux Router) {
 	mux.HandleFunc("POST /v1/conversations/{id}/recall", a.authed(a.recall))
 	mux.HandleFunc("GET /v1/unread", a.authed(a.unread))
 	a.mountServer(mux)
+	a.mountRich(mux)
 	// Unknown /v1 paths answer in the protocol's error shape.
 	mux.HandleFunc("/v1/", a.handle(func(w http.ResponseWriter, r *http.Request) error {
 		return chaterr.New(chaterr.NotFound, "no such endpoint: %s %s", r.Method, r.URL.Path)

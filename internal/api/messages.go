@@ -76,8 +76,10 @@ func (a *API) messages(w http.ResponseWriter, r *http.Request, c auth.Claims) er
 }
 
 type sendRequest struct {
-	ID   string          `json:"id"`
-	Body json.RawMessage `json:"body"`
+	ID       string          `json:"id"`
+	Body     json.RawMessage `json:"body"`
+	ReplyTo  int64           `json:"reply_to"`
+	Mentions []string        `json:"mentions"`
 }
 
 // validate checks the request and compacts its body.
@@ -98,7 +100,7 @@ func (req *sendRequest) validate() error {
 	if len(req.Body) > events.MaxBodySize {
 		return chaterr.BodyTooLarge(events.MaxBodySize)
 	}
-	return nil
+	return validReferences(req.ReplyTo, req.Mentions)
 }
 
 // memberCommand sequences a member's command: the caller's command limit,
@@ -121,7 +123,8 @@ func (a *API) send(w http.ResponseWriter, r *http.Request, c auth.Claims) error 
 	if err := req.validate(); err != nil {
 		return err
 	}
-	res, err := a.memberCommand(r, c, events.Command{Op: events.OpSend, ID: req.ID, Conv: r.PathValue("id"), From: c.UserID, Body: req.Body})
+	res, err := a.memberCommand(r, c, events.Command{Op: events.OpSend, ID: req.ID, Conv: r.PathValue("id"), From: c.UserID, Body: req.Body,
+		ReplyTo: req.ReplyTo, Mentions: req.Mentions})
 	if err != nil {
 		return err
 	}

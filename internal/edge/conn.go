@@ -273,6 +273,11 @@ type frame struct {
 	Target  *int64           `json:"target"`
 	Seq     *int64           `json:"seq"`
 	Cursors map[string]int64 `json:"cursors"`
+	// Richer messages (rich.go).
+	ReplyTo  int64    `json:"reply_to"`
+	Mentions []string `json:"mentions"`
+	Emoji    string   `json:"emoji"`
+	On       *bool    `json:"on"`
 }
 
 func badRequest(format string, args ...any) error {
@@ -327,7 +332,11 @@ func (c *conn) handle(data []byte) {
 	}
 	switch f.Type {
 	case "send":
-		c.submit(events.Command{Op: events.OpSend, ID: f.ID, Conv: f.Conv, From: c.user, Body: f.Body})
+		c.submit(events.Command{Op: events.OpSend, ID: f.ID, Conv: f.Conv, From: c.user, Body: f.Body, ReplyTo: f.ReplyTo, Mentions: f.Mentions})
+	case "edit":
+		c.submit(events.Command{Op: events.OpEdit, ID: f.ID, Conv: f.Conv, From: c.user, Body: f.Body, Target: *f.Target})
+	case "react":
+		c.submit(events.Command{Op: events.OpReact, ID: f.ID, Conv: f.Conv, From: c.user, Target: *f.Target, Emoji: f.Emoji, On: f.On})
 	case "recall":
 		c.submit(events.Command{Op: events.OpRecall, ID: f.ID, Conv: f.Conv, From: c.user, Target: *f.Target})
 	case "read":
@@ -362,6 +371,12 @@ func check(f *frame) error {
 		if len(f.Body) > events.MaxBodySize {
 			return chaterr.BodyTooLarge(events.MaxBodySize)
 		}
+		return checkRich(f)
+	case "edit", "react":
+		if err := needConv(); err != nil {
+			return err
+		}
+		return checkRich(f)
 	case "recall":
 		if err := needConv(); err != nil {
 			return err

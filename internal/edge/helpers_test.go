@@ -169,6 +169,11 @@ type frame struct {
 	Message string           `json:"message"`
 	Heads   map[string]int64 `json:"heads"`
 	Body    json.RawMessage  `json:"body"`
+	// Richer messages and typing.
+	Target int64  `json:"target"`
+	Emoji  string `json:"emoji"`
+	On     *bool  `json:"on"`
+	User   string `json:"user"`
 }
 
 // client is a test's WebSocket connection; a goroutine reads its frames.

@@ -91,6 +91,7 @@ func Apply(ctx context.Context, pool *pgxpool.Pool, stored []timeline.Stored) er
 		convs, kinds, ids, senders, members = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 		seqs, streamSeqs, tss, targets      = make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
 		bodies                              = make([][]byte, n)
+		rich                                = newRichColumns(n)
 	)
 	heads := map[string]int64{}
 	type recall struct {
@@ -102,6 +103,7 @@ func Apply(ctx context.Context, pool *pgxpool.Pool, stored []timeline.Stored) er
 		e := s.Event
 		convs[i], seqs[i], streamSeqs[i], kinds[i], ids[i], senders[i], tss[i] = e.Conv, e.Seq, int64(s.StreamSeq), e.Kind, e.ID, e.From, e.TS
 		bodies[i], targets[i], members[i] = e.Body, e.Target, e.User
+		rich.set(i, &e)
 		if e.Seq > heads[e.Conv] {
 			heads[e.Conv] = e.Seq
 		}
@@ -115,10 +117,11 @@ func Apply(ctx context.Context, pool *pgxpool.Pool, stored []timeline.Stored) er
 	// An explicit BEGIN/COMMIT would cost two more round trips per batch,
 	// which at a few events a batch was most of the projector's time.
 	b := &pgx.Batch{}
-	b.Queue(`INSERT INTO events (conv_id, seq, stream_seq, kind, cmd_id, sender, ts, body, target, member)
-		SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::bytea[], $9::bigint[], $10::text[])
+	b.Queue(`INSERT INTO events (conv_id, seq, stream_seq, kind, cmd_id, sender, ts, body, target, member`+richInsertColumns+`)
+		SELECT c, s, ss, k, i, f, t, b, tg, m`+richInsertValues+` FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::bytea[], $9::bigint[], $10::text[]`+richInsertParams+`)
+			AS x(c, s, ss, k, i, f, t, b, tg, m`+richInsertNames+`)
 		ON CONFLICT (conv_id, seq) DO NOTHING`,
-		convs, seqs, streamSeqs, kinds, ids, senders, tss, bodies, targets, members)
+		append([]any{convs, seqs, streamSeqs, kinds, ids, senders, tss, bodies, targets, members}, rich.args()...)...)
 	if len(recalls) > 0 {
 		rc, rt := make([]string, len(recalls)), make([]int64, len(recalls))
 		for i, r := range recalls {
@@ -127,6 +130,7 @@ func Apply(ctx context.Context, pool *pgxpool.Pool, stored []timeline.Stored) er
 		b.Queue(`UPDATE events SET recalled=true, body=NULL FROM unnest($1::text[], $2::bigint[]) AS r(conv_id, seq)
 			WHERE events.conv_id=r.conv_id AND events.seq=r.seq AND events.kind='message'`, rc, rt)
 	}
+	queueRich(b, stored)
 	hc, hs := make([]string, 0, len(heads)), make([]int64, 0, len(heads))
 	for c, s := range heads {
 		hc, hs = append(hc, c), append(hs, s)
@@ -143,7 +147,7 @@ func Apply(ctx context.Context, pool *pgxpool.Pool, stored []timeline.Stored) er
 // to the last one stored when it started. It returns how many events it
 // replayed.
 func Rebuild(ctx context.Context, pool *pgxpool.Pool, js jetstream.JetStream, batch int) (int, error) {
-	if _, err := pool.Exec(ctx, "TRUNCATE events, heads"); err != nil {
+	if _, err := pool.Exec(ctx, "TRUNCATE events, heads, reactions"); err != nil {
 		return 0, fmt.Errorf("rebuild: empty history: %w", err)
 	}
 	total := 0

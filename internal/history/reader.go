@@ -32,8 +32,9 @@ func (r *Reader) Head(ctx context.Context, conv string) (int64, error) {
 }
 
 // Range returns conv's events with from <= seq <= to, ascending, as history
-// shows them: a recalled message has no body, even if the projector has not
-// written its recall yet.
+// shows them: a recalled message has no body, an edited one its latest body,
+// a message with reactions their counts, even if the projector has not
+// written the recall, edit or reaction yet.
 func (r *Reader) Range(ctx context.Context, conv string, from, to int64) ([]events.Event, error) {
 	return r.read(ctx, conv, from, to, true)
 }
@@ -65,7 +66,7 @@ func (r *Reader) read(ctx context.Context, conv string, from, to int64, recalls 
 			return nil, err
 		}
 	}
-	rows, err := r.pool.Query(ctx, `SELECT seq, stream_seq, kind, cmd_id, sender, ts, body, target, member, recalled
+	rows, err := r.pool.Query(ctx, `SELECT seq, stream_seq, kind, cmd_id, sender, ts, body, target, member, recalled`+richSelect+`
 		FROM events WHERE conv_id=$1 AND seq BETWEEN $2 AND $3 ORDER BY seq`, conv, from, to)
 	if err != nil {
 		return nil, chaterr.Wrap(chaterr.Unavailable, err, "history unavailable")
@@ -96,10 +97,12 @@ func (r *Reader) read(ctx context.Context, conv string, from, to int64, recalls 
 		e := events.Event{Conv: conv}
 		var streamSeq int64
 		var body []byte
-		if err := rows.Scan(&e.Seq, &streamSeq, &e.Kind, &e.ID, &e.From, &e.TS, &body, &e.Target, &e.User, &e.Recalled); err != nil {
+		var rc richScan
+		if err := rows.Scan(append([]any{&e.Seq, &streamSeq, &e.Kind, &e.ID, &e.From, &e.TS, &body, &e.Target, &e.User, &e.Recalled}, rc.dest()...)...); err != nil {
 			return nil, fmt.Errorf("scan history: %w", err)
 		}
 		e.Body = body
+		rc.fill(&e, recalls)
 		// A hole below this row: the projector (or a replica) is behind.
 		if err := fill(e.Seq - 1); err != nil {
 			return nil, err
@@ -120,12 +123,8 @@ func (r *Reader) read(ctx context.Context, conv string, from, to int64, recalls 
 		if firstFilled > 0 {
 			after = min(after, firstFilled-1)
 		}
-		if err := r.unprojectedRecalls(ctx, conv, after, func(s timeline.Stored) bool {
-			if i := s.Target - out[0].Seq; i >= 0 && i < int64(len(out)) && out[i].Kind == events.KindMessage {
-				out[i].Recalled, out[i].Body = true, nil
-			}
-			return true
-		}); err != nil {
+		// The same holds for edits and reactions (rich_reader.go).
+		if err := r.applyTail(ctx, conv, out, after); err != nil {
 			return nil, err
 		}
 	}
@@ -145,9 +144,14 @@ func (r *Reader) projected(ctx context.Context, conv string) (int64, error) {
 // unprojectedRecalls hands fn every recall event of conv with seq > after,
 // in order, until fn returns false. It reads the whole tail, however long
 // (a projector far behind makes it long): an acked recall must show
-// however far the projector lags. It reads a chunk at a time, keeping only
-// the recalls.
+// however far the projector lags.
 func (r *Reader) unprojectedRecalls(ctx context.Context, conv string, after int64, fn func(timeline.Stored) bool) error {
+	return r.unprojected(ctx, conv, after, func(s timeline.Stored) bool { return s.Kind != events.KindRecall || fn(s) })
+}
+
+// unprojected hands fn every event of conv with seq > after, in order,
+// until fn returns false, reading a chunk at a time.
+func (r *Reader) unprojected(ctx context.Context, conv string, after int64, fn func(timeline.Stored) bool) error {
 	var hint uint64
 	for {
 		tail, err := r.tl.Read(ctx, conv, after, tailChunk, hint)
@@ -155,7 +159,7 @@ func (r *Reader) unprojectedRecalls(ctx context.Context, conv string, after int6
 			return chaterr.Wrap(chaterr.Unavailable, err, "timeline unavailable")
 		}
 		for _, s := range tail {
-			if s.Kind == events.KindRecall && !fn(s) {
+			if !fn(s) {
 				return nil
 			}
 		}

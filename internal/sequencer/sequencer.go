@@ -232,6 +232,13 @@ func (s *Sequencer) process(ctx context.Context, state map[string]*timeline.Posi
 				return err // Postgres is away: retry the batch later, refuse nothing
 			}
 			p.result = refusal(err)
+		} else if needsTarget(&p.cmd) {
+			if err := s.checkTarget(ctx, &p.cmd, recalling); err != nil {
+				if code := chaterr.CodeOf(err); code == chaterr.Unavailable || code == chaterr.Internal {
+					return err // as in check: retry the batch later
+				}
+				p.result = refusal(err)
+			}
 		} else if p.cmd.Op == events.OpRecall {
 			// Who may recall is asked of every recall, before whether the
 			// target is recalled already (by an earlier batch or this one):
@@ -324,6 +331,12 @@ func (s *Sequencer) check(ctx context.Context, c *events.Command) error {
 		if cv.Members[c.From] == "" {
 			return chaterr.NotMember(c.Conv)
 		}
+		return checkRich(c, cv)
+	case events.OpEdit, events.OpReact:
+		if cv.Members[c.From] == "" {
+			return chaterr.New(chaterr.Forbidden, "not a member of this conversation")
+		}
+		return checkRich(c, cv)
 	case events.OpRecall:
 		if cv.Members[c.From] == "" {
 			return chaterr.NotMember(c.Conv)
@@ -395,7 +408,11 @@ func (s *Sequencer) event(c *events.Command, ts int64) events.Event {
 	ev := events.Event{Conv: c.Conv, ID: c.ID, From: c.From, TS: ts}
 	switch c.Op {
 	case events.OpSend:
-		ev.Kind, ev.Body = events.KindMessage, c.Body
+		ev.Kind, ev.Body, ev.ReplyTo, ev.Mentions = events.KindMessage, c.Body, c.ReplyTo, c.Mentions
+	case events.OpEdit:
+		ev.Kind, ev.Target, ev.Body = events.KindEdit, c.Target, c.Body
+	case events.OpReact:
+		ev.Kind, ev.Target, ev.Emoji, ev.On = events.KindReaction, c.Target, c.Emoji, c.On
 	case events.OpRecall:
 		ev.Kind, ev.Target = events.KindRecall, c.Target
 	case events.OpJoin:

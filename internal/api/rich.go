@@ -1,0 +1,133 @@
+package api
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+
+	"github.com/seqchat/seqchat/events"
+	"github.com/seqchat/seqchat/internal/auth"
+	"github.com/seqchat/seqchat/internal/chaterr"
+)
+
+// The richer messages' REST calls: edit, react, a message's reactions.
+func (a *API) mountRich(mux Router) {
+	mux.HandleFunc("POST /v1/conversations/{id}/edit", a.authed(a.edit))
+	mux.HandleFunc("POST /v1/conversations/{id}/reactions", a.authed(a.react))
+	mux.HandleFunc("GET /v1/conversations/{id}/messages/{seq}/reactions", a.authed(a.reactions))
+}
+
+// validReferences checks the shape of a send's reply_to and mentions; that
+// the reply's target is a message and the mentioned users are members is
+// the sequencer's to check.
+func validReferences(replyTo int64, mentions []string) error {
+	if replyTo < 0 {
+		return chaterr.New(chaterr.BadRequest, "reply_to must be a seq")
+	}
+	if len(mentions) > events.MaxMentions {
+		return chaterr.New(chaterr.BadRequest, "a message mentions at most %d users", events.MaxMentions)
+	}
+	for _, u := range mentions {
+		if !events.ValidToken(u) {
+			return chaterr.New(chaterr.BadRequest, "mentions must be user ids")
+		}
+	}
+	return nil
+}
+
+type editRequest struct {
+	ID     string          `json:"id"`
+	Target int64           `json:"target"`
+	Body   json.RawMessage `json:"body"`
+}
+
+func (req *editRequest) validate() error {
+	// The body follows send's rules (and is compacted like send's).
+	send := sendRequest{ID: req.ID, Body: req.Body}
+	if err := send.validate(); err != nil {
+		return err
+	}
+	req.Body = send.Body
+	if req.Target < 1 {
+		return chaterr.New(chaterr.BadRequest, "target must be a seq")
+	}
+	return nil
+}
+
+func (a *API) edit(w http.ResponseWriter, r *http.Request, c auth.Claims) error {
+	var req editRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	if err := req.validate(); err != nil {
+		return err
+	}
+	res, err := a.memberCommand(r, c, events.Command{Op: events.OpEdit, ID: req.ID, Conv: r.PathValue("id"), From: c.UserID, Target: req.Target, Body: req.Body})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]int64{"seq": res.Seq, "ts": res.TS})
+	return nil
+}
+
+type reactRequest struct {
+	ID     string `json:"id"`
+	Target int64  `json:"target"`
+	Emoji  string `json:"emoji"`
+	On     *bool  `json:"on"`
+}
+
+func (req *reactRequest) validate() error {
+	if !events.ValidID(req.ID) {
+		return chaterr.New(chaterr.BadRequest, "id must be 1–64 of [A-Za-z0-9_-]")
+	}
+	if req.Target < 1 {
+		return chaterr.New(chaterr.BadRequest, "target must be a seq")
+	}
+	if !events.ValidEmoji(req.Emoji) {
+		return chaterr.New(chaterr.BadRequest, "emoji must be 1–%d bytes of text", events.MaxEmojiSize)
+	}
+	if req.On == nil {
+		return chaterr.New(chaterr.BadRequest, "on must be true or false")
+	}
+	return nil
+}
+
+func (a *API) react(w http.ResponseWriter, r *http.Request, c auth.Claims) error {
+	var req reactRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	if err := req.validate(); err != nil {
+		return err
+	}
+	res, err := a.memberCommand(r, c, events.Command{Op: events.OpReact, ID: req.ID, Conv: r.PathValue("id"), From: c.UserID, Target: req.Target, Emoji: req.Emoji, On: req.On})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]int64{"seq": res.Seq, "ts": res.TS})
+	return nil
+}
+
+func (a *API) reactions(w http.ResponseWriter, r *http.Request, c auth.Claims) error {
+	seq, err := strconv.ParseInt(r.PathValue("seq"), 10, 64)
+	if err != nil || seq < 1 {
+		return chaterr.New(chaterr.BadRequest, "seq must be a positive integer")
+	}
+	ctx, conv := r.Context(), r.PathValue("id")
+	_, joined, err := a.member(ctx, conv, c.UserID)
+	if err != nil {
+		return err
+	}
+	// A later joiner sees history from the join on: an earlier message is
+	// not theirs to see.
+	if seq < joined {
+		return chaterr.New(chaterr.NotFound, "no message %d", seq)
+	}
+	list, err := a.reader.Reactions(ctx, conv, seq)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"reactions": list})
+	return nil
+}

@@ -1,0 +1,47 @@
+package edge
+
+import (
+	"github.com/seqchat/seqchat/events"
+	"github.com/seqchat/seqchat/internal/chaterr"
+)
+
+// checkRich checks the richer messages' fields of a send, edit or react
+// frame (its id and conv are checked already). What needs the conversation
+// (members, the target) is the sequencer's to check.
+func checkRich(f *frame) error {
+	switch f.Type {
+	case "send":
+		if f.ReplyTo < 0 {
+			return badRequest("reply_to must be a seq")
+		}
+		if len(f.Mentions) > events.MaxMentions {
+			return badRequest("a message mentions at most %d users", events.MaxMentions)
+		}
+		for _, u := range f.Mentions {
+			if !events.ValidToken(u) {
+				return badRequest("mentions must be user ids")
+			}
+		}
+	case "edit":
+		if f.Target == nil || *f.Target < 1 {
+			return badRequest("edit needs a target seq")
+		}
+		if len(f.Body) == 0 || string(f.Body) == "null" {
+			return badRequest("edit needs a body")
+		}
+		if len(f.Body) > events.MaxBodySize {
+			return chaterr.New(chaterr.TooLarge, "body is over %d bytes", events.MaxBodySize)
+		}
+	case "react":
+		if f.Target == nil || *f.Target < 1 {
+			return badRequest("react needs a target seq")
+		}
+		if !events.ValidEmoji(f.Emoji) {
+			return badRequest("emoji must be 1–%d bytes of text", events.MaxEmojiSize)
+		}
+		if f.On == nil {
+			return badRequest("react needs on (true or false)")
+		}
+	}
+	return nil
+}

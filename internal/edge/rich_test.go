@@ -1,0 +1,81 @@
+package edge_test
+
+import (
+	"testing"
+	"time"
+)
+
+// Edit and react frames are answered like send, refused with the protocol's
+// codes as error frames, delivered live to the other members, and a sync
+// replays them in order after their message.
+func TestEditAndReactFrames(t *testing.T) {
+	t.Parallel()
+	s := start(t)
+	x, y := s.user("wsrichx"), s.user("wsrichy")
+	conv := s.direct(x, y)
+	cx, cy := dial(t, s.main.Addr, x.token), dial(t, s.edge.Addr, y.token)
+	cx.sync(map[string]int64{})
+	cy.sync(map[string]int64{})
+
+	cx.send(map[string]any{"type": "send", "id": "m1", "conv": conv, "body": map[string]string{"text": "hi"}})
+	ack := cx.next(10 * time.Second)
+	if ack.Type != "ack" || ack.Seq != 1 {
+		t.Fatalf("send: %+v", ack)
+	}
+	if ev := cy.events(1)[0]; ev.Kind != "message" || ev.Seq != 1 {
+		t.Fatalf("y got %+v", ev)
+	}
+	for _, tc := range []struct {
+		c    *client
+		f    map[string]any
+		code string
+	}{
+		{cy, map[string]any{"type": "edit", "id": "e0", "conv": conv, "target": 1, "body": map[string]string{"text": "not mine"}}, "forbidden"},
+		{cx, map[string]any{"type": "edit", "id": "e0", "conv": conv, "target": 9, "body": 1}, "not_found"},
+		{cx, map[string]any{"type": "edit", "id": "e0", "conv": conv, "target": 1}, "bad_request"},
+		{cx, map[string]any{"type": "react", "id": "r0", "conv": conv, "target": 1, "emoji": "", "on": true}, "bad_request"},
+		{cx, map[string]any{"type": "react", "id": "r0", "conv": conv, "target": 1, "emoji": "👍"}, "bad_request"},
+		{cx, map[string]any{"type": "send", "id": "m0", "conv": conv, "body": 1, "reply_to": 7}, "not_found"},
+	} {
+		tc.c.send(tc.f)
+		if f := tc.c.next(10 * time.Second); f.Type != "error" || f.Code != tc.code {
+			t.Fatalf("%v: got %+v, want error %s", tc.f, f, tc.code)
+		}
+	}
+	cx.send(map[string]any{"type": "edit", "id": "e1", "conv": conv, "target": 1, "body": map[string]string{"text": "hi!"}})
+	if a := cx.next(10 * time.Second); a.Type != "ack" || a.ID != "e1" || a.Seq != 2 {
+		t.Fatalf("edit: %+v", a)
+	}
+	if ev := cy.next(10 * time.Second); ev.Kind != "edit" || ev.Seq != 2 || ev.Target != 1 || string(ev.Body) != `{"text":"hi!"}` {
+		t.Fatalf("y got %+v", ev)
+	}
+	cy.send(map[string]any{"type": "react", "id": "r1", "conv": conv, "target": 1, "emoji": "👍", "on": true})
+	if a := cy.next(10 * time.Second); a.Type != "ack" || a.ID != "r1" || a.Seq != 3 {
+		t.Fatalf("react: %+v", a)
+	}
+	if ev := cx.next(10 * time.Second); ev.Kind != "reaction" || ev.Seq != 3 || ev.Emoji != "👍" || ev.On == nil || !*ev.On {
+		t.Fatalf("x got %+v", ev)
+	}
+	cx.send(map[string]any{"type": "react", "id": "r2", "conv": conv, "target": 1, "emoji": "👍", "on": false})
+	if a := cx.next(10 * time.Second); a.Type != "ack" || a.ID != "r2" || a.Seq != 4 {
+		t.Fatalf("react: %+v", a)
+	}
+	if ev := cy.next(10 * time.Second); ev.Kind != "reaction" || ev.Seq != 4 || ev.On == nil || *ev.On {
+		t.Fatalf("y got %+v", ev)
+	}
+
+	// A new connection's sync replays the edit and the reactions in order.
+	c2 := dial(t, s.edge.Addr, y.token)
+	replay, heads := c2.sync(map[string]int64{conv: 0})
+	if heads[conv] != 4 || len(replay) != 4 {
+		t.Fatalf("sync: %+v heads %v", replay, heads)
+	}
+	for i, kind := range []string{"message", "edit", "reaction", "reaction"} {
+		if replay[i].Seq != int64(i+1) || replay[i].Kind != kind {
+			t.Fatalf("sync replayed %+v at %d, want %s", replay[i], i, kind)
+		}
+	}
+	if replay[2].On == nil || !*replay[2].On || replay[3].On == nil || *replay[3].On || replay[1].Target != 1 {
+		t.Fatalf("sync lost fields: %+v", replay)
+	}
+}

@@ -1,0 +1,97 @@
+package sequencer
+
+import (
+	"context"
+	"encoding/json"
+
+	"github.com/seqchat/seqchat/events"
+	"github.com/seqchat/seqchat/internal/chaterr"
+	"github.com/seqchat/seqchat/internal/membership"
+)
+
+// Rules of the richer messages (edit, reaction, reply_to, mentions): what a
+// command says about itself and its conversation's members is checked in
+// checkRich, with the other per-command checks; what needs the target event
+// is checked in checkTarget, after the command is known not to be a resend.
+
+// checkRich checks an edit, a react, or a send's reply_to and mentions
+// against the command itself and cv's members.
+func checkRich(c *events.Command, cv *membership.Conv) error {
+	switch c.Op {
+	case events.OpSend:
+		if c.ReplyTo < 0 {
+			return chaterr.New(chaterr.BadRequest, "reply_to must be a seq")
+		}
+		if len(c.Mentions) > events.MaxMentions {
+			return chaterr.New(chaterr.BadRequest, "a message mentions at most %d users", events.MaxMentions)
+		}
+		for _, u := range c.Mentions {
+			if cv.Members[u] == "" {
+				return chaterr.New(chaterr.BadRequest, "mentioned user %q is not a member of this conversation", u)
+			}
+		}
+	case events.OpEdit:
+		if c.Target < 1 {
+			return chaterr.New(chaterr.BadRequest, "edit needs a target seq")
+		}
+		if len(c.Body) > events.MaxBodySize {
+			return chaterr.New(chaterr.TooLarge, "body is over %d bytes", events.MaxBodySize)
+		}
+		if len(c.Body) == 0 || !json.Valid(c.Body) || string(c.Body) == "null" {
+			return chaterr.New(chaterr.BadRequest, "body must be JSON")
+		}
+	case events.OpReact:
+		if c.Target < 1 {
+			return chaterr.New(chaterr.BadRequest, "react needs a target seq")
+		}
+		if !events.ValidEmoji(c.Emoji) {
+			return chaterr.New(chaterr.BadRequest, "emoji must be 1–%d bytes of text", events.MaxEmojiSize)
+		}
+		if c.On == nil {
+			return chaterr.New(chaterr.BadRequest, "react needs on (true or false)")
+		}
+	}
+	return nil
+}
+
+// needsTarget reports whether c refers to an earlier event that checkTarget
+// must look at.
+func needsTarget(c *events.Command) bool {
+	return c.Op == events.OpEdit || c.Op == events.OpReact || (c.Op == events.OpSend && c.ReplyTo > 0)
+}
+
+// checkTarget checks the event an edit, a react or a reply refers to: it
+// must exist (not_found) and be a message (bad_request); an edit or a
+// reaction must not target a recalled message (conflict), counting recalls
+// accepted earlier in this batch (recalling, by recallKey); only the
+// message's sender edits it (forbidden). A reply may quote a message that
+// was recalled since: the quote shows the recall.
+func (s *Sequencer) checkTarget(ctx context.Context, c *events.Command, recalling map[string]*pending) error {
+	seq := c.Target
+	if c.Op == events.OpSend {
+		seq = c.ReplyTo
+	}
+	if s.opt.History == nil {
+		return chaterr.New(chaterr.Unavailable, "history is not available here")
+	}
+	target, err := s.opt.History.Event(ctx, c.Conv, seq)
+	if err != nil {
+		return err
+	}
+	if target.Kind != events.KindMessage {
+		return chaterr.New(chaterr.BadRequest, "seq %d is a %s, not a message", seq, target.Kind)
+	}
+	if c.Op == events.OpSend {
+		return nil
+	}
+	if c.Op == events.OpEdit && target.From != c.From {
+		return chaterr.New(chaterr.Forbidden, "only the message's sender may edit it")
+	}
+	if _, ok := recalling[recallKey(c.Conv, seq)]; ok || target.Recalled {
+		return chaterr.New(chaterr.Conflict, "message %d has been recalled", seq)
+	}
+	if _, ok := s.recent.get(recallKey(c.Conv, seq)); ok {
+		return chaterr.New(chaterr.Conflict, "message %d has been recalled", seq)
+	}
+	return nil
+}
