@@ -203,7 +203,7 @@ func (a *API) serverSend(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	res, err := a.memberCommand(r, auth.Claims{UserID: from}, events.Command{Op: events.OpSend, ID: req.ID, Conv: r.PathValue("id"), From: from, Body: req.Body})
+	res, err := a.memberCommand(r, auth.Claims{UserID: from}, events.Command{Op: events.OpSend, ID: req.ID, Conv: r.PathValue("id"), From: from, Body: req.Body, ReplyTo: req.ReplyTo, Mentions: req.Mentions})
 	if err != nil {
 		return err
 	}
