@@ -22,10 +22,10 @@ func (a *API) mountRich(mux Router) {
 // the sequencer's to check.
 func validReferences(replyTo int64, mentions []string) error {
 	if replyTo < 0 {
-		return chaterr.New(chaterr.BadRequest, "reply_to must be a seq")
+		return chaterr.BadReplyTo()
 	}
 	if len(mentions) > events.MaxMentions {
-		return chaterr.New(chaterr.BadRequest, "a message mentions at most %d users", events.MaxMentions)
+		return chaterr.TooManyMentions(events.MaxMentions)
 	}
 	for _, u := range mentions {
 		if !events.ValidToken(u) {
@@ -85,7 +85,7 @@ func (req *reactRequest) validate() error {
 		return chaterr.New(chaterr.BadRequest, "target must be a seq")
 	}
 	if !events.ValidEmoji(req.Emoji) {
-		return chaterr.New(chaterr.BadRequest, "emoji must be 1–%d bytes of text", events.MaxEmojiSize)
+		return chaterr.BadEmoji(events.MaxEmojiSize)
 	}
 	if req.On == nil {
 		return chaterr.New(chaterr.BadRequest, "on must be true or false")

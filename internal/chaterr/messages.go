@@ -36,3 +36,26 @@ func BadID() error { return New(BadRequest, "id must be 1–64 of [A-Za-z0-9_-]"
 func NotNonNegative(name string) error {
 	return New(BadRequest, "%s must be a non-negative integer", name)
 }
+
+// BadReplyTo refuses a reply_to that is not a seq.
+func BadReplyTo() error { return New(BadRequest, "reply_to must be a seq") }
+
+// TooManyMentions refuses a message that mentions more than max users.
+func TooManyMentions(max int) error {
+	return New(BadRequest, "a message mentions at most %d users", max)
+}
+
+// MentionNotMember refuses mentioning a user who is not in conv: the
+// message is malformed, not forbidden.
+func MentionNotMember(user, conv string) error {
+	return New(BadRequest, "mentioned user %s is not a member of conversation %s", user, conv)
+}
+
+// BadEmoji refuses a reaction's emoji outside 1–max bytes of text.
+func BadEmoji(max int) error { return New(BadRequest, "emoji must be 1–%d bytes of text", max) }
+
+// NotAMessage refuses a target (of a recall, edit, reaction or reply) that is
+// an event of another kind.
+func NotAMessage(seq int64, kind string) error {
+	return New(BadRequest, "seq %d is a %s, not a message", seq, kind)
+}

@@ -12,10 +12,10 @@ func checkRich(f *frame) error {
 	switch f.Type {
 	case "send":
 		if f.ReplyTo < 0 {
-			return badRequest("reply_to must be a seq")
+			return chaterr.BadReplyTo()
 		}
 		if len(f.Mentions) > events.MaxMentions {
-			return badRequest("a message mentions at most %d users", events.MaxMentions)
+			return chaterr.TooManyMentions(events.MaxMentions)
 		}
 		for _, u := range f.Mentions {
 			if !events.ValidToken(u) {
@@ -30,14 +30,14 @@ func checkRich(f *frame) error {
 			return badRequest("edit needs a body")
 		}
 		if len(f.Body) > events.MaxBodySize {
-			return chaterr.New(chaterr.TooLarge, "body is over %d bytes", events.MaxBodySize)
+			return chaterr.BodyTooLarge(events.MaxBodySize)
 		}
 	case "react":
 		if f.Target == nil || *f.Target < 1 {
 			return badRequest("react needs a target seq")
 		}
 		if !events.ValidEmoji(f.Emoji) {
-			return badRequest("emoji must be 1–%d bytes of text", events.MaxEmojiSize)
+			return chaterr.BadEmoji(events.MaxEmojiSize)
 		}
 		if f.On == nil {
 			return badRequest("react needs on (true or false)")

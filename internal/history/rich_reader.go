@@ -174,7 +174,7 @@ func (r *Reader) Reactions(ctx context.Context, conv string, seq int64) (map[str
 		return nil, err
 	}
 	if m.Kind != events.KindMessage {
-		return nil, chaterr.New(chaterr.BadRequest, "seq %d is a %s, not a message", seq, m.Kind)
+		return nil, chaterr.NotAMessage(seq, m.Kind)
 	}
 	out := map[string][]string{}
 	if m.Recalled {

@@ -20,14 +20,14 @@ func checkRich(c *events.Command, cv *membership.Conv) error {
 	switch c.Op {
 	case events.OpSend:
 		if c.ReplyTo < 0 {
-			return chaterr.New(chaterr.BadRequest, "reply_to must be a seq")
+			return chaterr.BadReplyTo()
 		}
 		if len(c.Mentions) > events.MaxMentions {
-			return chaterr.New(chaterr.BadRequest, "a message mentions at most %d users", events.MaxMentions)
+			return chaterr.TooManyMentions(events.MaxMentions)
 		}
 		for _, u := range c.Mentions {
 			if cv.Members[u] == "" {
-				return chaterr.New(chaterr.BadRequest, "mentioned user %q is not a member of this conversation", u)
+				return chaterr.MentionNotMember(u, c.Conv)
 			}
 		}
 	case events.OpEdit:
@@ -35,17 +35,17 @@ func checkRich(c *events.Command, cv *membership.Conv) error {
 			return chaterr.New(chaterr.BadRequest, "edit needs a target seq")
 		}
 		if len(c.Body) > events.MaxBodySize {
-			return chaterr.New(chaterr.TooLarge, "body is over %d bytes", events.MaxBodySize)
+			return chaterr.BodyTooLarge(events.MaxBodySize)
 		}
 		if len(c.Body) == 0 || !json.Valid(c.Body) || string(c.Body) == "null" {
-			return chaterr.New(chaterr.BadRequest, "body must be JSON")
+			return chaterr.BodyNotJSON()
 		}
 	case events.OpReact:
 		if c.Target < 1 {
 			return chaterr.New(chaterr.BadRequest, "react needs a target seq")
 		}
 		if !events.ValidEmoji(c.Emoji) {
-			return chaterr.New(chaterr.BadRequest, "emoji must be 1–%d bytes of text", events.MaxEmojiSize)
+			return chaterr.BadEmoji(events.MaxEmojiSize)
 		}
 		if c.On == nil {
 			return chaterr.New(chaterr.BadRequest, "react needs on (true or false)")
@@ -79,7 +79,7 @@ func (s *Sequencer) checkTarget(ctx context.Context, c *events.Command, recallin
 		return err
 	}
 	if target.Kind != events.KindMessage {
-		return chaterr.New(chaterr.BadRequest, "seq %d is a %s, not a message", seq, target.Kind)
+		return chaterr.NotAMessage(seq, target.Kind)
 	}
 	if c.Op == events.OpSend {
 		return nil

@@ -334,7 +334,7 @@ func (s *Sequencer) check(ctx context.Context, c *events.Command) error {
 		return checkRich(c, cv)
 	case events.OpEdit, events.OpReact:
 		if cv.Members[c.From] == "" {
-			return chaterr.New(chaterr.Forbidden, "not a member of this conversation")
+			return chaterr.NotMember(c.Conv)
 		}
 		return checkRich(c, cv)
 	case events.OpRecall:
