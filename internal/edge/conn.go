@@ -124,14 +124,13 @@ func (c *conn) writeLoop() {
 	for {
 		select {
 		case <-c.out.wake:
-			for _, f := range c.out.take() {
-				_ = c.ws.SetWriteDeadline(time.Now().Add(writeWait))
-				if err := c.ws.WriteMessage(websocket.TextMessage, f); err != nil {
-					c.close(websocket.CloseAbnormalClosure, "")
-					_ = c.ws.NetConn().Close() // wake the reader
-					return
-				}
-				c.e.m.framesOut.Inc()
+			// Everything queued goes out in one write (cork.go).
+			n, err := writeFrames(c.ws, c.out.take(), func() { _ = c.ws.SetWriteDeadline(time.Now().Add(writeWait)) })
+			c.e.m.framesOut.Add(float64(n))
+			if err != nil {
+				c.close(websocket.CloseAbnormalClosure, "")
+				_ = c.ws.NetConn().Close() // wake the reader
+				return
 			}
 		case <-ping.C:
 			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait)); err != nil {

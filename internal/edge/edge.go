@@ -409,7 +409,9 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		httpError(w, chaterr.LoggedOut())
 		return
 	}
-	ws, err := e.upgrader.Upgrade(w, r, nil)
+	// The socket goes under a corkConn, so that the writer sends what is
+	// queued in one write (cork.go).
+	ws, err := e.upgrader.Upgrade(corkWriter{w}, r, nil)
 	if err != nil {
 		e.remove(c)
 		return // the upgrader has answered

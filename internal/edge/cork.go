@@ -1,0 +1,127 @@
+package edge
+
+import (
+	"bufio"
+	"errors"
+	"net"
+	"net/http"
+	"sync"
+
+	"github.com/gorilla/websocket"
+)
+
+// gorilla/websocket writes every frame to the connection as soon as the
+// frame is complete, so N queued frames cost N write syscalls. The socket
+// under each WebSocket is wrapped in a corkConn instead: while the writer
+// is corked, what gorilla writes gathers in a buffer, and uncorking sends
+// it in one write. Only the writer goroutine corks; a pong that the reader
+// goroutine sends meanwhile joins the buffer (gorilla writes whole frames,
+// so frames never interleave) and goes out with the batch.
+
+// corkLimit is how much a corked writer gathers before it writes anyway,
+// so a long sync replay streams rather than piling up in memory.
+const corkLimit = 64 << 10
+
+var corkBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
+
+type corkConn struct {
+	net.Conn
+	mu  sync.Mutex
+	buf *[]byte // non-nil while corked
+}
+
+// Write sends p, or gathers it while corked.
+func (c *corkConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	if c.buf != nil {
+		*c.buf = append(*c.buf, p...)
+		c.mu.Unlock()
+		return len(p), nil
+	}
+	c.mu.Unlock()
+	return c.Conn.Write(p)
+}
+
+// cork starts gathering writes.
+func (c *corkConn) cork() {
+	c.mu.Lock()
+	if c.buf == nil {
+		c.buf = corkBuffers.Get().(*[]byte)
+	}
+	c.mu.Unlock()
+}
+
+// gathered is how many bytes wait for the next flush.
+func (c *corkConn) gathered() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.buf == nil {
+		return 0
+	}
+	return len(*c.buf)
+}
+
+// uncork writes what was gathered in one write and stops gathering; the
+// buffer goes back to the pool, so an idle connection holds none.
+func (c *corkConn) uncork() error {
+	c.mu.Lock()
+	b := c.buf
+	c.buf = nil
+	c.mu.Unlock()
+	if b == nil {
+		return nil
+	}
+	var err error
+	if len(*b) > 0 {
+		_, err = c.Conn.Write(*b)
+	}
+	if cap(*b) <= 4*corkLimit {
+		*b = (*b)[:0]
+		corkBuffers.Put(b)
+	}
+	return err
+}
+
+// corkWriter hands the upgrader the hijacked socket wrapped in a corkConn.
+type corkWriter struct{ http.ResponseWriter }
+
+func (w corkWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	h, ok := w.ResponseWriter.(http.Hijacker)
+	if !ok {
+		return nil, nil, errors.New("edge: response cannot be hijacked")
+	}
+	nc, brw, err := h.Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	return &corkConn{Conn: nc}, brw, nil
+}
+
+// writeFrames writes text frames, in one write syscall when the socket is
+// a corkConn (in bursts of corkLimit); set sets each frame's deadline.
+func writeFrames(ws *websocket.Conn, frames [][]byte, deadline func()) (written int, err error) {
+	cc, _ := ws.NetConn().(*corkConn)
+	// One small frame goes out as it is: nothing to gather, no copy.
+	if cc != nil && (len(frames) > 1 || len(frames) == 1 && len(frames[0]) > 512) {
+		cc.cork()
+		defer func() {
+			if ferr := cc.uncork(); err == nil && ferr != nil {
+				err = ferr
+			}
+		}()
+	}
+	for _, f := range frames {
+		deadline()
+		if err := ws.WriteMessage(websocket.TextMessage, f); err != nil {
+			return written, err
+		}
+		written++
+		if cc != nil && cc.gathered() >= corkLimit {
+			if err := cc.uncork(); err != nil {
+				return written, err
+			}
+			cc.cork()
+		}
+	}
+	return written, nil
+}
