@@ -154,6 +154,9 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger, roles ...Ro
 	hist := history.NewReader(pool, tl) // stateless: one for every role
 	reads := receipts.New(pool, hist, unreads, nil)
 	pres := presence.New(rdb, cfg.RedisPrefix, presenceTTL(cfg))
+	// The fanout projector keeps presence in memory; a new connection is
+	// announced to it before the edge lets the connection sync.
+	pres.OnConnect(fanout.AnnounceConnect(nc.NC))
 	var runs []func(context.Context) error
 	if has(Sequencer) {
 		seq, err := sequencer.New(ctx, nc.NC, nc.JS, membership.New(pool, 0), sequencer.Options{

@@ -53,7 +53,7 @@ type Projector struct {
 	nc      *nats.Conn
 	js      jetstream.JetStream
 	members Members
-	where   Locator
+	where   *edgeCache
 	batch   int
 	log     *slog.Logger
 
@@ -66,7 +66,7 @@ type Projector struct {
 func New(nc *nats.Conn, js jetstream.JetStream, members Members, where Locator, batch int, log *slog.Logger, reg prometheus.Registerer) *Projector {
 	f := promauto.With(reg)
 	return &Projector{
-		nc: nc, js: js, members: members, where: where, batch: max(batch, 1), log: log,
+		nc: nc, js: js, members: members, where: newEdgeCache(where, whereTTL), batch: max(batch, 1), log: log,
 		published: f.NewCounter(prometheus.CounterOpts{Name: "chat_fanout_deliveries_total", Help: "Messages fanout published to edges (one per event and edge)."}),
 		lag:       f.NewGauge(prometheus.GaugeOpts{Name: "chat_fanout_pending_events", Help: "Events in TIMELINE fanout has not handled yet."}),
 		batchTime: f.NewHistogram(prometheus.HistogramOpts{Name: "chat_fanout_batch_seconds", Help: "Time to fan out one batch of events.", Buckets: prometheus.ExponentialBuckets(0.0002, 2, 14)}),
@@ -75,6 +75,17 @@ func New(nc *nats.Conn, js jetstream.JetStream, members Members, where Locator, 
 
 // Run fans out until ctx ends.
 func (p *Projector) Run(ctx context.Context) error {
+	// Where users are connected comes from memory (where.go): asked of
+	// presence at most once a second per user, and kept up to date by the
+	// edges' announcements of new connections, which this instance answers
+	// while it runs (it holds the lease). What it knew before is forgotten:
+	// another instance may have answered meanwhile.
+	p.where.clear()
+	stop, err := p.where.listen(p.nc)
+	if err != nil {
+		return fmt.Errorf("fanout: listen for connections: %w", err)
+	}
+	defer stop()
 	// Live delivery is only for what happens from now on: when fanout is
 	// first deployed, clients catch up on the past with sync.
 	return consume.Projection(ctx, p.js, timeline.TimelineStream, ConsumerName, jetstream.DeliverNewPolicy, p.batch, p.log, p.handle)

@@ -42,7 +42,16 @@ type Store struct {
 	prefix string
 	ttl    time.Duration
 	now    func() time.Time
+	// announce, if set, runs after Connect recorded a connection and
+	// before it returns (OnConnect).
+	announce func(ctx context.Context, user, edge string)
 }
+
+// OnConnect makes Connect call f after it recorded a new connection and
+// before it returns: whoever keeps presence in memory (the fanout
+// projector) learns of the connection before the edge lets it sync. Set it
+// before the store is used.
+func (s *Store) OnConnect(f func(ctx context.Context, user, edge string)) { s.announce = f }
 
 // New returns a store whose keys start with prefix; entries hold for ttl
 // without a refresh (DefaultTTL if ttl <= 0).

@@ -75,6 +75,9 @@ func (s *Store) Connect(ctx context.Context, edge string, c Conn) (online bool, 
 	if err != nil {
 		return false, fmt.Errorf("record connection: %w", err)
 	}
+	if s.announce != nil {
+		s.announce(ctx, c.User, edge)
+	}
 	n, _ := res.Int()
 	return n == 1, nil
 }
