@@ -36,9 +36,10 @@ type Badge struct {
 	Read   bool
 }
 
-// Badges answers keys in two round trips. A message the projection has not
-// counted yet (the unread projector may lag) is counted here, so the total
-// always includes it.
+// Badges answers keys, in the order the messages were appended, in two
+// round trips. A message the projection has not counted yet (the unread
+// projector may lag) is counted here, and so are the ones before it in
+// keys: the total always includes it.
 func (s *Store) Badges(ctx context.Context, keys []BadgeKey) ([]Badge, error) {
 	out := make([]Badge, len(keys))
 	if len(keys) == 0 {
@@ -63,6 +64,9 @@ func (s *Store) Badges(ctx context.Context, keys []BadgeKey) ([]Badge, error) {
 	}
 	pipe = s.rdb.Pipeline()
 	cards := make([][]*redis.IntCmd, len(keys))
+	// Messages of one call not counted yet add up: a user's second message
+	// of the batch counts the first too.
+	uncounted := map[string]int64{}
 	for i, k := range keys {
 		read, _ := strconv.ParseInt(f[i].read.Val(), 10, 64)
 		if read >= k.Seq {
@@ -70,8 +74,9 @@ func (s *Store) Badges(ctx context.Context, keys []BadgeKey) ([]Badge, error) {
 			continue
 		}
 		if f[i].score.Err() == redis.Nil {
-			out[i].Unread = 1 // not counted yet
+			uncounted[k.User]++
 		}
+		out[i].Unread = uncounted[k.User]
 		for _, c := range f[i].convs.Val() {
 			cards[i] = append(cards[i], pipe.ZCard(ctx, s.zkey(k.User, c)))
 		}

@@ -31,13 +31,14 @@ func TestBadges(t *testing.T) {
 		{User: "u", Conv: "c1", Seq: 2},  // counted already: 3 in all
 		{User: "u", Conv: "c1", Seq: 3},  // not counted yet: 3 + this one
 		{User: "u", Conv: "c3", Seq: 9},  // read already
-		{User: "u", Conv: "c3", Seq: 10}, // after the read pointer
+		{User: "u", Conv: "c3", Seq: 10}, // after the read pointer, and c1's 3 before it
 		{User: "v", Conv: "c1", Seq: 1},  // nothing else unread
+		{User: "v", Conv: "c2", Seq: 1},  // and the one before, not counted yet either
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []unread.Badge{{Unread: 3}, {Unread: 4}, {Read: true}, {Unread: 4}, {Unread: 1}}
+	want := []unread.Badge{{Unread: 3}, {Unread: 4}, {Read: true}, {Unread: 5}, {Unread: 1}, {Unread: 2}}
 	for i := range want {
 		if got[i] != want[i] {
 			t.Fatalf("badge %d: %+v, want %+v (all %+v)", i, got[i], want[i], got)

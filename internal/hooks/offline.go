@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -91,6 +92,9 @@ func (o *Offline) Run(ctx context.Context) error {
 	stop := watchPending(ctx, cons, o.m.pending.WithLabelValues(o.t.hook, o.t.label))
 	defer stop()
 	return consume.Batches(ctx, cons, o.batch, o.log, func(ctx context.Context, msgs []jetstream.Msg) error {
+		if md, err := msgs[0].Metadata(); err == nil {
+			o.waitUnread(ctx, md.Sequence.Stream-1)
+		}
 		list, err := o.notifications(ctx, msgs)
 		if err != nil {
 			return err
@@ -185,4 +189,31 @@ func (o *Offline) notifications(ctx context.Context, msgs []jetstream.Msg) ([]No
 		kept = append(kept, n)
 	}
 	return kept, nil
+}
+
+// unreadWait bounds how long a batch waits for the unread projection.
+const unreadWait = 5 * time.Second
+
+// waitUnread waits until the unread projector has applied TIMELINE up to
+// stream seq, so that badges count every earlier message (the batch's own
+// messages are counted by Badges). A stalled projector delays notifications
+// by unreadWait at most; their badges may be low then.
+func (o *Offline) waitUnread(ctx context.Context, seq uint64) {
+	deadline := time.Now().Add(unreadWait)
+	for wait := 5 * time.Millisecond; ; wait = min(2*wait, 200*time.Millisecond) {
+		// Looking the consumer up reads its current state: one round trip.
+		cons, err := o.js.Consumer(ctx, timeline.TimelineStream, unread.ConsumerName)
+		if err == nil && cons.CachedInfo().AckFloor.Stream >= seq {
+			return
+		}
+		if time.Now().After(deadline) {
+			o.log.Warn("unread projection lags; badges may be low", "want", seq)
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
 }
