@@ -32,8 +32,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -104,6 +106,7 @@ func main() {
 	if set["replay"] && !set["rate"] && !set["window"] {
 		o.rates = nil
 	}
+	go interruptible()
 	res, err := run(o)
 	if err != nil {
 		fail(err)
@@ -120,6 +123,21 @@ func main() {
 	} else {
 		printSummary(os.Stdout, res)
 	}
+}
+
+// interrupted is closed by the first SIGINT or SIGTERM: it ends the phase
+// that is sending (its results are reported as usual), so that a script can
+// keep load going exactly as long as something else runs. A second signal
+// exits at once.
+var interrupted = make(chan struct{})
+
+func interruptible() {
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	<-sig
+	close(interrupted)
+	<-sig
+	os.Exit(130)
 }
 
 func fail(err error) {

@@ -262,6 +262,9 @@ loop:
 			logf("%s: %3.0fs sent %d acked %d (%d/s) p50 %v ms p99 %v ms errors %d", spec, s.T, ph.sent.Load(), n, s.Acked, s.P50, s.P99, ph.errs.Load())
 		case <-end:
 			break loop
+		case <-interrupted:
+			logf("%s: interrupted: ending the phase", spec)
+			break loop
 		}
 	}
 	t.Stop()
