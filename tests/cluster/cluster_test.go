@@ -51,6 +51,7 @@ func TestCluster(t *testing.T) {
 	faults := []fault{
 		{name: "kill-sequencer", do: killSequencer},
 		{name: "kill-projector", do: killProjector},
+		{name: "kill-webhook-projector", do: killWebhookProjector},
 		{name: "kill-edge", do: killEdge},
 		{name: "restart-redis", outage: true, do: restartRedis},
 		{name: "postgres-outage", outage: true, do: postgresOutage},

@@ -216,6 +216,7 @@ type Cluster struct {
 	projs []*proc
 
 	secret string
+	hook   *hookReceiver // every projector's webhook URL
 }
 
 // roles lists the chat processes (not NATS or Redis).
@@ -324,6 +325,7 @@ cluster {
 		c.dbName = c.dbName[:i]
 	}
 
+	c.hook = newHookReceiver(t)
 	mk := func(name, role string) *proc {
 		addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 		env := append(baseEnv(),
@@ -341,6 +343,8 @@ cluster {
 			"CHAT_PASSWORD_COST=4",
 			"CHAT_SHUTDOWN_TIMEOUT=5s",
 			"CHAT_DATA_DIR="+filepath.Join(dir, name+"-data"),
+			"CHAT_WEBHOOK_URLS="+c.hook.srv.URL,
+			"CHAT_WEBHOOK_SECRET="+hookSecret,
 		)
 		return &proc{name: name, bin: filepath.Join(bins, role), env: env, addr: addr, log: filepath.Join(dir, name+".log")}
 	}
