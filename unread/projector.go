@@ -39,6 +39,7 @@ func Ops(ctx context.Context, members Members, evs []events.Event) ([]Op, error)
 			for _, u := range Recipients(cv, e) {
 				ops = append(ops, Add(u, e.Conv, e.Seq))
 			}
+			ops = appendMentions(ops, cv, e)
 		case events.KindRecall:
 			cv, err := members.Get(ctx, e.Conv)
 			if err != nil {

@@ -72,8 +72,9 @@ if added then
 end
 return 0`)
 
-// readScript moves a read pointer forward and drops what it covers.
-// KEYS: zset, convs set, read hash. ARGV: conv, seq.
+// readScript moves a read pointer forward and drops what it covers, from
+// the unread and the mentions (mentions.go) alike.
+// KEYS: zset, convs set, read hash, mention zset, mention convs set. ARGV: conv, seq.
 var readScript = redis.NewScript(`
 local read = tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '0')
 local seq = tonumber(ARGV[2])
@@ -81,18 +82,23 @@ if seq > read then
   redis.call('HSET', KEYS[3], ARGV[1], seq)
   read = seq
 end
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', read)
-if redis.call('ZCARD', KEYS[1]) == 0 then
-  redis.call('SREM', KEYS[2], ARGV[1])
+for _, k in ipairs({1, 4}) do
+  redis.call('ZREMRANGEBYSCORE', KEYS[k], '-inf', read)
+  if redis.call('ZCARD', KEYS[k]) == 0 then
+    redis.call('SREM', KEYS[k+1], ARGV[1])
+  end
 end
 return read`)
 
-// removeScript drops one seq (a recall) and forgets an emptied conversation.
-// KEYS: zset, convs set. ARGV: conv, seq.
+// removeScript drops one seq (a recall) from the unread and the mentions,
+// and forgets an emptied conversation.
+// KEYS: zset, convs set, mention zset, mention convs set. ARGV: conv, seq.
 var removeScript = redis.NewScript(`
-redis.call('ZREM', KEYS[1], ARGV[2])
-if redis.call('ZCARD', KEYS[1]) == 0 then
-  redis.call('SREM', KEYS[2], ARGV[1])
+for _, k in ipairs({1, 3}) do
+  redis.call('ZREM', KEYS[k], ARGV[2])
+  if redis.call('ZCARD', KEYS[k]) == 0 then
+    redis.call('SREM', KEYS[k+1], ARGV[1])
+  end
 end
 return 0`)
 
@@ -110,6 +116,7 @@ const (
 	opRemove
 	opForget
 	opRecalled
+	opMention
 )
 
 // Add counts conv's message seq as unread for user.
@@ -188,12 +195,16 @@ func (s *Store) apply(ctx context.Context, ops []Op, check bool) (built bool, er
 		seq := strconv.FormatInt(op.seq, 10)
 		switch op.kind {
 		case opRead:
-			readScript.EvalSha(ctx, pipe, []string{s.zkey(op.user, op.conv), s.convsKey(op.user), s.readKey(op.user)}, op.conv, seq)
+			readScript.EvalSha(ctx, pipe, []string{s.zkey(op.user, op.conv), s.convsKey(op.user), s.readKey(op.user), s.mentionKey(op.user, op.conv), s.mentionConvsKey(op.user)}, op.conv, seq)
 		case opRemove:
-			removeScript.EvalSha(ctx, pipe, []string{s.zkey(op.user, op.conv), s.convsKey(op.user)}, op.conv, seq)
+			removeScript.EvalSha(ctx, pipe, []string{s.zkey(op.user, op.conv), s.convsKey(op.user), s.mentionKey(op.user, op.conv), s.mentionConvsKey(op.user)}, op.conv, seq)
+		case opMention:
+			// As an unread add, into the mention keys: not past the read pointer.
+			addScript.EvalSha(ctx, pipe, []string{s.mentionKey(op.user, op.conv), s.mentionConvsKey(op.user), s.readKey(op.user)}, op.conv, seq)
 		case opForget:
-			pipe.Del(ctx, s.zkey(op.user, op.conv))
+			pipe.Del(ctx, s.zkey(op.user, op.conv), s.mentionKey(op.user, op.conv))
 			pipe.SRem(ctx, s.convsKey(op.user), op.conv)
+			pipe.SRem(ctx, s.mentionConvsKey(op.user), op.conv)
 			pipe.HDel(ctx, s.readKey(op.user), op.conv)
 		case opRecalled:
 			pipe.SAdd(ctx, s.recallKey(op.conv), seq)
@@ -213,14 +224,20 @@ func (s *Store) apply(ctx context.Context, ops []Op, check bool) (built bool, er
 
 // Counts returns user's unread count per conversation, only those above zero.
 func (s *Store) Counts(ctx context.Context, user string) (map[string]int64, error) {
-	convs, err := s.rdb.SMembers(ctx, s.convsKey(user)).Result()
+	return s.counts(ctx, user, s.convsKey(user), s.zkey)
+}
+
+// counts returns the cardinalities of user's zsets (named by zkey) of the
+// conversations in the set convsKey, only those above zero.
+func (s *Store) counts(ctx context.Context, user, convsKey string, zkey func(user, conv string) string) (map[string]int64, error) {
+	convs, err := s.rdb.SMembers(ctx, convsKey).Result()
 	if err != nil {
 		return nil, fmt.Errorf("unread conversations of %s: %w", user, err)
 	}
 	pipe := s.rdb.Pipeline()
 	cmds := make([]*redis.IntCmd, len(convs))
 	for i, c := range convs {
-		cmds[i] = pipe.ZCard(ctx, s.zkey(user, c))
+		cmds[i] = pipe.ZCard(ctx, zkey(user, c))
 	}
 	if len(convs) > 0 {
 		if _, err := pipe.Exec(ctx); err != nil {
@@ -251,7 +268,8 @@ func (s *Store) Clear(ctx context.Context) error {
 	if err := s.rdb.Del(ctx, s.markerKey()).Err(); err != nil {
 		return fmt.Errorf("clear unread: %w", err)
 	}
-	for _, pattern := range []string{s.prefix + "u:{*}:unread:*", s.prefix + "u:{*}:convs", s.prefix + "u:{*}:read", s.prefix + "c:{*}:recalled"} {
+	for _, pattern := range []string{s.prefix + "u:{*}:unread:*", s.prefix + "u:{*}:convs", s.prefix + "u:{*}:read", s.prefix + "c:{*}:recalled",
+		s.prefix + "u:{*}:mention:*", s.prefix + "u:{*}:mconvs"} {
 		iter := s.rdb.Scan(ctx, 0, pattern, 1000).Iterator()
 		var batch []string
 		for iter.Next(ctx) {

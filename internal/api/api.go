@@ -44,6 +44,7 @@ type Options struct {
 	// Unread counts what each user has not read.
 	Unread interface {
 		Counts(ctx context.Context, user string) (map[string]int64, error)
+		MentionCounts(ctx context.Context, user string) (map[string]int64, error)
 	}
 	// Revocations holds the logged-out sessions in memory; nil: each
 	// request asks Postgres.

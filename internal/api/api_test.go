@@ -318,7 +318,7 @@ func (e *env) unread(t *testing.T, u user) (int64, map[string]int64) {
 	}
 	r := e.do(t, "GET", "/v1/unread", u.Token, nil)
 	r.ok(t, http.StatusOK, &un)
-	keys(t, r.body, "total", "conversations")
+	keys(t, r.body, "total", "conversations", "mentions")
 	if un.Total == nil || un.Conversations == nil {
 		t.Fatalf("unread lacks total or conversations: %s", r.body)
 	}

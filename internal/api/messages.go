@@ -202,7 +202,11 @@ func (a *API) unread(w http.ResponseWriter, r *http.Request, c auth.Claims) erro
 	for _, n := range per {
 		total += n
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"total": total, "conversations": per})
+	mentions, err := a.opt.Unread.MentionCounts(r.Context(), c.UserID)
+	if err != nil {
+		return unavailable("count mentions", err)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"total": total, "conversations": per, "mentions": mentions})
 	return nil
 }
 

@@ -9,9 +9,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/seqchat/seqchat/internal/app"
+	"github.com/seqchat/seqchat/internal/config"
 	"github.com/seqchat/seqchat/internal/history"
 	"github.com/seqchat/seqchat/internal/testenv"
+	"github.com/seqchat/seqchat/unread"
 )
 
 // richEvent is an event with the richer messages' fields.
@@ -256,4 +260,79 @@ func TestRichMessages(t *testing.T) {
 	if m := page[m1]; !m.Edited || m.Reactions["👍"] != 1 || m.Reactions["❤️"] != 1 {
 		t.Fatalf("rebuilt: message %d shows %+v", m1, m)
 	}
+}
+
+func (e *env) mentions(t *testing.T, u user) map[string]int64 {
+	t.Helper()
+	var un struct {
+		Mentions map[string]int64 `json:"mentions"`
+	}
+	r := e.do(t, "GET", "/v1/unread", u.Token, nil)
+	r.ok(t, http.StatusOK, &un)
+	if un.Mentions == nil {
+		t.Fatalf("unread lacks mentions: %s", r.body)
+	}
+	return un.Mentions
+}
+
+func (e *env) waitMentions(t *testing.T, conv string, want map[user]int64) {
+	t.Helper()
+	testenv.Eventually(t, 15*time.Second, fmt.Sprintf("mention counts %v", want), func() bool {
+		for u, n := range want {
+			if got := e.mentions(t, u); got[conv] != n || (n == 0 && len(got) != 0) {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// Mentions count per user and conversation like unread: not the sender's
+// own, once per message, cleared by the read pointer, removed by a recall,
+// and the same after a rebuild of the projection.
+func TestMentionCounts(t *testing.T) {
+	t.Parallel()
+	cfg := testenv.Config(t)
+	e, a := startApp(t, cfg, app.API, app.Sequencer, app.Projector)
+	x, y, z := e.register(t, "menx"), e.register(t, "meny"), e.register(t, "menz")
+	g := e.createConv(t, x, "group", "mentions", y.ID, z.ID)
+	sendM := func(u user, id string, mentions ...string) int64 {
+		return seqOf(t, e.do(t, "POST", "/v1/conversations/"+g.ID+"/messages", u.Token, map[string]any{"id": id, "body": map[string]string{"text": "hey"}, "mentions": mentions}))
+	}
+	sendM(y, "m1", x.ID, z.ID, y.ID, x.ID) // 1: x and z (y is the sender; x once)
+	sendM(y, "m2", x.ID)                   // 2: x
+	m3 := sendM(x, "m3", z.ID)             // 3: z
+	sendM(z, "m4")                         // 4: nobody
+	e.waitMentions(t, g.ID, map[user]int64{x: 2, y: 0, z: 2})
+	e.waitUnread(t, g.ID, map[user]int64{x: 3, y: 2, z: 3})
+
+	e.do(t, "POST", "/v1/conversations/"+g.ID+"/read", x.Token, map[string]int64{"seq": 1}).ok(t, http.StatusNoContent, nil)
+	e.post(t, x, g.ID, "recall", map[string]any{"id": "rc", "target": m3}).ok(t, http.StatusOK, nil)
+	want := map[user]int64{x: 1, y: 0, z: 1}
+	e.waitMentions(t, g.ID, want)
+
+	store := unreadStore(t, cfg)
+	if err := store.Clear(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.mentions(t, x); len(got) != 0 {
+		t.Fatalf("after clearing Redis x still has mentions %v", got)
+	}
+	if _, err := unread.Rebuild(context.Background(), store, a.Pool, a.NATS.JS, 2); err != nil {
+		t.Fatal(err)
+	}
+	e.waitMentions(t, g.ID, want)
+	e.do(t, "POST", "/v1/conversations/"+g.ID+"/read", z.Token, map[string]int64{"seq": 5}).ok(t, http.StatusNoContent, nil)
+	e.waitMentions(t, g.ID, map[user]int64{x: 1, y: 0, z: 0})
+}
+
+func unreadStore(t *testing.T, cfg config.Config) *unread.Store {
+	t.Helper()
+	ropt, err := redis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(ropt)
+	t.Cleanup(func() { rdb.Close() })
+	return unread.New(rdb, cfg.RedisPrefix)
 }

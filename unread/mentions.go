@@ -1,0 +1,43 @@
+package unread
+
+import (
+	"context"
+	"slices"
+
+	"github.com/seqchat/seqchat/events"
+	"github.com/seqchat/seqchat/internal/membership"
+)
+
+// Mentions: beside each unread zset, a zset per (user, conversation) of the
+// unread messages that mention the user, with a set of the user's
+// conversations that have any. They follow the unread rules exactly: a
+// mention counts when its message would count as unread for the user (not
+// their own, not before they joined, not at or below their read pointer),
+// the read pointer clears them (readScript), a recall removes its target
+// (removeScript), leaving forgets them, and a rebuild replays them.
+
+func (s *Store) mentionKey(user, conv string) string { return s.prefix + "u:{" + user + "}:mention:" + conv }
+func (s *Store) mentionConvsKey(user string) string  { return s.prefix + "u:{" + user + "}:mconvs" }
+
+// Mention counts conv's message seq as an unread mention of user.
+func Mention(user, conv string, seq int64) Op { return Op{opMention, user, conv, seq} }
+
+// appendMentions adds a mention op for each recipient of message e that it
+// mentions (each once, however often it names them).
+func appendMentions(ops []Op, cv *membership.Conv, e events.Event) []Op {
+	if len(e.Mentions) == 0 {
+		return ops
+	}
+	for _, u := range Recipients(cv, e) {
+		if slices.Contains(e.Mentions, u) {
+			ops = append(ops, Mention(u, e.Conv, e.Seq))
+		}
+	}
+	return ops
+}
+
+// MentionCounts returns how many unread messages mention user, per
+// conversation, only those above zero.
+func (s *Store) MentionCounts(ctx context.Context, user string) (map[string]int64, error) {
+	return s.counts(ctx, user, s.mentionConvsKey(user), s.mentionKey)
+}
