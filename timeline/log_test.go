@@ -107,7 +107,7 @@ func TestAppendConflictAndDuplicate(t *testing.T) {
 	t.Run("R3", func(t *testing.T) {
 		t.Parallel()
 		ctx := testenv.Context(t, time.Minute)
-		c, err := natsconn.Connect(ctx, testenv.NATSCluster(t, 3), "", t.Name(), testenv.Logger(t))
+		c, err := natsconn.Connect(ctx, testenv.NATSCluster(t, 3), "", natsconn.Sync{}, t.Name(), testenv.Logger(t))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -114,12 +114,15 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger, roles ...Ro
 		cfg.TokenSecret = secret
 	}
 
-	nc, err := natsconn.Connect(ctx, cfg.NATSURL, cfg.DataDir, "chat-"+cfg.InstanceID, log)
+	nc, err := natsconn.Connect(ctx, cfg.NATSURL, cfg.DataDir, streamSync(cfg), "chat-"+cfg.InstanceID, log)
 	if err != nil {
 		return fail(err)
 	}
 	a.NATS = nc
 	closers = append(closers, nc.Close)
+	if cfg.NATSURL != "" {
+		log.Info("durability: TIMELINE is synced to disk as the NATS servers' jetstream sync_interval says (CHAT_STREAM_SYNC applies to the embedded server only); see docs/operations.md, Durability", "replicas", cfg.StreamReplicas)
+	}
 	if err := ensureStreams(ctx, nc, cfg, log); err != nil {
 		return fail(err)
 	}
@@ -363,4 +366,12 @@ func localSecret(dir string) (string, error) {
 		return "", fmt.Errorf("keep token secret: %w", err)
 	}
 	return secret, nil
+}
+
+// streamSync is CHAT_STREAM_SYNC for the embedded JetStream server (Load
+// has checked it). With an external NATS the servers' own jetstream
+// sync_interval decides, and chatd says so at start.
+func streamSync(cfg config.Config) natsconn.Sync {
+	always, interval, _ := cfg.StreamSyncMode()
+	return natsconn.Sync{Always: always, Interval: interval}
 }

@@ -46,7 +46,7 @@ func Main(roles ...Role) {
 // Rebuild replays TIMELINE into emptied projections: the history, and the
 // unread counts and recall state (with the read pointers kept in Postgres).
 func Rebuild(ctx context.Context, cfg config.Config, log *slog.Logger) error {
-	nc, err := natsconn.Connect(ctx, cfg.NATSURL, cfg.DataDir, "chat-rebuild", log)
+	nc, err := natsconn.Connect(ctx, cfg.NATSURL, cfg.DataDir, streamSync(cfg), "chat-rebuild", log)
 	if err != nil {
 		return err
 	}

@@ -31,9 +31,15 @@ type Config struct {
 
 	// Partitions is how many sequencer partitions conversations are spread
 	// over; every process of a deployment must agree on it.
-	Partitions       int
-	StreamReplicas   int
-	StreamStorage    string
+	Partitions     int
+	StreamReplicas int
+	StreamStorage  string
+	// StreamSync is how the embedded JetStream server syncs file storage
+	// to disk: "always" (fsync before every ack) or a Go duration (its
+	// sync interval). An external NATS cluster sets this itself
+	// (jetstream { sync_interval } in nats-server.conf). StreamSyncMode
+	// reads it.
+	StreamSync       string
 	TimelineMaxAge   time.Duration
 	DuplicateWindow  time.Duration
 	DedupeTTL        time.Duration
@@ -148,6 +154,7 @@ func load(args []string, getenv func(string) string, defined func(*flag.FlagSet)
 	str(&c.TokenSecret, "token-secret", "CHAT_TOKEN_SECRET", "", "key that signs tokens; empty in one-process mode: generated once and kept in the data dir")
 	str(&rateLimits, "rate-limits", "CHAT_RATE_LIMITS", "on", "on, or off to lift every rate limit")
 	str(&c.InstanceID, "instance-id", "CHAT_INSTANCE_ID", "", "this process's id (edge id, lease owner); empty: generated")
+	str(&c.StreamSync, "stream-sync", "CHAT_STREAM_SYNC", DefaultStreamSync, "how the embedded JetStream syncs to disk: always (fsync before each ack) or a Go duration (its sync interval); an external NATS sets jetstream.sync_interval itself")
 	str(&c.StreamStorage, "stream-storage", "CHAT_STREAM_STORAGE", "file", "JetStream storage of the streams: file or memory")
 	str(&c.AllowedOrigins, "allowed-origins", "CHAT_ALLOWED_ORIGINS", "", "origins a browser may open /v1/ws from, comma separated; empty: the same origin as the Host; * any")
 	str(&c.TLSCert, "tls-cert", "CHAT_TLS_CERT", "", "PEM certificate file; with CHAT_TLS_KEY the HTTP listener serves TLS")
@@ -241,10 +248,34 @@ func load(args []string, getenv func(string) string, defined func(*flag.FlagSet)
 	if c.ServerRate < 1 {
 		return c, fmt.Errorf("server rate: want at least 1, got %d", c.ServerRate)
 	}
+	if _, _, err := c.StreamSyncMode(); err != nil {
+		return c, err
+	}
 	if c.StreamStorage != "file" && c.StreamStorage != "memory" {
 		return c, fmt.Errorf("stream storage: want file or memory, got %q", c.StreamStorage)
 	}
 	return c, nil
+}
+
+// DefaultStreamSync is CHAT_STREAM_SYNC's default, the one-process mode's:
+// fsync every second. Measured, it costs nothing visible next to
+// nats-server's own 2-minute default, and a power loss loses at most about
+// the last second of acked events instead of two minutes; "always" costs
+// too much there (fsync per append on one disk). A cluster sets
+// sync_interval: always on its NATS servers instead. docs/operations.md,
+// "Durability", has the figures and what survives what.
+const DefaultStreamSync = "1s"
+
+// StreamSyncMode reads StreamSync: always, or the sync interval.
+func (c Config) StreamSyncMode() (always bool, interval time.Duration, err error) {
+	if strings.EqualFold(strings.TrimSpace(c.StreamSync), "always") {
+		return true, 0, nil
+	}
+	d, err := time.ParseDuration(strings.TrimSpace(c.StreamSync))
+	if err != nil || d <= 0 {
+		return false, 0, fmt.Errorf("CHAT_STREAM_SYNC: want always or a positive Go duration (JetStream's sync interval, e.g. 2m), got %q", c.StreamSync)
+	}
+	return false, d, nil
 }
 
 // FromEnv loads the configuration of a command from os.Args and the environment.

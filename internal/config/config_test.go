@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestUsageNamesTheBinary: `chatd -h` says "Usage of chatd", not a name
@@ -27,5 +28,56 @@ func TestUsageNamesTheBinary(t *testing.T) {
 	}
 	if first, _, _ := strings.Cut(string(out), "\n"); first != "Usage of chatd:" {
 		t.Errorf("usage starts %q", first)
+	}
+}
+
+// CHAT_STREAM_SYNC is always or a positive duration; anything else is
+// refused at start rather than silently meaning JetStream's default.
+func TestStreamSync(t *testing.T) {
+	for _, tc := range []struct {
+		env      string
+		always   bool
+		interval time.Duration
+		bad      bool
+	}{
+		{"", false, time.Second, false}, // the one-process default
+		{"always", true, 0, false},
+		{"ALWAYS", true, 0, false},
+		{"250ms", false, 250 * time.Millisecond, false},
+		{"2m", false, 2 * time.Minute, false},
+		{"0s", false, 0, true},
+		{"-1s", false, 0, true},
+		{"sometimes", false, 0, true},
+	} {
+		c, err := Load(nil, func(k string) string {
+			if k == "CHAT_STREAM_SYNC" {
+				return tc.env
+			}
+			return ""
+		})
+		if tc.bad {
+			if err == nil || !strings.Contains(err.Error(), "CHAT_STREAM_SYNC") {
+				t.Errorf("CHAT_STREAM_SYNC=%q: err = %v, want a CHAT_STREAM_SYNC error", tc.env, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("CHAT_STREAM_SYNC=%q: %v", tc.env, err)
+			continue
+		}
+		always, interval, err := c.StreamSyncMode()
+		if err != nil || always != tc.always || interval != tc.interval {
+			t.Errorf("CHAT_STREAM_SYNC=%q: always=%v interval=%v err=%v; want %v %v", tc.env, always, interval, err, tc.always, tc.interval)
+		}
+	}
+	// The flag wins over the environment.
+	c, err := Load([]string{"-stream-sync", "always"}, func(k string) string {
+		if k == "CHAT_STREAM_SYNC" {
+			return "5s"
+		}
+		return ""
+	})
+	if always, _, _ := c.StreamSyncMode(); err != nil || !always {
+		t.Errorf("-stream-sync always over CHAT_STREAM_SYNC=5s: always=%v, %v", always, err)
 	}
 }

@@ -39,10 +39,31 @@ func (c *Conn) Close() {
 	}
 }
 
+// Sync is how an embedded server syncs its file storage to disk.
+type Sync struct {
+	// Always fsyncs every write before it is acknowledged.
+	Always bool
+	// Interval is how often written data is fsynced otherwise; 0 is
+	// nats-server's default (2 minutes).
+	Interval time.Duration
+}
+
+func (s Sync) String() string {
+	if s.Always {
+		return "always"
+	}
+	if s.Interval == 0 {
+		return "nats-server default (2m)"
+	}
+	return s.Interval.String()
+}
+
 // StartEmbedded starts a JetStream server storing in dir and listening on
-// host:port (port -1: a random one).
-func StartEmbedded(dir, host string, port int) (*server.Server, error) {
+// host:port (port -1: a random one), syncing to disk as sync says.
+func StartEmbedded(dir, host string, port int, sync Sync) (*server.Server, error) {
 	ns, err := server.NewServer(&server.Options{
+		SyncAlways:         sync.Always,
+		SyncInterval:       sync.Interval,
 		ServerName:         "chatd",
 		Host:               host,
 		Port:               port,
@@ -65,8 +86,10 @@ func StartEmbedded(dir, host string, port int) (*server.Server, error) {
 }
 
 // Connect connects to url (comma-separated servers), or, when url is empty,
-// starts an embedded server in dataDir and connects to it in-process.
-func Connect(ctx context.Context, url, dataDir, name string, log *slog.Logger) (*Conn, error) {
+// starts an embedded server in dataDir, syncing as sync says, and connects
+// to it in-process. (An external server syncs as its own configuration
+// says; sync is not used then.)
+func Connect(ctx context.Context, url, dataDir string, sync Sync, name string, log *slog.Logger) (*Conn, error) {
 	opts := []nats.Option{
 		nats.Name(name),
 		// Reconnect forever: a NATS restart must never need a restart of ours.
@@ -84,14 +107,14 @@ func Connect(ctx context.Context, url, dataDir, name string, log *slog.Logger) (
 	}
 	c := &Conn{}
 	if url == "" {
-		ns, err := StartEmbedded(dataDir, "127.0.0.1", -1)
+		ns, err := StartEmbedded(dataDir, "127.0.0.1", -1, sync)
 		if err != nil {
 			return nil, err
 		}
 		c.Server = ns
 		url = ns.ClientURL()
 		opts = append(opts, nats.InProcessServer(ns))
-		log.Info("embedded JetStream started", "url", url, "dir", dataDir)
+		log.Info("embedded JetStream started", "url", url, "dir", dataDir, "sync", sync.String())
 	}
 	nc, err := nats.Connect(strings.TrimSpace(url), opts...)
 	if err != nil {

@@ -48,7 +48,7 @@ func newRig(t testing.TB, tweak func(*config.Config)) *rig {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	nc, err := natsconn.Connect(ctx, cfg.NATSURL, "", t.Name(), testenv.Logger(t))
+	nc, err := natsconn.Connect(ctx, cfg.NATSURL, "", natsconn.Sync{}, t.Name(), testenv.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

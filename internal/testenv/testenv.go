@@ -83,7 +83,7 @@ func Postgres(t testing.TB) string {
 // port and returns its client URL; it stops when t ends.
 func NATS(t testing.TB) string {
 	t.Helper()
-	ns, err := natsconn.StartEmbedded(t.TempDir(), "127.0.0.1", -1)
+	ns, err := natsconn.StartEmbedded(t.TempDir(), "127.0.0.1", -1, natsconn.Sync{})
 	if err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
@@ -94,7 +94,7 @@ func NATS(t testing.TB) string {
 // Connect starts an embedded JetStream server for t and connects to it.
 func Connect(t testing.TB) *natsconn.Conn {
 	t.Helper()
-	c, err := natsconn.Connect(context.Background(), NATS(t), "", t.Name(), Logger(t))
+	c, err := natsconn.Connect(context.Background(), NATS(t), "", natsconn.Sync{}, t.Name(), Logger(t))
 	if err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
