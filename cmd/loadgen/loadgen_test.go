@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"testing"
 	"time"
@@ -38,5 +39,28 @@ func TestParseList(t *testing.T) {
 	got, err := parseList("1, 4,32", func(s string, _ int) (int, error) { return len(s), nil })
 	if err != nil || len(got) != 3 {
 		t.Fatalf("parseList = %v, %v", got, err)
+	}
+}
+
+func TestQuickFrameAgreesWithJSON(t *testing.T) {
+	for _, b := range []string{
+		`{"type":"ack","id":"m1z","conv":"c1","seq":42,"ts":17}`,
+		`{"type":"event","conv":"c1","seq":7,"id":"x","from":"u","ts":1,"kind":"message","body":{"text":"load","sent":123456789}}`,
+		`{"type":"event","conv":"c1","seq":8,"kind":"message","body":{"text":"hi"}}`,
+	} {
+		var quick, slow frame
+		if !quickFrame([]byte(b), &quick) {
+			t.Fatalf("quickFrame(%s) gave up", b)
+		}
+		if err := json.Unmarshal([]byte(b), &slow); err != nil {
+			t.Fatal(err)
+		}
+		if quick.Type != slow.Type || quick.ID != slow.ID && quick.Type == "ack" || quick.Seq != slow.Seq || quick.Body.Sent != slow.Body.Sent {
+			t.Fatalf("%s: quick %+v, json %+v", b, quick, slow)
+		}
+	}
+	var f frame
+	if quickFrame([]byte(`{"type":"synced","id":"s","heads":{}}`), &f) {
+		t.Fatal("quickFrame read a synced frame")
 	}
 }
