@@ -2,13 +2,14 @@ package app
 
 import (
 	"context"
-
 	"fmt"
-	"github.com/redis/go-redis/v9"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/seqchat/seqchat/internal/config"
 	"github.com/seqchat/seqchat/internal/history"
@@ -19,7 +20,6 @@ import (
 // Main is the body of a cmd/<role>: configuration from flags and the
 // environment, JSON logs, SIGTERM and SIGINT drain and stop.
 func Main(roles ...Role) {
-	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	args := os.Args[1:]
 	rebuild := len(args) > 0 && args[0] == "rebuild"
 	if rebuild {
@@ -30,6 +30,7 @@ func Main(roles ...Role) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
+	log := Logger(os.Stderr, cfg)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	if rebuild {
@@ -41,6 +42,11 @@ func Main(roles ...Role) {
 		log.Error("exit", "err", err)
 		os.Exit(1)
 	}
+}
+
+// Logger is the process's logger: JSON lines at cfg's level.
+func Logger(w io.Writer, cfg config.Config) *slog.Logger {
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: cfg.LogLevel}))
 }
 
 // Rebuild replays TIMELINE into emptied projections: the history, and the

@@ -6,6 +6,7 @@ package config
 import (
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -28,6 +29,12 @@ type Config struct {
 	RecallWindow time.Duration
 	RateLimits   bool
 	InstanceID   string
+
+	// LogLevel is the least severe level logged (CHAT_LOG_LEVEL).
+	LogLevel slog.Level
+	// AccessLog logs one line per REST request (method, route, status,
+	// duration, bytes; never a header or a token).
+	AccessLog bool
 
 	// Partitions is how many sequencer partitions conversations are spread
 	// over; every process of a deployment must agree on it.
@@ -143,7 +150,7 @@ func load(args []string, getenv func(string) string, defined func(*flag.FlagSet)
 		fs.IntVar(p, name, def, help+" ($"+env+")")
 		return nil
 	}
-	var rateLimits string
+	var rateLimits, logLevel, accessLog string
 	str(&c.HTTPAddr, "http-addr", "CHAT_HTTP_ADDR", "127.0.0.1:8080", "address of REST, /v1/ws and the health and metrics endpoints")
 	str(&c.PprofAddr, "pprof-addr", "CHAT_PPROF_ADDR", "", "address of a separate net/http/pprof listener; empty: none")
 	str(&c.PostgresURL, "postgres-url", "CHAT_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/chat?sslmode=disable", "PostgreSQL URL; the database is created if missing")
@@ -153,6 +160,8 @@ func load(args []string, getenv func(string) string, defined func(*flag.FlagSet)
 	str(&c.DataDir, "data-dir", "CHAT_DATA_DIR", "./data", "the embedded JetStream's storage directory")
 	str(&c.TokenSecret, "token-secret", "CHAT_TOKEN_SECRET", "", "key that signs tokens; empty in one-process mode: generated once and kept in the data dir")
 	str(&rateLimits, "rate-limits", "CHAT_RATE_LIMITS", "on", "on, or off to lift every rate limit")
+	str(&logLevel, "log-level", "CHAT_LOG_LEVEL", "info", "least severe level logged: debug, info, warn or error")
+	str(&accessLog, "access-log", "CHAT_ACCESS_LOG", "off", "on: one info line per REST request (method, route, status, duration, bytes)")
 	str(&c.InstanceID, "instance-id", "CHAT_INSTANCE_ID", "", "this process's id (edge id, lease owner); empty: generated")
 	str(&c.StreamSync, "stream-sync", "CHAT_STREAM_SYNC", DefaultStreamSync, "how the embedded JetStream syncs to disk: always (fsync before each ack) or a Go duration (its sync interval); an external NATS sets jetstream.sync_interval itself")
 	str(&c.StreamStorage, "stream-storage", "CHAT_STREAM_STORAGE", "file", "JetStream storage of the streams: file or memory")
@@ -214,13 +223,15 @@ func load(args []string, getenv func(string) string, defined func(*flag.FlagSet)
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
-	switch strings.ToLower(rateLimits) {
-	case "on", "true", "1", "":
-		c.RateLimits = true
-	case "off", "false", "0":
-		c.RateLimits = false
-	default:
-		return c, fmt.Errorf("CHAT_RATE_LIMITS: want on or off, got %q", rateLimits)
+	var err error
+	if c.RateLimits, err = onOff("CHAT_RATE_LIMITS", rateLimits); err != nil {
+		return c, err
+	}
+	if c.AccessLog, err = onOff("CHAT_ACCESS_LOG", accessLog); err != nil {
+		return c, err
+	}
+	if c.LogLevel, err = level(logLevel); err != nil {
+		return c, err
 	}
 	if c.Partitions < 1 || c.Partitions > 1024 {
 		return c, fmt.Errorf("partitions: want 1..1024, got %d", c.Partitions)
@@ -276,6 +287,33 @@ func (c Config) StreamSyncMode() (always bool, interval time.Duration, err error
 		return false, 0, fmt.Errorf("CHAT_STREAM_SYNC: want always or a positive Go duration (JetStream's sync interval, e.g. 2m), got %q", c.StreamSync)
 	}
 	return false, d, nil
+}
+
+// onOff parses a switch; empty is not possible (every switch has a default).
+func onOff(env, v string) (bool, error) {
+	switch strings.ToLower(v) {
+	case "on", "true", "1":
+		return true, nil
+	case "off", "false", "0":
+		return false, nil
+	}
+	return false, fmt.Errorf("%s: want on or off, got %q", env, v)
+}
+
+// level parses CHAT_LOG_LEVEL: one of slog's four names, nothing else
+// (slog would also take "info+2", which nobody means).
+func level(v string) (slog.Level, error) {
+	switch strings.ToLower(v) {
+	case "debug":
+		return slog.LevelDebug, nil
+	case "info":
+		return slog.LevelInfo, nil
+	case "warn", "warning":
+		return slog.LevelWarn, nil
+	case "error":
+		return slog.LevelError, nil
+	}
+	return 0, fmt.Errorf("CHAT_LOG_LEVEL: want debug, info, warn or error, got %q", v)
 }
 
 // FromEnv loads the configuration of a command from os.Args and the environment.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 	"testing"
@@ -79,5 +80,28 @@ func TestStreamSync(t *testing.T) {
 	})
 	if always, _, _ := c.StreamSyncMode(); err != nil || !always {
 		t.Errorf("-stream-sync always over CHAT_STREAM_SYNC=5s: always=%v, %v", always, err)
+	}
+}
+
+// CHAT_LOG_LEVEL takes slog's four level names (a flag wins) and refuses
+// anything else; CHAT_ACCESS_LOG is a switch that defaults to off.
+func TestLogSettings(t *testing.T) {
+	env := func(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+	c, err := Load(nil, env(nil))
+	if err != nil || c.LogLevel != slog.LevelInfo || c.AccessLog {
+		t.Fatalf("defaults: level %v access log %v (%v)", c.LogLevel, c.AccessLog, err)
+	}
+	for v, want := range map[string]slog.Level{"debug": slog.LevelDebug, "INFO": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError} {
+		if c, err := Load(nil, env(map[string]string{"CHAT_LOG_LEVEL": v})); err != nil || c.LogLevel != want {
+			t.Errorf("CHAT_LOG_LEVEL=%s: %v (%v), want %v", v, c.LogLevel, err, want)
+		}
+	}
+	if c, err := Load([]string{"-log-level", "error", "-access-log", "on"}, env(map[string]string{"CHAT_LOG_LEVEL": "debug"})); err != nil || c.LogLevel != slog.LevelError || !c.AccessLog {
+		t.Errorf("flags: level %v access log %v (%v)", c.LogLevel, c.AccessLog, err)
+	}
+	for _, bad := range []map[string]string{{"CHAT_LOG_LEVEL": "verbose"}, {"CHAT_LOG_LEVEL": "info+2"}, {"CHAT_ACCESS_LOG": "yes please"}} {
+		if _, err := Load(nil, env(bad)); err == nil {
+			t.Errorf("%v accepted", bad)
+		}
 	}
 }

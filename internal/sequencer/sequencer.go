@@ -80,6 +80,7 @@ type Sequencer struct {
 	leases  jetstream.KeyValue
 	dedupe  *timeline.Dedupe
 	recent  *recent
+	owning  *ownedLog
 
 	appended  prometheus.Counter
 	refused   *prometheus.CounterVec
@@ -115,6 +116,7 @@ func New(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, members Mem
 	return &Sequencer{
 		opt: opt, nc: nc, js: js, tl: timeline.New(nc, js), members: members, leases: leases, dedupe: timeline.NewDedupe(nc, js),
 		recent:    newRecent(200_000),
+		owning:    &ownedLog{log: opt.Log, total: opt.Partitions, quiet: 300 * time.Millisecond, owned: map[int]bool{}},
 		appended:  f.NewCounter(prometheus.CounterOpts{Name: "chat_sequencer_events_appended_total", Help: "Events appended to TIMELINE."}),
 		refused:   f.NewCounterVec(prometheus.CounterOpts{Name: "chat_sequencer_commands_refused_total", Help: "Commands refused, by code."}, []string{"code"}),
 		dups:      f.NewCounter(prometheus.CounterOpts{Name: "chat_sequencer_duplicates_total", Help: "Resent commands answered with their original seq."}),
@@ -125,8 +127,56 @@ func New(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, members Mem
 	}, nil
 }
 
+// ownedLog logs which partitions a sequencer owns in one line once they
+// have settled, instead of a line per partition: a start (or a handover)
+// takes several at once.
+type ownedLog struct {
+	log   *slog.Logger
+	total int
+	quiet time.Duration
+
+	mu    sync.Mutex
+	owned map[int]bool
+	timer *time.Timer
+}
+
+func (o *ownedLog) change(p int, owned bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if owned {
+		o.owned[p] = true
+	} else {
+		delete(o.owned, p)
+	}
+	if o.timer != nil {
+		o.timer.Stop()
+	}
+	o.timer = time.AfterFunc(o.quiet, o.report)
+}
+
+func (o *ownedLog) report() {
+	o.mu.Lock()
+	list := make([]int, 0, len(o.owned))
+	for p := range o.owned {
+		list = append(list, p)
+	}
+	o.mu.Unlock()
+	slices.Sort(list)
+	o.log.Info("sequencing partitions", "owned", len(list), "of", o.total, "partitions", list)
+}
+
+// stop drops a pending report (the sequencer is done).
+func (o *ownedLog) stop() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.timer != nil {
+		o.timer.Stop()
+	}
+}
+
 // Run sequences whatever partitions it can lease until ctx ends.
 func (s *Sequencer) Run(ctx context.Context) error {
+	defer s.owning.stop()
 	var wg sync.WaitGroup
 	for p := 0; p < s.opt.Partitions; p++ {
 		wg.Add(1)
@@ -159,7 +209,9 @@ func (s *Sequencer) runPartition(ctx context.Context, p int) error {
 	if err != nil {
 		return err
 	}
-	s.opt.Log.Info("sequencing partition", "partition", p)
+	s.opt.Log.Debug("sequencing partition", "partition", p)
+	s.owning.change(p, true)
+	defer s.owning.change(p, false)
 	state := map[string]*timeline.Position{}
 	return consume.Batches(ctx, cons, s.opt.Batch, s.opt.Log, func(ctx context.Context, batch []jetstream.Msg) error {
 		return s.process(ctx, state, batch)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -67,8 +68,14 @@ func newRig(t testing.TB, tweak func(*config.Config)) *rig {
 // start runs a sequencer until the returned stop is called (or the test ends).
 func (r *rig) start(t testing.TB, id string) (stop func()) {
 	t.Helper()
+	return r.startLog(t, id, testenv.Logger(t).With("seq", id))
+}
+
+// startLog is start with a logger of the test's own.
+func (r *rig) startLog(t testing.TB, id string, log *slog.Logger) (stop func()) {
+	t.Helper()
 	s, err := sequencer.New(context.Background(), r.nc.NC, r.nc.JS, membership.New(r.pool, 0), sequencer.Options{
-		InstanceID: id, Partitions: r.cfg.Partitions, Batch: r.cfg.SequencerBatch, LeaseTTL: r.cfg.LeaseTTL, Log: testenv.Logger(t).With("seq", id),
+		InstanceID: id, Partitions: r.cfg.Partitions, Batch: r.cfg.SequencerBatch, LeaseTTL: r.cfg.LeaseTTL, Log: log,
 		AtomicBatches: r.atomic, History: history.NewReader(r.pool, r.tl),
 	})
 	if err != nil {
