@@ -56,7 +56,7 @@ func (a *API) register(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	addrKey := "signup:addr:" + a.clientAddr(r)
-	if err := a.over(r.Context(), addrKey, a.opt.SignupsPerAddr, "too many accounts created from this address"); err != nil {
+	if err := a.over(r.Context(), ratelimit.SignupsPerAddr, addrKey, a.opt.SignupsPerAddr, "too many accounts created from this address"); err != nil {
 		return err
 	}
 	hash, err := auth.HashPassword(req.Password, a.opt.PasswordCost)
@@ -93,12 +93,14 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	keys := []string{"login-fail:addr:" + a.clientAddr(r)}
 	limits := []ratelimit.Limit{a.opt.LoginFailuresPerAddr}
+	names := []string{ratelimit.LoginFailuresPerAddr}
 	if usernameRE.MatchString(req.Username) {
 		keys = append(keys, "login-fail:user:"+req.Username)
 		limits = append(limits, a.opt.LoginFailuresPerUser)
+		names = append(names, ratelimit.LoginFailuresPerUser)
 	}
 	for i, k := range keys {
-		if err := a.over(ctx, k, limits[i], "too many failed logins"); err != nil {
+		if err := a.over(ctx, names[i], k, limits[i], "too many failed logins"); err != nil {
 			return err
 		}
 	}
@@ -273,7 +275,7 @@ func unavailable(what string, err error) error {
 // over answers rate_limited when key used up its limit. A limit that cannot
 // be read lets the request through: Redis being down must not lock
 // everyone out.
-func (a *API) over(ctx context.Context, key string, l ratelimit.Limit, msg string) error {
+func (a *API) over(ctx context.Context, name, key string, l ratelimit.Limit, msg string) error {
 	if a.opt.Limits == nil || l.Max <= 0 {
 		return nil
 	}
@@ -283,7 +285,7 @@ func (a *API) over(ctx context.Context, key string, l ratelimit.Limit, msg strin
 		return nil
 	}
 	if over {
-		return rateLimited(retry, "%s; retry in %ds", msg, int(math.Ceil(retry.Seconds())))
+		return rateLimited(name, retry, "%s; retry in %ds", msg, int(math.Ceil(retry.Seconds())))
 	}
 	return nil
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/seqchat/seqchat/docs"
 	"github.com/seqchat/seqchat/events"
@@ -63,6 +64,11 @@ type Options struct {
 	ClientIPHeader string
 	// Server configures the calls of the app's own backend (server.go).
 	Server ServerOptions
+	// Metrics is the registry request and rate-limit metrics go to; nil:
+	// a private one.
+	Metrics prometheus.Registerer
+	// AccessLog logs one line per request (observe.go).
+	AccessLog bool
 }
 
 // API is the REST api.
@@ -73,6 +79,7 @@ type API struct {
 	reader *history.Reader
 	opt    Options
 	server *serverKeys
+	obs    *observer
 }
 
 // New returns the api.
@@ -83,7 +90,7 @@ func New(pool *pgxpool.Pool, tokens *auth.Tokens, submit Submitter, reader *hist
 	if opt.MaxGroupMembers <= 0 {
 		opt.MaxGroupMembers = 10000
 	}
-	return &API{pool: pool, tokens: tokens, submit: submit, reader: reader, opt: opt, server: newServerKeys(opt.Server)}
+	return &API{pool: pool, tokens: tokens, submit: submit, reader: reader, opt: opt, server: newServerKeys(opt.Server), obs: newObserver(opt)}
 }
 
 // maxBody bounds every request body: a 16 KiB message body plus its frame.
@@ -97,7 +104,7 @@ type Router interface {
 
 // Mount adds the api's routes to mux.
 func (a *API) Mount(mux Router) {
-	mux.HandleFunc("GET /v1/openapi.yaml", serveOpenAPI)
+	mux.HandleFunc("GET /v1/openapi.yaml", a.observe(serveOpenAPI))
 	mux.HandleFunc("POST /v1/users", a.handle(a.register))
 	mux.HandleFunc("POST /v1/sessions", a.handle(a.login))
 	mux.HandleFunc("DELETE /v1/sessions/current", a.authed(a.logout))
@@ -137,12 +144,12 @@ func (a *API) handle(h handlerFunc) http.HandlerFunc { return a.handleLimit(maxB
 
 // handleLimit is handle with a body limit of its own.
 func (a *API) handleLimit(limit int64, h handlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
+	return a.observe(func(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, limit)
 		if err := h(w, r); err != nil {
 			a.fail(w, r, err)
 		}
-	}
+	})
 }
 
 func (a *API) authed(h authedFunc) http.HandlerFunc {
@@ -161,16 +168,18 @@ func (a *API) authed(h authedFunc) http.HandlerFunc {
 	})
 }
 
-// retryError is a rate_limited error that says when to come back.
+// retryError is a rate_limited error that says when to come back, and
+// which limit refused (ratelimit's names, for chat_rate_limited_total).
 type retryError struct {
 	error
 	after time.Duration
+	limit string
 }
 
 func (e *retryError) Unwrap() error { return e.error }
 
-func rateLimited(after time.Duration, format string, args ...any) error {
-	return &retryError{error: chaterr.New(chaterr.RateLimited, format, args...), after: after}
+func rateLimited(limit string, after time.Duration, format string, args ...any) error {
+	return &retryError{error: chaterr.New(chaterr.RateLimited, format, args...), after: after, limit: limit}
 }
 
 // fail writes err in the protocol's error shape.
@@ -179,6 +188,7 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var re *retryError
 	if errors.As(err, &re) {
 		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(max(re.after.Seconds(), 1)))))
+		a.obs.rejected.WithLabelValues(re.limit).Inc()
 	}
 	switch code {
 	case chaterr.Internal:

@@ -3,12 +3,12 @@ package api
 import (
 	"bytes"
 	"encoding/json"
-	"math"
 	"net/http"
 
 	"github.com/seqchat/seqchat/events"
 	"github.com/seqchat/seqchat/internal/auth"
 	"github.com/seqchat/seqchat/internal/chaterr"
+	"github.com/seqchat/seqchat/internal/ratelimit"
 )
 
 const (
@@ -230,7 +230,7 @@ func (a *API) allowCommand(user string) error {
 		return nil
 	}
 	if ok, retry := a.opt.UserLimit.Allow(user); !ok {
-		return rateLimited(retry, "too many commands from this user; retry in %ds with the same id", int(math.Ceil(retry.Seconds())))
+		return &retryError{error: chaterr.TooManyUserCommands(retry), after: retry, limit: ratelimit.UserCommands}
 	}
 	return nil
 }

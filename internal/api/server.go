@@ -21,6 +21,7 @@ import (
 	"github.com/seqchat/seqchat/internal/auth"
 	"github.com/seqchat/seqchat/internal/chaterr"
 	"github.com/seqchat/seqchat/internal/push"
+	"github.com/seqchat/seqchat/internal/ratelimit"
 )
 
 // The /v1/server/ calls are for the app's own backend: they carry a server
@@ -140,14 +141,17 @@ func (a *API) serverAuthed(limit int64, h handlerFunc) http.HandlerFunc {
 		}
 		if a.opt.Limits != nil { // nil: CHAT_RATE_LIMITS=off
 			if ok, retry := a.server.allow(i); !ok {
-				return rateLimited(retry, "too many server calls with this key; retry in %dms", int(math.Ceil(float64(retry)/float64(time.Millisecond))))
+				return rateLimited(ratelimit.ServerKey, retry, "too many server calls with this key; retry in %dms", int(math.Ceil(float64(retry)/float64(time.Millisecond))))
 			}
 		}
 		return h(w, r)
 	})
 }
 
-type serverSessionRequest struct{ Username, Device string }
+type serverSessionRequest struct {
+	Username string `json:"username"`
+	Device   string `json:"device"`
+}
 
 // serverSession signs in a user the app authenticated itself, creating
 // them (without a password) on first use.

@@ -221,6 +221,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger, roles ...Ro
 				PasswordCost: cfg.PasswordCost, CommandTimeout: cfg.CommandTimeout,
 				MaxGroupMembers: cfg.MaxGroupMembers, Log: log.With("role", "api"),
 				Online: pres.Online, Reads: reads, Unread: unreads,
+				Metrics: reg, AccessLog: cfg.AccessLog,
 			}
 			g.api(cfg, &opt)
 			if opt.Server, err = serverOptions(ctx, cfg, nc, g.frames, pool); err != nil {

@@ -1,5 +1,10 @@
 package chaterr
 
+import (
+	"math"
+	"time"
+)
+
 // The errors more than one role answers, each worded once here so that a
 // client sees the same text whether the edge, the api or the sequencer
 // refused it.
@@ -58,4 +63,10 @@ func BadEmoji(max int) error { return New(BadRequest, "emoji must be 1–%d byte
 // an event of another kind.
 func NotAMessage(seq int64, kind string) error {
 	return New(BadRequest, "seq %d is a %s, not a message", seq, kind)
+}
+
+// TooManyUserCommands refuses a command over the per-user limit the edges
+// and the api share; retry is how long until the window ends.
+func TooManyUserCommands(retry time.Duration) error {
+	return New(RateLimited, "too many commands from this user; retry in %ds with the same id", int(math.Ceil(max(retry.Seconds(), 1))))
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/seqchat/seqchat/internal/commands"
 	"github.com/seqchat/seqchat/internal/membership"
 	"github.com/seqchat/seqchat/internal/presence"
+	"github.com/seqchat/seqchat/internal/ratelimit"
 )
 
 // conn is one client connection. Its reader runs on the HTTP handler's
@@ -320,12 +321,14 @@ func (c *conn) handle(data []byte) {
 		return
 	}
 	if c.limit != nil && !c.limit.Allow() {
+		c.e.m.rejected.WithLabelValues(ratelimit.ConnectionCommands).Inc()
 		c.fail(f.ID, chaterr.New(chaterr.RateLimited, "too many commands; retry later with the same id"))
 		return
 	}
 	if l := c.e.opt.UserLimit; l != nil {
 		if ok, retry := l.Allow(c.user); !ok {
-			c.fail(f.ID, chaterr.New(chaterr.RateLimited, "too many commands from this user; retry in %ds with the same id", int(retry.Seconds())+1))
+			c.e.m.rejected.WithLabelValues(ratelimit.UserCommands).Inc()
+			c.fail(f.ID, chaterr.TooManyUserCommands(retry))
 			return
 		}
 	}

@@ -33,6 +33,7 @@ import (
 	"github.com/seqchat/seqchat/internal/commands"
 	"github.com/seqchat/seqchat/internal/fanout"
 	"github.com/seqchat/seqchat/internal/presence"
+	"github.com/seqchat/seqchat/internal/ratelimit"
 )
 
 // Publisher appends commands to CMDS in the order it is called.
@@ -171,6 +172,7 @@ type metrics struct {
 	slow      prometheus.Counter
 	repairs   prometheus.Counter
 	presence  prometheus.Counter
+	rejected  *prometheus.CounterVec // by limit, shared with the api
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -185,6 +187,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		slow:      f.NewCounter(prometheus.CounterOpts{Name: "chat_edge_slow_consumers_total", Help: "Connections dropped because they did not drain their outbound queue."}),
 		repairs:   f.NewCounter(prometheus.CounterOpts{Name: "chat_edge_gap_repairs_total", Help: "Holes in a connection's event stream filled from history."}),
 		presence:  f.NewCounter(prometheus.CounterOpts{Name: "chat_edge_presence_transitions_total", Help: "Users this edge announced online or offline."}),
+		rejected:  ratelimit.Rejections(reg),
 	}
 }
 

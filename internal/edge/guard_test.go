@@ -600,6 +600,16 @@ func TestUserCommandLimit(t *testing.T) {
 	if acks2 != 5 || lim2 != 10 {
 		t.Fatalf("across connections: want 5 acks and 10 rate_limited, got %d and %d", acks2, lim2)
 	}
+	// The second edge counted its refusals by limit.
+	res, err := http.Get("http://" + s.edge.Addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if want := `chat_rate_limited_total{limit="user_commands"} 10` + "\n"; !strings.Contains(string(m), want) {
+		t.Fatalf("/metrics of the second edge lacks %s", want)
+	}
 	// Recovers in the next window (same ids: the client retries).
 	time.Sleep(window - time.Duration(time.Now().UnixNano()%int64(window)) + 50*time.Millisecond)
 	if acks, lim := answers(c2, "b", 10); lim != 0 || acks != 10 {

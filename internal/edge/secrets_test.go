@@ -41,6 +41,7 @@ func TestNoSecretsInLogs(t *testing.T) {
 	log := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	cfg := testenv.Config(t)
 	cfg.RateLimits = true
+	cfg.AccessLog = true // the api's access log is in the logs checked
 	cfg.InstanceID = "s1"
 	main, err := app.Start(context.Background(), cfg, log, app.AllRoles...)
 	if err != nil {
@@ -99,6 +100,9 @@ func TestNoSecretsInLogs(t *testing.T) {
 	logs := buf.String()
 	if !strings.Contains(logs, `"msg"`) {
 		t.Fatal("nothing was logged: the test would prove nothing")
+	}
+	if !strings.Contains(logs, `"log":"access"`) || !strings.Contains(logs, `"route":"/v1/me"`) {
+		t.Fatal("no access log lines: the test would not check them")
 	}
 	// A token's signature is what makes it a secret; its header part is the
 	// same for every token.
