@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/seqchat/seqchat/events"
 	"github.com/seqchat/seqchat/internal/auth"
@@ -15,6 +17,43 @@ func (a *API) mountRich(mux Router) {
 	mux.HandleFunc("POST /v1/conversations/{id}/edit", a.authed(a.edit))
 	mux.HandleFunc("POST /v1/conversations/{id}/reactions", a.authed(a.react))
 	mux.HandleFunc("GET /v1/conversations/{id}/messages/{seq}/reactions", a.authed(a.reactions))
+	mux.HandleFunc("GET /v1/search", a.authed(a.search))
+}
+
+const (
+	defaultSearch = 20
+	maxSearch     = 100
+	maxQuery      = 1000 // bytes of q: a search is words, not documents
+)
+
+func (a *API) search(w http.ResponseWriter, r *http.Request, c auth.Claims) error {
+	q := strings.TrimSpace(r.URL.Query().Get("q"))
+	if q == "" {
+		return chaterr.New(chaterr.BadRequest, "q must hold at least one word")
+	}
+	if len(q) > maxQuery || !utf8.ValidString(q) {
+		return chaterr.New(chaterr.BadRequest, "q must be at most %d bytes of UTF-8", maxQuery)
+	}
+	limit, hasLimit, err := queryInt(r, "limit")
+	if err != nil {
+		return err
+	}
+	if !hasLimit || limit == 0 {
+		limit = defaultSearch
+	}
+	limit = min(limit, maxSearch)
+	conv := r.URL.Query().Get("conv")
+	if conv != "" {
+		if _, _, err := a.member(r.Context(), conv, c.UserID); err != nil {
+			return err
+		}
+	}
+	list, err := a.reader.Search(r.Context(), c.UserID, q, conv, int(limit))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"events": list})
+	return nil
 }
 
 // validReferences checks the shape of a send's reply_to and mentions; that

@@ -336,3 +336,104 @@ func unreadStore(t *testing.T, cfg config.Config) *unread.Store {
 	t.Cleanup(func() { rdb.Close() })
 	return unread.New(rdb, cfg.RedisPrefix)
 }
+
+func (e *env) search(t *testing.T, u user, query string) []int64 {
+	t.Helper()
+	var out struct {
+		Events []richEvent `json:"events"`
+	}
+	r := e.do(t, "GET", "/v1/search?"+query, u.Token, nil)
+	r.ok(t, http.StatusOK, &out)
+	keys(t, r.body, "events")
+	if out.Events == nil {
+		t.Fatalf("events must be a list: %s", r.body)
+	}
+	seqs := []int64{}
+	for _, ev := range out.Events {
+		if ev.Kind != "message" || ev.Recalled {
+			t.Fatalf("search found %+v", ev)
+		}
+		seqs = append(seqs, ev.Seq)
+	}
+	return seqs
+}
+
+// Search: every word, whole words, any case, newest first, only where the
+// user is a member and from their join on, edits by their latest body,
+// recalls never; the same after a rebuild.
+func TestSearch(t *testing.T) {
+	t.Parallel()
+	e, a := startApp(t, testenv.Config(t), app.API, app.Sequencer, app.Projector)
+	x, y, z := e.register(t, "srchx"), e.register(t, "srchy"), e.register(t, "srchz")
+	g := e.createConv(t, x, "group", "search", y.ID)
+	h := e.createConv(t, x, "direct", "", y.ID)
+	text := func(s string) map[string]string { return map[string]string{"text": s} }
+	e.send(t, x, g.ID, "s1", text("Hello brave World"))                                                                                 // 1
+	e.send(t, y, g.ID, "s2", text("hello there, worldly one"))                                                                          // 2
+	e.send(t, x, g.ID, "s3", text("hello world three"))                                                                                 // 3, edited below
+	e.send(t, x, g.ID, "s4", text("HELLO world, recalled"))                                                                             // 4, recalled below
+	e.send(t, x, g.ID, "s5", map[string]any{"html": "hello world"})                                                                     // 5: no text
+	seqOf(t, e.post(t, x, g.ID, "edit", map[string]any{"id": "s3e", "target": 3, "body": text("Goodbye, then")}))                       // 6
+	e.post(t, x, g.ID, "recall", map[string]any{"id": "s4r", "target": 4}).ok(t, http.StatusOK, nil)                                    // 7
+	e.do(t, "POST", "/v1/conversations/"+g.ID+"/members", x.Token, map[string]string{"user_id": z.ID}).ok(t, http.StatusNoContent, nil) // 8
+	after := e.send(t, y, g.ID, "s9", text("hello world, from after the join")).Seq                                                     // 9
+	e.send(t, y, h.ID, "h1", text("hello world elsewhere"))
+	e.waitProjected(t, g.ID, after)
+	e.waitProjected(t, h.ID, 1)
+
+	check := func(when string) {
+		t.Helper()
+		for _, tc := range []struct {
+			u     user
+			query string
+			want  string
+		}{
+			{x, "q=elsewhere", "[1]"}, // in h: every conversation of x's
+			{y, "q=hello+world+from", "[9]"},
+			{x, "q=hello+world&conv=" + g.ID, "[9 1]"},
+			{x, "q=WORLD+hello&conv=" + g.ID, "[9 1]"},
+			{x, "q=world&limit=1&conv=" + g.ID, "[9]"},
+			{x, "q=goodbye", "[3]"},
+			{x, "q=three", "[]"},
+			{x, "q=recalled", "[]"},
+			{x, "q=worldly", "[2]"},
+			{x, "q=wor", "[]"},
+			{z, "q=hello+world", "[9]"},
+			{z, "q=hello", "[9]"},
+		} {
+			if got := fmt.Sprint(e.search(t, tc.u, tc.query)); got != tc.want {
+				t.Fatalf("%s: %s searching %q found %s, want %s", when, tc.u.Name, tc.query, got, tc.want)
+			}
+		}
+		var out struct {
+			Events []richEvent `json:"events"`
+		}
+		e.do(t, "GET", "/v1/search?q=goodbye", x.Token, nil).ok(t, http.StatusOK, &out)
+		if m := out.Events[0]; !m.Edited || m.EditedSeq != 6 || string(m.Body) != `{"text":"Goodbye, then"}` {
+			t.Fatalf("%s: an edited message found as %+v", when, m)
+		}
+	}
+	check("projected")
+	e.do(t, "GET", "/v1/search?q=", x.Token, nil).fails(t, 400, "bad_request")
+	e.do(t, "GET", "/v1/search?q=+", x.Token, nil).fails(t, 400, "bad_request")
+	e.do(t, "GET", "/v1/search", x.Token, nil).fails(t, 400, "bad_request")
+	e.do(t, "GET", "/v1/search?q=hi&limit=x", x.Token, nil).fails(t, 400, "bad_request")
+	e.do(t, "GET", "/v1/search?q=hi&conv=nope", x.Token, nil).fails(t, 404, "not_found")
+	e.do(t, "GET", "/v1/search?q=hi&conv="+h.ID, z.Token, nil).fails(t, 403, "forbidden")
+	e.do(t, "GET", "/v1/search?q=hi", "", nil).fails(t, 401, "unauthorized")
+	for i := 0; i < 105; i++ {
+		e.send(t, y, h.ID, fmt.Sprintf("many%d", i), text("many"))
+	}
+	e.waitProjected(t, h.ID, 106)
+	if n := len(e.search(t, x, "q=many")); n != 20 {
+		t.Fatalf("default limit: %d found", n)
+	}
+	if n := len(e.search(t, x, "q=many&limit=500")); n != 100 {
+		t.Fatalf("limit 500: %d found, want at most 100", n)
+	}
+
+	if _, err := history.Rebuild(context.Background(), a.Pool, a.NATS.JS, 4); err != nil {
+		t.Fatal(err)
+	}
+	check("rebuilt")
+}
