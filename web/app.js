@@ -8,6 +8,9 @@ import { Connection } from './conn.js';
 import { $, ago, bodyText, clock, dayKey, dayLabel, debounce, fullDate, h, shortID, store, ulid } from './util.js';
 
 const RECALL_WINDOW = 2 * 60 * 1000; // the server's default; it has the last word
+// A recall waits this long, with an Undo, before it goes out: one click must
+// not take back a message for good. The browser test shortens it.
+let recallUndoMs = 5000;
 const PAGE = 50;
 const GROUP_GAP = 5 * 60 * 1000; // a sender's messages closer than this share a group
 const MAX_BODY = 16 * 1024;
@@ -27,6 +30,7 @@ window.seqchat = {
   disconnect: () => S && S.conn.suspend(),
   reconnect: () => S && S.conn.resume(),
   status: () => (S ? S.conn.state : 'signed-out'),
+  setRecallUndo: (ms) => { recallUndoMs = ms; },
 };
 
 // ------------------------------------------------------------------ session --
@@ -109,6 +113,12 @@ function startSession(sess) {
     counting: false, // count unread locally (false until the server's counts are in)
     listed: false,
     syncRounds: 0,
+    // Friends' presence is known from the last friends list fetched while
+    // our socket was up; a dropped socket misses the changes, so until the
+    // next list after a reconnect it shows as unknown, not as it was.
+    presenceKnown: false,
+    presenceGen: 0,
+    recalling: new Map(), // "conv:seq" -> a recall waiting out its undo
   };
   S.cursors = store.get(key('cursors'), {});
   for (const x of store.get(key('convs'), [])) {
@@ -393,10 +403,14 @@ const refreshUnread = debounce(async () => {
 }, 400);
 
 async function refreshFriends() {
+  const s = S;
+  const gen = s && s.presenceGen;
   try {
     const { friends } = await api.friends();
-    if (!S) return;
+    if (!S || S !== s) return;
     S.friends = new Map(friends.map((f) => [f.id, f]));
+    // Fresh unless the socket dropped while the list was on its way.
+    if (S.presenceGen === gen) S.presenceKnown = true;
     for (const f of friends) S.names.set(f.id, f.username);
     renderList();
     renderFriends();
@@ -493,7 +507,16 @@ async function loadReceipts(c) {
 // --------------------------------------------------------------- connection --
 
 function wireConnection(conn) {
-  conn.addEventListener('status', () => renderStatus());
+  conn.addEventListener('status', () => {
+    renderStatus();
+    if (S && S.conn === conn && conn.state === 'offline' && S.presenceKnown) {
+      S.presenceKnown = false;
+      S.presenceGen++;
+      renderList();
+      renderFriends();
+      if (S.current) renderConvHeader();
+    }
+  });
   conn.addEventListener('retry', (e) => { S.retryAt = Date.now() + e.detail.delay; renderStatus(); });
   conn.addEventListener('event', (e) => applyEvent(e.detail));
   conn.addEventListener('ack', (e) => onAck(e.detail));
@@ -604,9 +627,35 @@ function retrySend(id) {
   schedule(S.convs.get(p.conv));
 }
 
+// recall takes a message back after recallUndoMs, unless Undo is pressed
+// first; leaving the page sends it at once (pagehide).
 function recall(c, ev) {
-  S.conn.enqueue({ type: 'recall', id: ulid(), conv: c.id, target: ev.seq });
-  if (S.conn.state !== 'online') toast('The recall goes out when you are back online.');
+  const k = `${c.id}:${ev.seq}`;
+  if (S.recalling.has(k)) return;
+  const s = S;
+  let t = null;
+  const go = () => {
+    const r = s.recalling.get(k);
+    if (!r) return;
+    clearTimeout(r.timer);
+    s.recalling.delete(k);
+    if (t) t.remove();
+    if (S !== s) return;
+    S.conn.enqueue({ type: 'recall', id: ulid(), conv: c.id, target: ev.seq });
+    if (S.conn.state !== 'online') toast('The recall goes out when you are back online.');
+    schedule(c);
+  };
+  const undo = () => {
+    const r = s.recalling.get(k);
+    if (!r) return;
+    clearTimeout(r.timer);
+    s.recalling.delete(k);
+    if (t) t.remove();
+    if (S === s) schedule(c);
+  };
+  S.recalling.set(k, { go, timer: setTimeout(go, recallUndoMs) });
+  t = toast('Recalling message…', { label: 'Undo', onclick: undo }, recallUndoMs);
+  schedule(c);
 }
 
 async function startDirect(friend) {
@@ -655,6 +704,9 @@ const saveConvs = debounce(() => {
 
 addEventListener('pagehide', () => {
   if (!S) return;
+  // A recall whose undo was not pressed goes to the outbox (kept across
+  // the reload) rather than being forgotten.
+  for (const r of [...S.recalling.values()]) r.go();
   store.set(key('cursors'), S.cursors);
 });
 
@@ -702,12 +754,24 @@ function fill(el, ...kids) {
   el.replaceChildren(...kids.flat().filter((k) => k != null && k !== false));
 }
 
-function avatar(label, id, online) {
+// avatar draws label's initial; presence ('on', 'off', 'unknown' or null
+// for none) is the dot.
+function avatar(label, id, presence) {
   let hash = 0;
   for (const ch of id || label) hash = (hash * 31 + ch.charCodeAt(0)) >>> 0;
   const initials = label.replace(/^#/, '').slice(0, 1).toUpperCase();
   return h('span.avatar', { style: `--hue:${hash % 360}`, 'aria-hidden': 'true' }, initials,
-    online != null ? h(`span.dot${online ? '.on' : ''}`) : null);
+    presence ? h(`span.dot.${presence}`, { dataset: { presence } }) : null);
+}
+
+// presenceOf is a friend's presence as far as we know: 'unknown' while our
+// own socket is (or was, since the last friends list) down; null for
+// someone who is not a friend.
+function presenceOf(uid) {
+  const f = uid && S.friends.get(uid);
+  if (!f) return null;
+  if (!S.presenceKnown) return 'unknown';
+  return f.online ? 'on' : 'off';
 }
 
 function renderShell() {
@@ -845,14 +909,14 @@ function renderList() {
     total += c.unread;
     const t = title(c);
     const o = c.kind === 'direct' ? other(c) : null;
-    const online = o && S.friends.has(o) ? !!S.friends.get(o).online : null;
+    const online = o ? presenceOf(o) : null;
     const pv = preview(c);
     const when = ago(c.lastTs);
     return { key: c.id, c, t, online, pv, when, sig: [t, online, pv, when, c.unread, S.current === c.id, c.kind].join('\u0001') };
   });
   reconcile(ul, rows, (r) => {
     const c = r.c;
-    const label = `${r.t}${c.unread ? `, ${c.unread} unread` : ''}${r.online ? ', online' : ''}`;
+    const label = `${r.t}${c.unread ? `, ${c.unread} unread` : ''}${r.online === 'on' ? ', online' : ''}`;
     return h('li', null, h('button.conv', {
       type: 'button', dataset: { conv: c.id }, 'aria-label': label,
       'aria-current': S.current === c.id ? 'true' : null,
@@ -872,9 +936,9 @@ function renderFriends() {
   const ul = $('#friends');
   if (!ul || !S) return;
   const list = [...S.friends.values()].sort((a, b) => (b.online - a.online) || a.username.localeCompare(b.username));
-  reconcile(ul, list.map((f) => ({ key: f.id, f, sig: `${f.username}\u0001${f.online}` })), ({ f }) => h('li.friend', { dataset: { user: f.username } },
-    avatar(f.username, f.id, !!f.online),
-    h('span.friend-name', null, f.username, h('span.sr', null, f.online ? ' (online)' : ' (offline)')),
+  reconcile(ul, list.map((f) => ({ key: f.id, f, p: presenceOf(f.id), sig: `${f.username}\u0001${presenceOf(f.id)}` })), ({ f, p }) => h('li.friend', { dataset: { user: f.username } },
+    avatar(f.username, f.id, p),
+    h('span.friend-name', null, f.username, h('span.sr', null, { on: ' (online)', off: ' (offline)', unknown: ' (presence unknown while you are offline)' }[p])),
     h('button.small', { type: 'button', 'aria-label': `Message ${f.username}`, onclick: () => startDirect(f) }, 'Message'),
     h('button.icon.small', {
       type: 'button', 'aria-label': `Remove ${f.username} from friends`, title: 'Remove friend',
@@ -957,7 +1021,7 @@ function renderConvHeader() {
   if (c.kind === 'direct') {
     const o = other(c);
     const f = o && S.friends.get(o);
-    sub = f ? (f.online ? 'online' : '') : '';
+    sub = f && presenceOf(o) === 'on' ? 'online' : '';
   } else {
     sub = c.members ? `${c.members.length} members` : 'group';
   }
@@ -1035,6 +1099,7 @@ function buildRows(c) {
       key, type: 'msg', ev, mine, first, last: true, state,
       seen: ev.seq != null && ev.seq === seenSeq,
       canRecall: mine && state === 'sent' && !ev.recalled && now - ev.ts < RECALL_WINDOW,
+      recalling: S.recalling.has(`${c.id}:${ev.seq}`),
     };
     rows.push(row);
     prev = ev;
@@ -1065,7 +1130,7 @@ function buildRows(c) {
   for (const p of pend) addMsg({ id: p.id, seq: p.seq, from: S.me.id, ts: p.createdTs, body: p.body }, p.state, `m${S.me.id}:${p.id}`);
   for (const r of rows) {
     if (r.type === 'msg') {
-      r.sig = [r.first, r.last, r.state, r.seen, r.canRecall, r.ev.recalled, r.ev.seq, bodyText(r.ev.body), name(r.ev.from), c.kind].join('\u0001');
+      r.sig = [r.first, r.last, r.state, r.seen, r.canRecall, r.recalling, r.ev.recalled, r.ev.seq, bodyText(r.ev.body), name(r.ev.from), c.kind].join('\u0001');
     }
   }
   return rows;
@@ -1083,7 +1148,7 @@ function makeRow(c, r) {
     : r.seen ? h('span.st.seen', null, 'Seen')
     : h('span.st', { title: 'Sent', 'aria-label': 'Sent' }, '✓');
   return h(cls, {
-    dataset: { id: ev.id, seq: ev.seq != null ? String(ev.seq) : '', state: r.state, from: ev.from, recalled: ev.recalled ? 'true' : 'false' },
+    dataset: { id: ev.id, seq: ev.seq != null ? String(ev.seq) : '', state: r.state, from: ev.from, recalled: ev.recalled ? 'true' : 'false', recalling: r.recalling ? 'true' : 'false' },
   },
   r.first && !r.mine && c.kind === 'group' ? h('div.who', { 'aria-hidden': 'true' }, name(ev.from)) : null,
   h('div.line', null,
@@ -1091,7 +1156,7 @@ function makeRow(c, r) {
       h('span.sr', null, r.mine ? 'You: ' : `${name(ev.from)}: `),
       ev.recalled ? h('span.text.recalled-text', null, 'Message recalled') : h('span.text', null, bodyText(ev.body)),
       h('span.meta', null, h('time', { datetime: new Date(ev.ts).toISOString(), title: fullDate(ev.ts) }, clock(ev.ts)), status)),
-    r.canRecall ? h('button.recall', { type: 'button', 'aria-label': 'Recall message', title: 'Recall', onclick: () => recall(c, ev) }, '↶') : null,
+    r.canRecall && !r.recalling ? h('button.recall', { type: 'button', 'aria-label': 'Recall message', title: 'Recall', onclick: () => recall(c, ev) }, '↶') : null,
     r.state === 'failed' ? h('button.small', { type: 'button', onclick: () => retrySend(ev.id) }, 'Retry') : null));
 }
 
@@ -1154,7 +1219,7 @@ async function openMembersDialog(c) {
     }
   };
   dialog(`Members of ${title(c)}`,
-    h('ul.members', null, members.map((m) => h('li', null, avatar(name(m), m), h('span.friend-name', null, m === S.me.id ? `${S.me.username} (you)` : name(m)),
+    h('ul.members', null, members.map((m) => h('li', null, avatar(m === S.me.id ? S.me.username : name(m), m), h('span.friend-name', null, m === S.me.id ? `${S.me.username} (you)` : name(m)),
       m === S.me.id ? null : h('button.small', { type: 'button', 'aria-label': `Remove ${name(m)}`, onclick: () => act(() => api.removeMember(c.id, m)) }, 'Remove')))),
     h('form.add-friend', {
       onsubmit: (e) => {
@@ -1182,11 +1247,15 @@ async function openMembersDialog(c) {
 // -------------------------------------------------------------------- toast --
 
 let lastToast = '';
-function toast(text) {
+// toast shows text for ms, with an optional action button ({ label,
+// onclick }); it returns the toast so that the caller can take it away.
+function toast(text, action = null, ms = 4500) {
   const box = $('#toasts');
-  const t = h('div.toast', null, text);
+  const t = h('div.toast', null, text,
+    action ? h('button.toast-action', { type: 'button', onclick: action.onclick }, action.label) : null);
   box.append(t);
-  setTimeout(() => t.remove(), 4500);
+  setTimeout(() => t.remove(), ms);
+  return t;
 }
 
 function toastOnce(text) {

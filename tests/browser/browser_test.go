@@ -110,6 +110,10 @@ func TestWebClient(t *testing.T) {
 	// Alice opens a direct conversation from her friends list.
 	alice.do(chromedp.Click(chromedp.CSS(`#friends li[data-user="bob"] button`)))
 	alice.wait("the conversation with bob", `document.querySelector('#conv-title')?.textContent === 'bob' && location.hash.startsWith('#/c/')`, 5*time.Second)
+	// Recalls in this test go out almost at once; the undo is tested below.
+	for _, p := range []*page{alice, bob} {
+		p.eval(`seqchat.setRecallUndo(200)`)
+	}
 	conv := strings.TrimPrefix(alice.str(`location.hash`), "#/c/")
 
 	// Three messages while bob looks at his list: his badge counts them.
@@ -183,6 +187,10 @@ func TestWebClient(t *testing.T) {
 	bob.wait("the group in bob's list, unread", fmt.Sprintf(`document.querySelector('#convs [data-conv=%q] .badge')?.textContent === '1' && document.querySelector('#convs [data-conv=%q] .conv-title')?.textContent === 'Weekend trip'`, group, group), 5*time.Second)
 	alice.do(chromedp.Click(chromedp.CSS("#members-btn")))
 	alice.wait("the members dialog", `document.querySelectorAll('#dialog .members li').length === 2`, 5*time.Second)
+	// Her own row's avatar shows her initial, not "Y" from "You".
+	if got := alice.str(`[...document.querySelectorAll('#dialog .members li')].find(li => li.textContent.includes('(you)'))?.querySelector('.avatar')?.textContent ?? ''`); got != "A" {
+		t.Errorf("alice's own avatar in the members dialog shows %q, want \"A\"", got)
+	}
 	alice.do(chromedp.Click(chromedp.CSS(`#dialog button[aria-label="Remove bob"]`)))
 	alice.wait("bob removed", `document.querySelectorAll('#dialog .members li').length === 1 && [...document.querySelectorAll('#msgs .sys')].some(e => e.textContent === 'You removed bob')`, 5*time.Second)
 	alice.do(chromedp.SendKeys(chromedp.CSS("#member-name"), "bob\r"))
@@ -191,6 +199,50 @@ func TestWebClient(t *testing.T) {
 	alice.send("Bob is back in.")
 	alice.waitSent("Bob is back in.", 5*time.Second)
 	bob.wait("the group's news at bob", fmt.Sprintf(`document.querySelector('#convs [data-conv=%q] .conv-preview')?.textContent === 'alice: Bob is back in.'`, group), 5*time.Second)
+
+	// A recall waits out an Undo toast before it goes out; Undo keeps the
+	// message.
+	kept := "Actually, keep this one"
+	alice.send(kept)
+	alice.waitSent(kept, 5*time.Second)
+	const undoWindow = 1500 * time.Millisecond
+	alice.eval(fmt.Sprintf(`seqchat.setRecallUndo(%d)`, undoWindow.Milliseconds()))
+	alice.pressRecall(kept)
+	alice.wait("the undo toast", `[...document.querySelectorAll('.toast')].some(t => t.textContent.includes('Recalling') && t.querySelector('button.toast-action')?.textContent === 'Undo')`, 3*time.Second)
+	alice.wait("the message marked as being recalled", fmt.Sprintf(`[...document.querySelectorAll('#msgs .msg.mine')].some(m => m.querySelector('.text')?.textContent === %q && m.dataset.recalling === 'true' && !m.querySelector('button.recall'))`, kept), 3*time.Second)
+	alice.eval(`[...document.querySelectorAll('.toast button.toast-action')].find(b => b.textContent === 'Undo').click()`)
+	alice.wait("the recall undone", fmt.Sprintf(`[...document.querySelectorAll('#msgs .msg.mine')].some(m => m.querySelector('.text')?.textContent === %q && m.dataset.recalling === 'false' && m.querySelector('button.recall')) && ![...document.querySelectorAll('.toast')].some(t => t.textContent.includes('Recalling'))`, kept), 3*time.Second)
+	// Past the undo window a recall not undone would have been queued; a
+	// message sent now is sequenced after it, so once that message is in
+	// the history, a recall would be too.
+	time.Sleep(undoWindow + 500*time.Millisecond)
+	after := "Kept it"
+	alice.send(after)
+	alice.waitSent(after, 5*time.Second)
+	var groupPage struct {
+		Events []struct {
+			Kind     string
+			Recalled bool
+			Body     struct{ Text string }
+		}
+	}
+	if err := getJSON(base+"/v1/conversations/"+group+"/messages?after_seq=0&limit=100", bobToken, &groupPage); err != nil {
+		t.Fatal(err)
+	}
+	var keptShown, afterShown bool
+	for _, ev := range groupPage.Events {
+		switch {
+		case ev.Kind == "recall":
+			t.Errorf("the undone recall went out: %+v", groupPage.Events)
+		case ev.Body.Text == kept && !ev.Recalled:
+			keptShown = true
+		case ev.Body.Text == after:
+			afterShown = true
+		}
+	}
+	if !keptShown || !afterShown {
+		t.Errorf("bob's page of the group lacks the kept message or the one after it: %+v", groupPage.Events)
+	}
 	alice.do(chromedp.Click(chromedp.CSS(fmt.Sprintf(`#convs [data-conv=%q]`, conv))))
 	alice.wait("back in the direct conversation", `document.querySelector('#conv-title')?.textContent === 'bob' && document.querySelectorAll('#msgs .msg').length === 6`, 5*time.Second)
 
@@ -217,8 +269,13 @@ func TestWebClient(t *testing.T) {
 	alice.send(away)
 	alice.waitSent(away, 5*time.Second)
 	bob.wait("the message before the drop", jsHasText(".msg.theirs", away), 5*time.Second)
+	aliceDot := fmt.Sprintf(`document.querySelector('#convs [data-conv=%q] .dot')?.dataset.presence`, conv)
+	bob.wait("alice online in bob's list", aliceDot+` === 'on'`, 10*time.Second)
 	bob.eval(`seqchat.disconnect()`)
 	bob.wait("bob offline", `seqchat.status() === 'offline' && document.querySelector('#status').dataset.state === 'offline'`, 3*time.Second)
+	// Bob's own socket is down: he cannot know who is online, so alice's dot
+	// is not left green.
+	bob.wait("alice's presence unknown while bob is offline", aliceDot+` === 'unknown' && !document.querySelector('.dot.on')`, 3*time.Second)
 	offline := "Typed while offline"
 	bob.send(offline)
 	bob.wait("bob's message pending", fmt.Sprintf(`[...document.querySelectorAll('#msgs .msg.mine')].some(m => m.dataset.state === 'pending' && m.textContent.includes(%q))`, offline), 3*time.Second)
@@ -242,6 +299,7 @@ func TestWebClient(t *testing.T) {
 
 	bob.eval(`seqchat.reconnect()`)
 	bob.wait("bob back online", `seqchat.status() === 'online'`, 10*time.Second)
+	bob.wait("alice's presence known again after the reconnect", aliceDot+` === 'on'`, 10*time.Second)
 	bob.wait("the whole burst at bob", `[...document.querySelectorAll('#msgs .msg')].filter(m => m.textContent.includes('burst')).length >= 20`, 10*time.Second)
 	bob.waitSent(offline, 10*time.Second)
 	alice.wait("bob's offline message at alice", jsHasText(".msg.theirs", offline), 5*time.Second)
@@ -457,8 +515,15 @@ func (p *page) waitSent(text string, d time.Duration) {
 		fmt.Sprintf(`[...document.querySelectorAll('#msgs .msg.mine')].some(m => m.dataset.state === 'sent' && m.querySelector('.text')?.textContent === %q)`, text), d)
 }
 
-// recall presses the recall button of the user's own message with text.
+// recall recalls the user's own message with text (its undo window is
+// short in this test: setRecallUndo).
 func (p *page) recall(text string) {
+	p.t.Helper()
+	p.pressRecall(text)
+}
+
+// pressRecall presses the recall button of the user's own message with text.
+func (p *page) pressRecall(text string) {
 	p.t.Helper()
 	p.wait("a recall button for "+text, fmt.Sprintf(`[...document.querySelectorAll('#msgs .msg.mine')].some(m => m.querySelector('.text')?.textContent === %q && m.querySelector('button.recall'))`, text), 3*time.Second)
 	p.eval(fmt.Sprintf(`[...document.querySelectorAll('#msgs .msg.mine')].find(m => m.querySelector('.text')?.textContent === %q).querySelector('button.recall').click()`, text))
