@@ -94,7 +94,14 @@ func (p *Projector) Run(ctx context.Context) error {
 			}
 			evs = append(evs, e)
 		}
-		if err := p.apply(ctx, evs); err != nil {
+		// A batch that starts at TIMELINE's first event has nothing before
+		// it a projection could hold: a missing marker then means a fresh
+		// install, not a Redis that lost its data.
+		var first uint64
+		if md, err := msgs[0].Metadata(); err == nil {
+			first = md.Sequence.Stream
+		}
+		if err := p.apply(ctx, evs, first == 1); err != nil {
 			return err
 		}
 		_ = msgs[len(msgs)-1].Ack() // AckAll: acks the whole batch
@@ -102,7 +109,7 @@ func (p *Projector) Run(ctx context.Context) error {
 	})
 }
 
-func (p *Projector) apply(ctx context.Context, evs []events.Event) error {
+func (p *Projector) apply(ctx context.Context, evs []events.Event, fromStart bool) error {
 	ops, err := Ops(ctx, p.members, evs)
 	if err != nil {
 		return err
@@ -117,7 +124,11 @@ func (p *Projector) apply(ctx context.Context, evs []events.Event) error {
 		return err
 	}
 	if !built {
-		p.log.Warn("unread projection missing (Redis lost it?); rebuilding from TIMELINE")
+		if fromStart {
+			p.log.Info("unread projection not built yet; building it from TIMELINE")
+		} else {
+			p.log.Warn("unread projection missing (Redis lost it?); rebuilding from TIMELINE")
+		}
 		n, err := Rebuild(ctx, p.store, p.pool, p.js, p.batch)
 		if err != nil {
 			return err

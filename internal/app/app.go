@@ -161,6 +161,9 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger, roles ...Ro
 	// announced to it before the edge lets the connection sync.
 	pres.OnConnect(fanout.AnnounceConnect(nc.NC))
 	var runs []func(context.Context) error
+	if has(API) || has(Edge) || has(Projector) {
+		runs = append(runs, func(ctx context.Context) error { watchRedis(ctx, rdb, log); return nil })
+	}
 	if has(Sequencer) {
 		seq, err := sequencer.New(ctx, nc.NC, nc.JS, membership.New(pool, 0), sequencer.Options{
 			InstanceID: cfg.InstanceID, Partitions: cfg.Partitions, Batch: cfg.SequencerBatch,

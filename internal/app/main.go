@@ -31,6 +31,7 @@ func Main(roles ...Role) {
 		os.Exit(2)
 	}
 	log := Logger(os.Stderr, cfg)
+	RouteRedisLogs(log)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	if rebuild {

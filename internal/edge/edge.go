@@ -32,6 +32,7 @@ import (
 	"github.com/seqchat/seqchat/internal/chaterr"
 	"github.com/seqchat/seqchat/internal/commands"
 	"github.com/seqchat/seqchat/internal/fanout"
+	"github.com/seqchat/seqchat/internal/ops"
 	"github.com/seqchat/seqchat/internal/presence"
 	"github.com/seqchat/seqchat/internal/ratelimit"
 )
@@ -204,6 +205,10 @@ type Edge struct {
 	m        *metrics
 	sub      *nats.Subscription
 	subAll   *nats.Subscription // frames for every connection (push.go)
+	// failing holds back the repeats of a presence sweep or refresh that
+	// fails every round while Redis is down: one line a minute, not one a
+	// second.
+	failing *ops.Repeats
 
 	// ctx is the parent of every connection's context; stop ends it.
 	ctx  context.Context
@@ -227,7 +232,7 @@ func New(nc *nats.Conn, cmds Publisher, hist History, pool *pgxpool.Pool, tokens
 	ctx, stop := context.WithCancel(context.Background())
 	e := &Edge{
 		opt: opt, nc: nc, cmds: cmds, hist: hist, pool: pool, tokens: tokens, presence: pres,
-		m: newMetrics(opt.Metrics), ctx: ctx, stop: stop,
+		m: newMetrics(opt.Metrics), ctx: ctx, stop: stop, failing: ops.NewRepeats(time.Minute),
 		conns: map[*conn]struct{}{}, byUser: map[string]map[*conn]struct{}{},
 		upgrader: websocket.Upgrader{
 			ReadBufferSize:  1024,
@@ -314,12 +319,28 @@ func (e *Edge) sweep(ctx context.Context) {
 			e.announce(ctx, u, false)
 		}
 		if err != nil {
-			e.opt.Log.Warn("sweep presence", "err", err)
+			e.logFailure("sweep presence", err)
 			return
 		}
+		e.logRecovery("sweep presence")
 		if len(gone) < 500 {
 			return
 		}
+	}
+}
+
+// logFailure warns that what failed, at most once a minute while it keeps
+// failing.
+func (e *Edge) logFailure(what string, err error, attrs ...any) {
+	if ok, held := e.failing.Allow(what); ok {
+		e.opt.Log.Warn(what, append(attrs, "err", err, "held_back", held)...)
+	}
+}
+
+// logRecovery says once that what works again after failing.
+func (e *Edge) logRecovery(what string) {
+	if e.failing.Clear(what) {
+		e.opt.Log.Info(what + " works again")
 	}
 }
 
@@ -356,7 +377,9 @@ func (e *Edge) refresh(ctx context.Context) {
 	defer cancel()
 	back, err := e.presence.Refresh(ctx, e.opt.ID, list...)
 	if err != nil {
-		e.opt.Log.Warn("refresh presence", "err", err, "conns", len(list))
+		e.logFailure("refresh presence", err, "conns", len(list))
+	} else {
+		e.logRecovery("refresh presence")
 	}
 	for _, u := range back {
 		e.announce(ctx, u, true)

@@ -1,0 +1,186 @@
+package app_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/seqchat/seqchat/internal/app"
+	"github.com/seqchat/seqchat/internal/testenv"
+)
+
+// lockedBuffer is a log sink the test reads while the app writes.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// lines returns the records logged so far; a line that is not JSON fails t.
+func (b *lockedBuffer) lines(t *testing.T) []map[string]any {
+	t.Helper()
+	b.mu.Lock()
+	text := b.buf.String()
+	b.mu.Unlock()
+	var out []map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(text), "\n") {
+		if l == "" {
+			continue
+		}
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(l), &rec); err != nil {
+			t.Fatalf("a log line that is not JSON: %q", l)
+		}
+		out = append(out, rec)
+	}
+	return out
+}
+
+func count(recs []map[string]any, match func(map[string]any) bool) int {
+	n := 0
+	for _, r := range recs {
+		if match(r) {
+			n++
+		}
+	}
+	return n
+}
+
+// Redis down at start: the process says so once, clearly; go-redis's own
+// lines arrive as JSON records and are throttled; the edge's presence
+// sweep, failing every round, warns once, not every round.
+func TestRedisDownAtStart(t *testing.T) {
+	t.Parallel()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := l.Addr().String()
+	l.Close()
+	cfg := testenv.Config(t)
+	cfg.RedisURL = "redis://" + closed + "/0"
+	cfg.PresenceHeartbeat = 100 * time.Millisecond // sweeps every few tens of ms
+	sink := &lockedBuffer{}
+	log := slog.New(slog.NewJSONHandler(sink, nil))
+	// Process-wide, as Main does; nothing else in this package's tests
+	// logs through go-redis.
+	app.RouteRedisLogs(log)
+	a, err := app.Start(context.Background(), cfg, log, app.AllRoles...)
+	if err != nil {
+		t.Fatalf("start without Redis: %v", err)
+	}
+	t.Cleanup(func() { _ = a.Stop() })
+
+	degraded := func(r map[string]any) bool {
+		return r["level"] == "WARN" && strings.HasPrefix(fmt.Sprint(r["msg"]), "redis unreachable")
+	}
+	fromRedis := func(r map[string]any) bool { return r["component"] == "go-redis" }
+	sweeps := func(r map[string]any) bool { return r["msg"] == "sweep presence" }
+	testenv.Eventually(t, 15*time.Second, "the degraded warning and a go-redis record", func() bool {
+		recs := sink.lines(t)
+		return count(recs, degraded) > 0 && count(recs, fromRedis) > 0 && count(recs, sweeps) > 0
+	})
+	// Many sweep rounds later (a round every ~30 ms) nothing has repeated.
+	time.Sleep(3 * time.Second)
+	recs := sink.lines(t)
+	if n := count(recs, degraded); n != 1 {
+		t.Errorf("%d 'redis unreachable' warnings, want exactly 1", n)
+	}
+	for _, r := range recs {
+		if degraded(r) {
+			msg := fmt.Sprint(r["msg"])
+			for _, says := range []string{"unread counts", "presence", "sending, acks, live delivery"} {
+				if !strings.Contains(msg, says) {
+					t.Errorf("the warning does not say %q: %s", says, msg)
+				}
+			}
+		}
+	}
+	if n := count(recs, sweeps); n != 1 {
+		t.Errorf("%d 'sweep presence' warnings in ~3s of failing sweeps, want 1", n)
+	}
+	perKind := map[string]int{}
+	for _, r := range recs {
+		if fromRedis(r) {
+			perKind[strings.SplitN(fmt.Sprint(r["msg"]), ":", 2)[0]]++
+		}
+	}
+	for kind, n := range perKind {
+		if n > 1 {
+			t.Errorf("go-redis %q logged %d times in ~3s, want once", kind, n)
+		}
+	}
+	// And the process serves: /healthz answers, /readyz says why not.
+	resp, err := http.Get("http://" + a.Addr + "/healthz")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("healthz: %v %v", resp, err)
+	}
+	resp.Body.Close()
+}
+
+// A fresh install's first start builds the unread projection without
+// warning that Redis lost it.
+func TestFreshInstallBuildsUnreadQuietly(t *testing.T) {
+	t.Parallel()
+	cfg := testenv.Config(t)
+	sink := &lockedBuffer{}
+	log := slog.New(slog.NewJSONHandler(sink, nil))
+	a, err := app.Start(context.Background(), cfg, log, app.AllRoles...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Stop() })
+	base := "http://" + a.Addr
+	post := func(path, token string, body any, out any) {
+		t.Helper()
+		b, _ := json.Marshal(body)
+		req, _ := http.NewRequest("POST", base+path, bytes.NewReader(b))
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode >= 300 {
+			t.Fatalf("POST %s: %d", path, resp.StatusCode)
+		}
+		if out != nil {
+			_ = json.NewDecoder(resp.Body).Decode(out)
+		}
+	}
+	var ids [2]string
+	var token string
+	for i, name := range []string{"fresh-a", "fresh-b"} {
+		var u struct{ ID string }
+		post("/v1/users", "", map[string]string{"username": name, "password": "password1"}, &u)
+		ids[i] = u.ID
+	}
+	var s struct{ Token string }
+	post("/v1/sessions", "", map[string]string{"username": "fresh-a", "password": "password1"}, &s)
+	token = s.Token
+	var conv struct{ ID string }
+	post("/v1/conversations", token, map[string]any{"kind": "direct", "members": []string{ids[1]}}, &conv)
+	post("/v1/conversations/"+conv.ID+"/messages", token, map[string]any{"id": "m1", "body": "hi"}, nil)
+	built := func(r map[string]any) bool { return r["msg"] == "unread projection rebuilt" }
+	testenv.Eventually(t, 15*time.Second, "the unread projection to be built", func() bool { return count(sink.lines(t), built) > 0 })
+	for _, r := range sink.lines(t) {
+		if strings.Contains(fmt.Sprint(r["msg"]), "Redis lost it") {
+			t.Fatalf("a fresh install warns: %v", r)
+		}
+	}
+}
