@@ -78,7 +78,9 @@ type phaseState struct {
 	measure  atomic.Bool // false during warm-up
 	start    time.Time
 	sent     atomic.Int64
-	ackedN   atomic.Int64
+	ackedN   atomic.Int64 // acks of what the phase sent, drain included
+	inTime   atomic.Int64 // of those, the ones back before sending stopped
+	end      atomic.Int64 // UnixNano when sending stopped; 0 while it goes on
 	errs     atomic.Int64
 	replayed atomic.Int64 // every event delivered, measured or not
 	ackHist  hist
@@ -101,6 +103,9 @@ func (ph *phaseState) acked(p *peer, sent, now time.Time) {
 	}
 	d := now.Sub(sent)
 	ph.ackedN.Add(1)
+	if end := ph.end.Load(); end == 0 || now.UnixNano() <= end {
+		ph.inTime.Add(1)
+	}
 	ph.ackHist.add(d)
 	ph.mu.Lock()
 	ph.ackLat = append(ph.ackLat, d)
@@ -134,23 +139,24 @@ func (ph *phaseState) failed(p *peer, ours bool, code string) {
 
 // phaseResult is one row of the summary.
 type phaseResult struct {
-	Mode        string         `json:"mode"` // "closed" or "open"
-	Window      int            `json:"window,omitempty"`
-	OfferedRate float64        `json:"offered_rate,omitempty"`
-	Seconds     float64        `json:"seconds"`
-	Sent        int64          `json:"sent"`
-	Acked       int64          `json:"acked"`
-	AckedPerSec float64        `json:"acked_per_sec"`
-	Errors      int64          `json:"errors"`
-	ErrorCodes  map[string]int `json:"error_codes,omitempty"`
-	Unanswered  int64          `json:"unanswered"`
-	Ack         latency        `json:"ack_latency"`
-	Delivery    latency        `json:"delivery_latency"`
-	Deliveries  int            `json:"deliveries"`
-	CPU         *cpuResult     `json:"cpu,omitempty"`
-	Allocs      *allocResult   `json:"allocs,omitempty"`
-	Series      []second       `json:"series"`
-	cdf         []time.Duration
+	Mode         string         `json:"mode"` // "closed" or "open"
+	Window       int            `json:"window,omitempty"`
+	OfferedRate  float64        `json:"offered_rate,omitempty"`
+	Seconds      float64        `json:"seconds"`
+	Sent         int64          `json:"sent"`
+	Acked        int64          `json:"acked"`          // answered, drain included
+	AckedInPhase int64          `json:"acked_in_phase"` // answered before sending stopped: AckedPerSec counts these
+	AckedPerSec  float64        `json:"acked_per_sec"`
+	Errors       int64          `json:"errors"`
+	ErrorCodes   map[string]int `json:"error_codes,omitempty"`
+	Unanswered   int64          `json:"unanswered"`
+	Ack          latency        `json:"ack_latency"`
+	Delivery     latency        `json:"delivery_latency"`
+	Deliveries   int            `json:"deliveries"`
+	CPU          *cpuResult     `json:"cpu,omitempty"`
+	Allocs       *allocResult   `json:"allocs,omitempty"`
+	Series       []second       `json:"series"`
+	cdf          []time.Duration
 }
 
 type latency struct {
@@ -195,7 +201,10 @@ type second struct {
 	P99   ms      `json:"p99_ms"`
 }
 
-const maxDrain = 10 * time.Second
+// maxDrain bounds the wait for the answers to what a phase sent: an
+// overloaded server works off its backlog before the next phase starts, so
+// that one phase's backlog does not land in the next one's figures.
+const maxDrain = 90 * time.Second
 
 func runPhase(o options, peers []*peer, spec phaseSpec) (*phaseResult, error) {
 	ph := &phaseState{spec: spec}
@@ -270,11 +279,16 @@ loop:
 	t.Stop()
 	cancel()
 	senders.Wait()
+	ph.end.Store(time.Now().UnixNano())
 	elapsed := time.Since(ph.start)
-	// Wait (bounded) for the answers to what was sent.
+	// Wait (bounded) for the answers to what was sent. Their latency
+	// counts; the acked rate counts only those back within the phase.
 	deadline := time.Now().Add(maxDrain)
-	for outstanding(peers) > 0 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
+	for last := time.Now(); outstanding(peers) > 0 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if time.Since(last) >= time.Second {
+			last = time.Now()
+			logf("%s: draining: %d sends not answered yet", spec, outstanding(peers))
+		}
 	}
 	time.Sleep(100 * time.Millisecond) // the deliveries to the peers trail the acks
 	ph.measure.Store(false)
@@ -285,7 +299,8 @@ loop:
 	res.Seconds = elapsed.Seconds()
 	res.Sent = ph.sent.Load()
 	res.Acked = ph.ackedN.Load()
-	res.AckedPerSec = float64(res.Acked) / elapsed.Seconds()
+	res.AckedInPhase = ph.inTime.Load()
+	res.AckedPerSec = float64(res.AckedInPhase) / elapsed.Seconds()
 	res.Errors = ph.errs.Load()
 	res.ErrorCodes = ph.errCodes
 	res.Unanswered = int64(outstanding(peers))
