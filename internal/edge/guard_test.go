@@ -617,6 +617,45 @@ func TestUserCommandLimit(t *testing.T) {
 	}
 }
 
+// A connection over its own command rate gets rate_limited error frames,
+// and its edge counts them under connection_commands.
+func TestConnectionCommandLimitCounted(t *testing.T) {
+	t.Parallel()
+	s := startWith(t, func(c *config.Config) {
+		c.RateLimits = true
+		c.CommandRate, c.CommandBurst = 0.01, 3 // three, then one per 100 s
+	})
+	a, b := s.user("alice"), s.user("bob")
+	conv := s.direct(a, b)
+	c := mustDial(t, s.main.Addr, a.token)
+	const n = 8
+	for i := range n {
+		c.send(map[string]any{"type": "send", "id": fmt.Sprintf("c%d", i), "conv": conv, "body": "x"})
+	}
+	limited := 0
+	for range n {
+		f, raw := c.next(10*time.Second, "ack", "error")
+		if f.Type == "error" {
+			if !strings.Contains(string(raw), `"rate_limited"`) {
+				t.Fatalf("unexpected %s", raw)
+			}
+			limited++
+		}
+	}
+	if limited != n-3 {
+		t.Fatalf("%d of %d refused, want %d", limited, n, n-3)
+	}
+	res, err := http.Get("http://" + s.main.Addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if want := fmt.Sprintf(`chat_rate_limited_total{limit="connection_commands"} %d`, n-3) + "\n"; !strings.Contains(string(m), want) {
+		t.Fatalf("/metrics lacks %s", want)
+	}
+}
+
 // REST timeouts guard against slow clients without ending WebSockets.
 func TestServerTimeouts(t *testing.T) {
 	t.Parallel()
