@@ -16,8 +16,10 @@ import (
 // the read pointer clears them (readScript), a recall removes its target
 // (removeScript), leaving forgets them, and a rebuild replays them.
 
-func (s *Store) mentionKey(user, conv string) string { return s.prefix + "u:{" + user + "}:mention:" + conv }
-func (s *Store) mentionConvsKey(user string) string  { return s.prefix + "u:{" + user + "}:mconvs" }
+func (s *Store) mentionKey(user, conv string) string {
+	return s.prefix + "u:{" + user + "}:mention:" + conv
+}
+func (s *Store) mentionConvsKey(user string) string { return s.prefix + "u:{" + user + "}:mconvs" }
 
 // Mention counts conv's message seq as an unread mention of user.
 func Mention(user, conv string, seq int64) Op { return Op{opMention, user, conv, seq} }
