@@ -320,6 +320,10 @@ func (c *conn) handle(data []byte) {
 		c.send(encode(pongFrame{Type: "pong", ID: f.ID}))
 		return
 	}
+	if f.Type == "typing" { // its own limit, not the commands' (typing.go)
+		c.typing(f)
+		return
+	}
 	if c.limit != nil && !c.limit.Allow() {
 		c.e.m.rejected.WithLabelValues(ratelimit.ConnectionCommands).Inc()
 		c.fail(f.ID, chaterr.New(chaterr.RateLimited, "too many commands; retry later with the same id"))
@@ -405,6 +409,8 @@ func check(f *frame) error {
 				return badRequest("cursor of %s must be a non-negative seq", conv)
 			}
 		}
+	case "typing":
+		return checkTyping(f)
 	case "":
 		return badRequest("frame needs a type")
 	default:

@@ -209,6 +209,7 @@ type Edge struct {
 	// fails every round while Redis is down: one line a minute, not one a
 	// second.
 	failing *ops.Repeats
+	typists typingGate // typing.go
 
 	// ctx is the parent of every connection's context; stop ends it.
 	ctx  context.Context

@@ -79,3 +79,77 @@ func TestEditAndReactFrames(t *testing.T) {
 		t.Fatalf("sync lost fields: %+v", replay)
 	}
 }
+
+// Typing reaches the other member's connections on another edge within a
+// second, at most one per user and conversation per second; a non-member
+// gets forbidden; nothing is stored.
+func TestTyping(t *testing.T) {
+	t.Parallel()
+	s := start(t)
+	x, y, z := s.user("typx"), s.user("typy"), s.user("typz")
+	conv := s.direct(x, y)
+	cx, cy, cz := dial(t, s.main.Addr, x.token), dial(t, s.edge.Addr, y.token), dial(t, s.edge.Addr, z.token)
+	cx.sync(map[string]int64{})
+	cy.sync(map[string]int64{})
+	cz.sync(map[string]int64{})
+
+	// y's edge learns of x's typing through presence: wait until it arrives.
+	var got frame
+	deadline := time.Now().Add(10 * time.Second)
+	for got.Type != "typing" {
+		if time.Now().After(deadline) {
+			t.Fatal("no typing frame reached y")
+		}
+		start := time.Now()
+		cx.send(map[string]any{"type": "typing", "conv": conv})
+		select {
+		case got = <-cy.frames:
+			if d := time.Since(start); d > time.Second {
+				t.Fatalf("typing took %v", d)
+			}
+		case <-time.After(1100 * time.Millisecond):
+		}
+	}
+	if got.Conv != conv || got.User != x.id || got.On == nil || !*got.On {
+		t.Fatalf("y got %+v", got)
+	}
+	// A burst within the second is dropped but for at most one frame; then,
+	// after the second, "on":false gets through.
+	for i := 0; i < 5; i++ {
+		cx.send(map[string]any{"type": "typing", "conv": conv, "on": true})
+	}
+	time.Sleep(typingGap)
+	cx.send(map[string]any{"type": "typing", "conv": conv, "on": false})
+	var typing []frame
+	for len(typing) == 0 || *typing[len(typing)-1].On {
+		f := cy.next(3 * time.Second)
+		if f.Type != "typing" {
+			t.Fatalf("y got %+v", f)
+		}
+		typing = append(typing, f)
+	}
+	if len(typing) > 2 {
+		t.Fatalf("a burst of typing forwarded %d frames", len(typing))
+	}
+	if before := cx.ping("px"); len(before) != 0 {
+		t.Fatalf("the typist got %+v", before)
+	}
+	cz.send(map[string]any{"type": "typing", "conv": conv})
+	if f := cz.next(5 * time.Second); f.Type != "error" || f.Code != "forbidden" {
+		t.Fatalf("non-member got %+v", f)
+	}
+	cz.send(map[string]any{"type": "typing", "conv": "nope"})
+	if f := cz.next(5 * time.Second); f.Type != "error" || f.Code != "not_found" {
+		t.Fatalf("typing in no conversation got %+v", f)
+	}
+	cz.send(map[string]any{"type": "typing"})
+	if f := cz.next(5 * time.Second); f.Type != "error" || f.Code != "bad_request" {
+		t.Fatalf("typing without a conv got %+v", f)
+	}
+	if _, head := s.history(x, conv, 0); head != 0 {
+		t.Fatalf("typing was stored: head %d", head)
+	}
+}
+
+// typingGap is more than the edge's one second between forwarded typings.
+const typingGap = 1100 * time.Millisecond
