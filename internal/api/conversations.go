@@ -161,7 +161,15 @@ func (a *API) listConversations(ctx context.Context, user, only string) ([]conve
 	}
 	counts, err := a.opt.Unread.Counts(ctx, user)
 	if err != nil {
-		return nil, unavailable("count unread", err)
+		// The list is how a client learns its conversations and their
+		// last_seq; Redis holds only the counts, which are rebuildable.
+		// While it is away the list still answers, without "unread"
+		// (GET /v1/unread says unavailable meanwhile).
+		a.opt.Log.Debug("conversation list without unread counts", "err", err)
+		for i := range list {
+			list[i].Unread = nil
+		}
+		return list, nil
 	}
 	for i := range list {
 		*list[i].Unread = counts[list[i].ID]

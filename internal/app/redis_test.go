@@ -184,3 +184,79 @@ func TestFreshInstallBuildsUnreadQuietly(t *testing.T) {
 		}
 	}
 }
+
+// With Redis away the conversation list still answers (it is how a client
+// learns its conversations and their last_seq), without unread counts;
+// GET /v1/unread, which is nothing but counts, says unavailable.
+func TestConversationListWithoutRedis(t *testing.T) {
+	t.Parallel()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := l.Addr().String()
+	l.Close()
+	cfg := testenv.Config(t)
+	cfg.RedisURL = "redis://" + closed + "/0"
+	cfg.RateLimits = false // the failed-login limits live in Redis
+	a, err := app.Start(context.Background(), cfg, slog.New(slog.DiscardHandler), app.AllRoles...)
+	if err != nil {
+		t.Fatalf("start without Redis: %v", err)
+	}
+	t.Cleanup(func() { _ = a.Stop() })
+	base := "http://" + a.Addr
+	call := func(method, path, token string, body any) (int, []byte) {
+		t.Helper()
+		b, _ := json.Marshal(body)
+		req, _ := http.NewRequest(method, base+path, bytes.NewReader(b))
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out bytes.Buffer
+		_, _ = out.ReadFrom(resp.Body)
+		return resp.StatusCode, out.Bytes()
+	}
+	var ids [2]string
+	for i, name := range []string{"away-a", "away-b"} {
+		code, b := call("POST", "/v1/users", "", map[string]string{"username": name, "password": "password1"})
+		var u struct{ ID string }
+		if code != 201 || json.Unmarshal(b, &u) != nil {
+			t.Fatalf("register %s: %d %s", name, code, b)
+		}
+		ids[i] = u.ID
+	}
+	code, b := call("POST", "/v1/sessions", "", map[string]string{"username": "away-a", "password": "password1"})
+	var s struct{ Token string }
+	if code != 200 || json.Unmarshal(b, &s) != nil {
+		t.Fatalf("login: %d %s", code, b)
+	}
+	code, b = call("POST", "/v1/conversations", s.Token, map[string]any{"kind": "direct", "members": []string{ids[1]}})
+	var conv struct{ ID string }
+	if code != 201 || json.Unmarshal(b, &conv) != nil {
+		t.Fatalf("create: %d %s", code, b)
+	}
+	code, b = call("GET", "/v1/conversations", s.Token, nil)
+	var list struct {
+		Conversations []map[string]any `json:"conversations"`
+	}
+	if code != 200 || json.Unmarshal(b, &list) != nil {
+		t.Fatalf("GET /v1/conversations without Redis: %d %s", code, b)
+	}
+	if len(list.Conversations) != 1 || list.Conversations[0]["id"] != conv.ID {
+		t.Fatalf("the list is %s, want the one conversation %s", b, conv.ID)
+	}
+	if _, has := list.Conversations[0]["unread"]; has {
+		t.Errorf("an unread count without Redis: %s", b)
+	}
+	if _, has := list.Conversations[0]["last_seq"]; !has {
+		t.Errorf("no last_seq: %s", b)
+	}
+	if code, b = call("GET", "/v1/unread", s.Token, nil); code != 503 {
+		t.Errorf("GET /v1/unread without Redis: %d %s, want 503", code, b)
+	}
+}
