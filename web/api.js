@@ -52,6 +52,12 @@ export class Api {
   addMember(conv, user) { return this.req('POST', `/v1/conversations/${conv}/members`, { user_id: user }); }
   removeMember(conv, user) { return this.req('DELETE', `/v1/conversations/${conv}/members/${encodeURIComponent(user)}`); }
   unread() { return this.req('GET', '/v1/unread'); }
+  reactions(conv, seq) { return this.req('GET', `/v1/conversations/${conv}/messages/${seq}/reactions`); }
+  search(q, { conv, limit = 20 } = {}) {
+    const p = new URLSearchParams({ q, limit: String(limit) });
+    if (conv) p.set('conv', conv);
+    return this.req('GET', `/v1/search?${p}`);
+  }
   receipts(conv) { return this.req('GET', `/v1/conversations/${conv}/receipts`); }
 
   // messages pages history: {before} for older events, nothing for the latest.

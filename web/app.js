@@ -14,6 +14,7 @@ let recallUndoMs = 5000;
 const PAGE = 50;
 const GROUP_GAP = 5 * 60 * 1000; // a sender's messages closer than this share a group
 const MAX_BODY = 16 * 1024;
+const REACTIONS = ['👍', '❤️', '😂', '🎉'];
 const KEEP_IN_BACKGROUND = 200; // events kept of a conversation not on screen
 
 const api = new Api();
@@ -119,6 +120,9 @@ function startSession(sess) {
     presenceKnown: false,
     presenceGen: 0,
     recalling: new Map(), // "conv:seq" -> a recall waiting out its undo
+    draft: null, // {conv, seq, mode: 'reply'|'edit'}: what the composer is writing
+    typing: new Map(), // conv -> Map(user -> shown until)
+    typingOut: { conv: null, sent: 0, idle: null },
   };
   S.cursors = store.get(key('cursors'), {});
   for (const x of store.get(key('convs'), [])) {
@@ -126,7 +130,7 @@ function startSession(sess) {
     Object.assign(c, { unread: x.unread || 0, lastEv: x.lastEv || null, lastTs: x.lastTs || 0, members: x.members || null });
   }
   for (const f of saved) {
-    if (f.type === 'send') S.pending.set(f.id, { id: f.id, conv: f.conv, body: f.body, createdTs: idTime(f.id), state: 'pending' });
+    if (f.type === 'send') S.pending.set(f.id, { id: f.id, conv: f.conv, body: f.body, reply_to: f.reply_to, mentions: f.mentions, createdTs: idTime(f.id), state: 'pending' });
   }
   S.conn = new Connection({ token: sess.token, cursors: syncCursors, saved, persist: (list) => store.set(key('outbox'), list) });
   wireConnection(S.conn);
@@ -293,6 +297,7 @@ function storeEvent(c, ev) {
     e.recalled = true;
     delete e.body;
   }
+  if (old && old.mine) e.mine = old.mine;
   c.msgs.set(e.seq, e);
   if (c.lastEv && c.lastEv.seq === e.seq) c.lastEv = e;
   return e;
@@ -307,6 +312,7 @@ function process(c, ev0) {
         c.lastEv = ev;
         c.lastTs = Math.max(c.lastTs, ev.ts);
       }
+      if (S.typing.has(c.id) && S.typing.get(c.id).delete(ev.from) && c.id === S.current) renderTyping();
       if (isMine(ev)) {
         S.pending.delete(ev.id);
         S.conn.forget(ev.id);
@@ -328,6 +334,17 @@ function process(c, ev0) {
       }
       break;
     }
+    case 'edit': {
+      // A replayed message already shows its latest edit (edited_seq).
+      const t = c.msgs.get(ev.target);
+      if (t && !t.recalled && ev.seq > (t.edited_seq || 0)) Object.assign(t, { body: ev.body, edited: true, edited_seq: ev.seq });
+      break;
+    }
+    case 'reaction':
+      // Counts come from the server: a live event alone cannot tell a
+      // repeated reaction from a new one.
+      if (c.msgs.has(ev.target)) loadReactions(c, ev.target);
+      break;
     case 'member_joined':
       if (c.members && !c.members.includes(ev.user)) c.members.push(ev.user);
       if (!c.lastEv || ev.seq >= c.lastEv.seq) { c.lastEv = ev; c.lastTs = Math.max(c.lastTs, ev.ts); }
@@ -493,6 +510,24 @@ async function loadOlder(c) {
   }
 }
 
+const reactionLoads = new Map();
+function loadReactions(c, seq) {
+  const k = `${c.id}:${seq}`;
+  if (reactionLoads.has(k)) return;
+  reactionLoads.set(k, setTimeout(async () => {
+    reactionLoads.delete(k);
+    try {
+      const r = await api.reactions(c.id, seq);
+      const t = c.msgs.get(seq);
+      if (!t) return;
+      const users = r.reactions || {};
+      t.reactions = Object.fromEntries(Object.entries(users).map(([e, us]) => [e, us.length]));
+      t.mine = Object.keys(users).filter((e) => users[e].includes(S.me.id));
+      schedule(c);
+    } catch { /* the next reaction event asks again */ }
+  }, 100));
+}
+
 async function loadReceipts(c) {
   try {
     const r = await api.receipts(c.id);
@@ -530,6 +565,7 @@ function wireConnection(conn) {
   });
   conn.addEventListener('receipt', (e) => onReceipt(e.detail));
   conn.addEventListener('presence', (e) => onPresence(e.detail));
+  conn.addEventListener('typing', (e) => onTyping(e.detail));
   conn.addEventListener('authcheck', () => api.me().catch(() => {}));
 }
 
@@ -539,11 +575,12 @@ function onAck(f) {
     // Sent now; it leaves the pending list when its seq is applied in order.
     const p = S.pending.get(fr.id);
     if (p) Object.assign(p, { state: 'sent', seq: f.seq, createdTs: f.ts || p.createdTs });
-    applyEvent({ conv: fr.conv, seq: f.seq, kind: 'message', id: fr.id, from: S.me.id, ts: f.ts || Date.now(), body: fr.body });
+    applyEvent({ conv: fr.conv, seq: f.seq, kind: 'message', id: fr.id, from: S.me.id, ts: f.ts || Date.now(), body: fr.body, reply_to: fr.reply_to, mentions: fr.mentions });
     const c = S.convs.get(fr.conv);
     if (c) schedule(c);
-  } else if (fr.type === 'recall') {
-    applyEvent({ conv: fr.conv, seq: f.seq, kind: 'recall', id: fr.id, from: S.me.id, ts: f.ts || Date.now(), target: fr.target });
+  } else if (fr.type === 'recall' || fr.type === 'edit' || fr.type === 'react') {
+    const { type, ...rest } = fr;
+    applyEvent({ ...rest, seq: f.seq, kind: type === 'react' ? 'reaction' : type, from: S.me.id, ts: f.ts || Date.now() });
   }
 }
 
@@ -555,6 +592,8 @@ function onFailed(f) {
     const c = S.convs.get(fr.conv);
     if (c) schedule(c);
     toast(`Message not sent: ${f.message || f.code}`);
+  } else if (fr.type === 'edit' || fr.type === 'react') {
+    toast(`Could not ${fr.type === 'edit' ? 'edit' : 'react to'} that message: ${f.message || f.code}`);
   } else if (fr.type === 'recall') {
     toast(f.code === 'recall_expired' ? 'Too late to recall that message.'
       : f.code === 'forbidden' ? 'You can only recall your own messages.' : `Could not recall: ${f.message || f.code}`);
@@ -594,6 +633,48 @@ function onReceipt(f) {
   schedule(c);
 }
 
+// Typing: shown for a few seconds after the last "on" (delivery is at most
+// once), hidden at "off" or when that user's message arrives.
+const TYPING_SHOWN = 6000;
+const TYPING_REPEAT = 3000; // while typing, say so again this often
+const TYPING_IDLE = 5000; // no keystroke this long: stopped typing
+
+function onTyping(f) {
+  if (f.user === S.me.id) return;
+  let m = S.typing.get(f.conv);
+  if (!m) S.typing.set(f.conv, (m = new Map()));
+  if (f.on === false) m.delete(f.user);
+  else m.set(f.user, Date.now() + TYPING_SHOWN);
+  if (f.conv === S.current) renderTyping();
+}
+
+function renderTyping() {
+  const el = $('#typing');
+  if (!el) return;
+  const m = S.typing.get(S.current);
+  const now = Date.now();
+  const who = m ? [...m].filter(([, until]) => until > now).map(([u]) => name(u)) : [];
+  el.textContent = !who.length ? '' : who.length === 1 ? `${who[0]} is typing…` : `${who.join(', ')} are typing…`;
+  el.dataset.users = who.join(',');
+}
+
+// typing tells the other members when the user starts and stops typing
+// (edges only, repeated while it lasts so that a lost frame heals).
+function typing(c, on) {
+  const t = S.typingOut;
+  clearTimeout(t.idle);
+  if (on) {
+    if (t.conv !== c.id || Date.now() - t.sent > TYPING_REPEAT) {
+      if (t.conv && t.conv !== c.id) S.conn.raw({ type: 'typing', conv: t.conv, on: false });
+      if (S.conn.raw({ type: 'typing', conv: c.id, on: true })) Object.assign(t, { conv: c.id, sent: Date.now() });
+    }
+    t.idle = setTimeout(() => typing(c, false), TYPING_IDLE);
+  } else if (t.conv) {
+    S.conn.raw({ type: 'typing', conv: t.conv, on: false });
+    Object.assign(t, { conv: null, sent: 0 });
+  }
+}
+
 function onPresence(f) {
   const fr = S.friends.get(f.user);
   if (fr) fr.online = !!f.online;
@@ -611,9 +692,13 @@ function send(c, text) {
     return false;
   }
   const id = ulid();
-  S.pending.set(id, { id, conv: c.id, body, createdTs: Date.now(), state: 'pending' });
+  const extra = {};
+  if (S.draft && S.draft.conv === c.id && S.draft.mode === 'reply') extra.reply_to = S.draft.seq;
+  const mentions = mentionsIn(c, text);
+  if (mentions.length) extra.mentions = mentions;
+  S.pending.set(id, { id, conv: c.id, body, createdTs: Date.now(), state: 'pending', ...extra });
   S.sendT0.set(id, performance.now());
-  S.conn.enqueue({ type: 'send', id, conv: c.id, body });
+  S.conn.enqueue({ type: 'send', id, conv: c.id, body, ...extra });
   S.stick = true;
   schedule(c);
   return true;
@@ -623,8 +708,66 @@ function retrySend(id) {
   const p = S.pending.get(id);
   if (!p) return;
   p.state = 'pending';
-  S.conn.enqueue({ type: 'send', id, conv: p.conv, body: p.body });
+  const extra = {};
+  if (p.reply_to) extra.reply_to = p.reply_to;
+  if (p.mentions) extra.mentions = p.mentions;
+  S.conn.enqueue({ type: 'send', id, conv: p.conv, body: p.body, ...extra });
   schedule(S.convs.get(p.conv));
+}
+
+// mentionsIn is the members named as @username in text.
+function mentionsIn(c, text) {
+  const words = new Set((text.match(/@[A-Za-z0-9_.-]+/g) || []).map((w) => w.slice(1).toLowerCase()));
+  return (c.members || []).filter((m) => words.has((m === S.me.id ? S.me.username : S.names.get(m) || '').toLowerCase()));
+}
+
+// edit sends a new body for one of the user's own messages.
+function edit(c, seq, text) {
+  const body = { text };
+  if (new TextEncoder().encode(JSON.stringify(body)).length > MAX_BODY) {
+    toast('That message is too long.');
+    return false;
+  }
+  S.conn.enqueue({ type: 'edit', id: ulid(), conv: c.id, target: seq, body });
+  return true;
+}
+
+// react toggles the user's reaction with emoji on the message at seq.
+function react(c, ev, emoji) {
+  const on = !(ev.mine || []).includes(emoji);
+  S.conn.enqueue({ type: 'react', id: ulid(), conv: c.id, target: ev.seq, emoji, on });
+}
+
+// setDraft puts the composer into reply or edit mode (null: plain).
+function setDraft(d) {
+  S.draft = d;
+  const composer = $('#composer');
+  if (d && d.mode === 'edit') {
+    const t = S.convs.get(d.conv).msgs.get(d.seq);
+    composer.value = t ? bodyText(t.body) : '';
+  } else if (!d && composer.dataset.mode === 'edit') {
+    composer.value = '';
+  }
+  composer.dataset.mode = d ? d.mode : '';
+  autosize(composer);
+  renderDraft();
+  if (d) composer.focus();
+}
+
+function renderDraft() {
+  const bar = $('#draft');
+  const d = S.draft;
+  const c = d && S.convs.get(d.conv);
+  if (!c || d.conv !== S.current) {
+    bar.hidden = true;
+    return;
+  }
+  const t = c.msgs.get(d.seq);
+  bar.hidden = false;
+  fill(bar,
+    h('span.draft-text', null, d.mode === 'edit' ? 'Editing message' : `Replying to ${t ? name(t.from) : 'a message'}: `,
+      d.mode === 'reply' && t ? h('q', null, t.recalled ? 'Message recalled' : bodyText(t.body)) : null),
+    h('button.icon.small', { type: 'button', id: 'draft-cancel', 'aria-label': 'Cancel', onclick: () => setDraft(null) }, '×'));
 }
 
 // recall takes a message back after recallUndoMs, unless Undo is pressed
@@ -778,7 +921,11 @@ function renderShell() {
   document.body.dataset.view = 'list';
   const composer = h('textarea', {
     id: 'composer', rows: 1, placeholder: 'Message', 'aria-label': 'Message', enterKeyHint: 'send',
-    oninput: () => autosize(composer),
+    oninput: () => {
+      autosize(composer);
+      const c = S.convs.get(S.current);
+      if (c && composer.dataset.mode !== 'edit') typing(c, composer.value.trim() !== '');
+    },
     onkeydown: (e) => {
       swallowBreak = false;
       if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
@@ -800,9 +947,12 @@ function renderShell() {
       const c = S.convs.get(S.current);
       const text = composer.value.trim();
       if (!c || !text) return;
-      if (send(c, text)) {
+      const d = S.draft && S.draft.conv === c.id ? S.draft : null;
+      if (d && d.mode === 'edit' ? edit(c, d.seq, text) : send(c, text)) {
         composer.value = '';
+        if (d) setDraft(null);
         autosize(composer);
+        typing(c, false);
       }
     },
   }, composer, h('button.send', { type: 'submit', id: 'send', 'aria-label': 'Send message', title: 'Send (Enter)' }, sendIcon()));
@@ -842,6 +992,8 @@ function renderShell() {
       h('main.main', { id: 'main', 'aria-label': 'Conversation' },
         h('header.conv-head', { id: 'conv-head' }),
         scroller,
+        h('div.typing', { id: 'typing', 'aria-live': 'polite' }),
+        h('div.draft', { id: 'draft', hidden: true }),
         composerForm,
         h('div.placeholder', { id: 'placeholder' }, h('span.logo', { 'aria-hidden': 'true' }), h('p', null, 'Pick a conversation, or start one from your friends.')))),
     h('dialog', { id: 'dialog', 'aria-labelledby': 'dialog-title' }));
@@ -991,6 +1143,9 @@ function route(user) {
     if (c.kind === 'direct') loadReceipts(c);
     if (!c.members || c.kind === 'group') loadMembers([c]);
     $('#composer').value = '';
+    S.draft = null;
+    renderDraft();
+    renderTyping();
     if (user) setTimeout(() => $('#composer').focus(), 0);
   }
   if (!id && prev && user) {
@@ -1071,7 +1226,7 @@ function renderConv() {
 function buildRows(c) {
   const rows = [];
   const now = Date.now();
-  const evs = [...c.msgs.values()].filter((e) => e.kind !== 'recall').sort((a, b) => a.seq - b.seq);
+  const evs = [...c.msgs.values()].filter((e) => e.kind === 'message' || e.kind === 'member_joined' || e.kind === 'member_left').sort((a, b) => a.seq - b.seq);
   let seenSeq = 0;
   if (c.kind === 'direct') {
     const o = other(c);
@@ -1127,10 +1282,13 @@ function buildRows(c) {
     }
   }
   const pend = [...S.pending.values()].filter((p) => p.conv === c.id).sort((a, b) => a.createdTs - b.createdTs);
-  for (const p of pend) addMsg({ id: p.id, seq: p.seq, from: S.me.id, ts: p.createdTs, body: p.body }, p.state, `m${S.me.id}:${p.id}`);
+  for (const p of pend) addMsg({ id: p.id, seq: p.seq, from: S.me.id, ts: p.createdTs, body: p.body, reply_to: p.reply_to }, p.state, `m${S.me.id}:${p.id}`);
   for (const r of rows) {
     if (r.type === 'msg') {
-      r.sig = [r.first, r.last, r.state, r.seen, r.canRecall, r.recalling, r.ev.recalled, r.ev.seq, bodyText(r.ev.body), name(r.ev.from), c.kind].join('\u0001');
+      const q = r.ev.reply_to != null ? c.msgs.get(r.ev.reply_to) : null;
+      r.quote = r.ev.reply_to != null ? { seq: r.ev.reply_to, who: q ? name(q.from) : '', text: !q ? 'Earlier message' : q.recalled ? 'Message recalled' : bodyText(q.body) } : null;
+      r.sig = [r.first, r.last, r.state, r.seen, r.canRecall, r.recalling, r.ev.recalled, r.ev.seq, bodyText(r.ev.body), name(r.ev.from), c.kind,
+        r.ev.edited, JSON.stringify(r.ev.reactions || {}), (r.ev.mine || []).join(), JSON.stringify(r.quote)].join('\u0001');
     }
   }
   return rows;
@@ -1140,6 +1298,7 @@ function makeRow(c, r) {
   if (r.type === 'day') return h('li.day', { role: 'separator', 'aria-label': r.label }, h('span', null, r.label));
   if (r.type === 'sys') return h('li.sys', null, r.text);
   const ev = r.ev;
+  const live = r.state === 'sent' && ev.seq != null && !ev.recalled; // can be edited, reacted to, replied to
   const cls = ['li.msg', r.mine ? 'mine' : 'theirs', r.first ? 'first' : '', r.last ? 'last' : '', ev.recalled ? 'recalled' : '', r.state]
     .filter(Boolean).join('.');
   const status = !r.mine ? null
@@ -1154,8 +1313,17 @@ function makeRow(c, r) {
   h('div.line', null,
     h('div.bubble', null,
       h('span.sr', null, r.mine ? 'You: ' : `${name(ev.from)}: `),
+      r.quote ? h('span.quote', { dataset: { seq: String(r.quote.seq) } }, r.quote.who ? h('span.quote-who', null, r.quote.who) : null, h('span.quote-text', null, r.quote.text)) : null,
       ev.recalled ? h('span.text.recalled-text', null, 'Message recalled') : h('span.text', null, bodyText(ev.body)),
-      h('span.meta', null, h('time', { datetime: new Date(ev.ts).toISOString(), title: fullDate(ev.ts) }, clock(ev.ts)), status)),
+      h('span.meta', null, ev.edited && !ev.recalled ? h('span.edited', null, 'edited') : null,
+        h('time', { datetime: new Date(ev.ts).toISOString(), title: fullDate(ev.ts) }, clock(ev.ts)), status),
+      live && ev.reactions && Object.keys(ev.reactions).length ? h('span.reactions', null, Object.entries(ev.reactions).map(([e, n]) => h((ev.mine || []).includes(e) ? 'button.chip.on' : 'button.chip', {
+        type: 'button', dataset: { emoji: e }, 'aria-label': `${e} ${n}`, onclick: () => react(c, ev, e),
+      }, `${e} ${n}`))) : null),
+    live ? h('span.actions', null,
+      h('button.reply', { type: 'button', 'aria-label': 'Reply', title: 'Reply', onclick: () => setDraft({ conv: c.id, seq: ev.seq, mode: 'reply' }) }, '↩'),
+      REACTIONS.map((e) => h('button.react', { type: 'button', dataset: { emoji: e }, 'aria-label': `React ${e}`, title: `React ${e}`, onclick: () => react(c, ev, e) }, e)),
+      r.mine ? h('button.edit', { type: 'button', 'aria-label': 'Edit message', title: 'Edit', onclick: () => setDraft({ conv: c.id, seq: ev.seq, mode: 'edit' }) }, '✎') : null) : null,
     r.canRecall && !r.recalling ? h('button.recall', { type: 'button', 'aria-label': 'Recall message', title: 'Recall', onclick: () => recall(c, ev) }, '↶') : null,
     r.state === 'failed' ? h('button.small', { type: 'button', onclick: () => retrySend(ev.id) }, 'Retry') : null));
 }
@@ -1302,6 +1470,7 @@ setInterval(() => {
   if (!c) return;
   schedule(c);
 }, 20000);
+setInterval(() => S && S.current && renderTyping(), 1000);
 setInterval(() => {
   if (!S || document.visibilityState !== 'visible' || S.conn.state !== 'online') return;
   const c = S.convs.get(S.current);

@@ -167,7 +167,7 @@ export class Connection extends EventTarget {
     return id;
   }
 
-  // enqueue sends a command (send or recall) now if it can, and again until
+  // enqueue sends a command (send, recall, edit or react) now if it can, and again until
   // its ack arrives.
   enqueue(frame) {
     const e = { frame, tx: 0, txGen: -1, retryAt: 0, tries: 0 };
@@ -269,6 +269,9 @@ export class Connection extends EventTarget {
         break;
       case 'presence':
         this.emit('presence', f);
+        break;
+      case 'typing':
+        this.emit('typing', f);
         break;
       default:
         break; // pong and anything newer: being heard is enough

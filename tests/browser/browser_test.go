@@ -158,6 +158,51 @@ func TestWebClient(t *testing.T) {
 		alice.wait("bob's answer at alice", jsHasText(".msg.theirs", text), 5*time.Second)
 	}
 
+	// Bob replies to alice's question, quoting it; alice edits the question
+	// (the quote follows); both react to it and bob takes his reaction back.
+	coffee, coffee2, reply := "Coffee at 11?", "Coffee at 11:30?", "Works for me."
+	msgJS := func(sel, text string) string {
+		return fmt.Sprintf(`[...document.querySelectorAll('#msgs %s')].find(m => m.querySelector('.text')?.textContent === %q)`, sel, text)
+	}
+	bob.wait("a reply button", msgJS(".msg.theirs", coffee)+`?.querySelector('button.reply')`, 3*time.Second)
+	bob.eval(msgJS(".msg.theirs", coffee) + `.querySelector('button.reply').click()`)
+	bob.wait("the reply bar", fmt.Sprintf(`!document.querySelector('#draft').hidden && document.querySelector('#draft q')?.textContent === %q`, coffee), 3*time.Second)
+	bob.send(reply)
+	bob.waitSent(reply, 5*time.Second)
+	bob.wait("the reply bar gone", `document.querySelector('#draft').hidden`, 3*time.Second)
+	quoted := func(text string) string {
+		return fmt.Sprintf(`%s?.querySelector('.quote-text')?.textContent === %q`, msgJS(".msg", reply), text)
+	}
+	for _, p := range []*page{alice, bob} {
+		p.wait("the reply quoting the question", quoted(coffee), 5*time.Second)
+	}
+	alice.eval(msgJS(".msg.mine", coffee) + `.querySelector('button.edit').click()`)
+	alice.wait("the composer editing", fmt.Sprintf(`document.querySelector('#composer').value === %q && document.querySelector('#draft').textContent.includes('Editing')`, coffee), 3*time.Second)
+	alice.eval(`document.querySelector('#composer').value = ''`)
+	alice.send(coffee2)
+	for _, p := range []*page{alice, bob} {
+		p.wait("the edit", msgJS(".msg", coffee2)+`?.querySelector('.edited') && `+quoted(coffee2)+` && !`+jsHasText(".msg", coffee), 5*time.Second)
+	}
+	if n := alice.int(`document.querySelectorAll('#msgs .msg').length`); n != 6 {
+		t.Errorf("alice shows %d messages after the edit, want 6 (an edit is not a message)", n)
+	}
+	chip := func(want string) string {
+		return fmt.Sprintf(`(%s?.querySelector('.chip')?.textContent ?? '') === %q`, msgJS(".msg", coffee2), want)
+	}
+	bob.eval(msgJS(".msg.theirs", coffee2) + `.querySelector('button.react[data-emoji="👍"]').click()`)
+	for _, p := range []*page{alice, bob} {
+		p.wait("bob's reaction", chip("👍 1"), 5*time.Second)
+	}
+	alice.eval(msgJS(".msg.mine", coffee2) + `.querySelector('button.react[data-emoji="👍"]').click()`)
+	for _, p := range []*page{alice, bob} {
+		p.wait("both reactions", chip("👍 2"), 5*time.Second)
+	}
+	bob.wait("bob's chip marked as his", msgJS(".msg.theirs", coffee2)+`.querySelector('.chip.on')`, 3*time.Second)
+	bob.eval(msgJS(".msg.theirs", coffee2) + `.querySelector('.chip').click()`)
+	for _, p := range []*page{alice, bob} {
+		p.wait("bob's reaction taken back", chip("👍 1"), 5*time.Second)
+	}
+
 	// A recall shows on both sides.
 	oops := "Oops, that was meant for the team channel"
 	alice.send(oops)
@@ -244,7 +289,7 @@ func TestWebClient(t *testing.T) {
 		t.Errorf("bob's page of the group lacks the kept message or the one after it: %+v", groupPage.Events)
 	}
 	alice.do(chromedp.Click(chromedp.CSS(fmt.Sprintf(`#convs [data-conv=%q]`, conv))))
-	alice.wait("back in the direct conversation", `document.querySelector('#conv-title')?.textContent === 'bob' && document.querySelectorAll('#msgs .msg').length === 6`, 5*time.Second)
+	alice.wait("back in the direct conversation", `document.querySelector('#conv-title')?.textContent === 'bob' && document.querySelectorAll('#msgs .msg').length === 7`, 5*time.Second)
 
 	// The screenshot of a conversation (alice's desktop window).
 	alice.eval(`document.querySelectorAll('.toast').forEach(t => t.remove()); document.activeElement?.blur()`)
@@ -338,6 +383,9 @@ func TestWebClient(t *testing.T) {
 	checkTimeline(t, alice, burst, map[string]int{offline: 1, during: 1})
 	if !alice.bool(`document.querySelectorAll('#msgs .msg[data-recalled=true]').length === 2`) {
 		t.Errorf("after a reload alice does not show the two recalled messages")
+	}
+	if !alice.bool(msgJS(".msg.mine", coffee2)+`?.querySelector('.edited')`) || !alice.bool(chip("👍 1")) || !alice.bool(quoted(coffee2)) {
+		t.Errorf("after a reload alice does not show the edit, the reaction or the reply's quote")
 	}
 	_ = aliceID
 
