@@ -178,6 +178,9 @@ type retryError struct {
 
 func (e *retryError) Unwrap() error { return e.error }
 
+// RetryAfter is when to come back (the Retry-After header).
+func (e *retryError) RetryAfter() time.Duration { return e.after }
+
 func rateLimited(limit string, after time.Duration, format string, args ...any) error {
 	return &retryError{error: chaterr.New(chaterr.RateLimited, format, args...), after: after, limit: limit}
 }
@@ -185,9 +188,13 @@ func rateLimited(limit string, after time.Duration, format string, args ...any) 
 // fail writes err in the protocol's error shape.
 func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 	code := chaterr.CodeOf(err)
-	var re *retryError
+	// A refusal that says when to come back (rate limits, a busy
+	// process's admission control) says it in Retry-After.
+	var re interface{ RetryAfter() time.Duration }
 	if errors.As(err, &re) {
-		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(max(re.after.Seconds(), 1)))))
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(max(re.RetryAfter().Seconds(), 1)))))
+	}
+	if re, ok := errors.AsType[*retryError](err); ok {
 		a.obs.rejected.WithLabelValues(re.limit).Inc()
 	}
 	switch code {

@@ -212,6 +212,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger, roles ...Ro
 			return fail(err)
 		}
 		closers = append(closers, sub.Close)
+		sub.Limit(cfg.CommandsInFlight, reg)
 		// Sessions, abuse limits, receipt and presence frames (guard.go).
 		g, err := newGuards(ctx, cfg, pool, nc, rdb, pres, reads, log)
 		if err != nil {

@@ -25,6 +25,8 @@ type Submitter struct {
 	prefix     string
 	sub        *nats.Subscription
 
+	adm admission // admit.go
+
 	mu      sync.Mutex
 	waiting map[string]chan events.Result
 }
@@ -76,7 +78,12 @@ func (s *Submitter) dispatch(token string, r events.Result) {
 // Submit appends cmd and waits until it is sequenced (or refused). origin
 // names the connection it came from, if any. A command id seen before, within
 // the dedupe TTL, gets its original result: the sequencer appends nothing.
+// Over the process's in-flight limit it answers Busy at once (admit.go).
 func (s *Submitter) Submit(ctx context.Context, cmd events.Command, origin string) (events.Result, error) {
+	if !s.Admit() {
+		return events.Result{}, Busy()
+	}
+	defer s.Release()
 	p, err := s.Publish(ctx, cmd, origin)
 	if err != nil {
 		return events.Result{}, err

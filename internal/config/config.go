@@ -46,14 +46,18 @@ type Config struct {
 	// sync interval). An external NATS cluster sets this itself
 	// (jetstream { sync_interval } in nats-server.conf). StreamSyncMode
 	// reads it.
-	StreamSync       string
-	TimelineMaxAge   time.Duration
-	DuplicateWindow  time.Duration
-	DedupeTTL        time.Duration
-	LeaseTTL         time.Duration
-	PasswordCost     int
-	ShutdownTimeout  time.Duration
-	CommandTimeout   time.Duration
+	StreamSync      string
+	TimelineMaxAge  time.Duration
+	DuplicateWindow time.Duration
+	DedupeTTL       time.Duration
+	LeaseTTL        time.Duration
+	PasswordCost    int
+	ShutdownTimeout time.Duration
+	CommandTimeout  time.Duration
+	// CommandsInFlight bounds the commands one api/edge process has taken
+	// in and not yet answered; over it a command gets unavailable at once
+	// (commands/admit.go). 0: no bound.
+	CommandsInFlight int
 	SequencerBatch   int
 	ProjectorBatch   int
 	CommandRate      float64
@@ -187,6 +191,7 @@ func load(args []string, getenv func(string) string, defined func(*flag.FlagSet)
 	add(dur(&c.LeaseTTL, "lease-ttl", "CHAT_LEASE_TTL", 6*time.Second, "how long a dead sequencer holds its partitions"))
 	add(dur(&c.ShutdownTimeout, "shutdown-timeout", "CHAT_SHUTDOWN_TIMEOUT", 10*time.Second, "how long SIGTERM waits for in-flight work"))
 	add(dur(&c.CommandTimeout, "command-timeout", "CHAT_COMMAND_TIMEOUT", 10*time.Second, "how long a REST send waits for its seq"))
+	add(num(&c.CommandsInFlight, "commands-in-flight", "CHAT_COMMANDS_IN_FLIGHT", 1000, "commands a process has in flight (taken in, not answered) before it refuses more with unavailable; 0: no bound"))
 	add(dur(&c.HTTPReadTimeout, "http-read-timeout", "CHAT_HTTP_READ_TIMEOUT", 30*time.Second, "how long a REST request's body may take to arrive"))
 	add(dur(&c.HTTPWriteTimeout, "http-write-timeout", "CHAT_HTTP_WRITE_TIMEOUT", 60*time.Second, "how long a REST answer may take to write (WebSockets are exempt)"))
 	add(dur(&c.EdgeFirstSyncWait, "edge-first-sync-wait", "CHAT_EDGE_FIRST_SYNC_WAIT", 10*time.Second, "how long a new connection's live events wait for its first sync before they are delivered without one"))

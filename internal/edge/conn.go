@@ -47,6 +47,12 @@ type conn struct {
 	nInFlight  int
 	queue      []job // commands waiting to be published, in frame order
 	publishing bool  // a goroutine is draining queue
+	// refused is the command (inFlightKey) that was refused for load or
+	// failed to publish, refusedAt when: until it is resent, the
+	// connection's later commands are refused too, so that none overtakes
+	// it (see submit).
+	refused   string
+	refusedAt time.Time
 
 	// Until its first sync is answered the connection holds the live
 	// events that reach it (order.go). holdUntil is when it gives up
@@ -427,14 +433,37 @@ func inFlightKey(conv, id string) string { return conv + "/" + id }
 // frame order, so one connection's messages keep their order in the
 // timeline; their answers are awaited concurrently.
 func (c *conn) submit(cmd events.Command) {
+	key := inFlightKey(cmd.Conv, cmd.ID)
 	c.mu.Lock()
-	if c.nInFlight >= maxInFlight {
+	// A command refused for load may be resent after later ones were
+	// sent: admitted, those would overtake it. So after a refusal the
+	// connection takes nothing but that command again. The block lasts at
+	// most a command timeout: it covers what the client sent before it
+	// saw the refusal; a client that has not resent by then has given up
+	// on that command.
+	if c.refused != "" && c.refused != key && time.Since(c.refusedAt) < c.e.opt.CommandTimeout {
 		c.mu.Unlock()
-		c.fail(cmd.ID, chaterr.New(chaterr.Unavailable, "too many commands in flight; retry later with the same id"))
+		c.e.m.refusedBehind.Inc()
+		c.fail(cmd.ID, chaterr.New(chaterr.Unavailable, "an earlier command of this connection was refused; resend it first, then this one, with the same ids"))
+		return
+	}
+	c.refused = ""
+	var refuse error
+	if c.nInFlight >= maxInFlight {
+		refuse = chaterr.New(chaterr.Unavailable, "too many commands in flight; retry later with the same id")
+	} else if !c.e.cmds.Admit() {
+		// Over the process's limit: refused now rather than queued
+		// behind a backlog it would not get through in time.
+		refuse = commands.Busy()
+	}
+	if refuse != nil {
+		c.refused, c.refusedAt = key, time.Now()
+		c.mu.Unlock()
+		c.fail(cmd.ID, refuse)
 		return
 	}
 	c.nInFlight++
-	c.inFlight[inFlightKey(cmd.Conv, cmd.ID)]++
+	c.inFlight[key]++
 	c.queue = append(c.queue, job{cmd: cmd, start: time.Now()})
 	start := !c.publishing
 	c.publishing = true
@@ -478,9 +507,11 @@ func (c *conn) publishLoop() {
 			cancel()
 			// The commands queued behind them fail too: published now, they
 			// would overtake them when the client resends them.
+			// And so do the ones sent after them, until the first is resent.
 			c.mu.Lock()
 			rest := c.queue
 			c.queue = nil
+			c.refused, c.refusedAt = inFlightKey(jobs[0].cmd.Conv, jobs[0].cmd.ID), time.Now()
 			c.mu.Unlock()
 			for _, j := range append(jobs, rest...) {
 				c.answered(j, events.Result{}, err)
@@ -502,6 +533,7 @@ func (c *conn) publishLoop() {
 // answered routes a command's result: the ack through the conversation's
 // stream (it is the arrival of its seq), an error straight out.
 func (c *conn) answered(j job, res events.Result, err error) {
+	c.e.cmds.Release() // taken in submit
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	// Once the ack is recorded (an ack tells nothing of where a stream

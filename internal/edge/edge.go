@@ -42,6 +42,11 @@ type Publisher interface {
 	// PublishBatch stores commands of one partition, in order, at once.
 	PublishBatch(ctx context.Context, cmds []events.Command, origin string) ([]*commands.Pending, error)
 	SamePartition(a, b string) bool
+	// Admit takes one of the process's slots for a command in flight, or
+	// reports false when they are all taken; Release gives one back
+	// (commands.Submitter's admission control).
+	Admit() bool
+	Release()
 }
 
 // History reads a conversation's events by seq.
@@ -174,6 +179,9 @@ type metrics struct {
 	repairs   prometheus.Counter
 	presence  prometheus.Counter
 	rejected  *prometheus.CounterVec // by limit, shared with the api
+	// refusedBehind counts commands refused because an earlier command of
+	// their connection was refused and not resent yet (conn.go's submit).
+	refusedBehind prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -189,6 +197,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		repairs:   f.NewCounter(prometheus.CounterOpts{Name: "chat_edge_gap_repairs_total", Help: "Holes in a connection's event stream filled from history."}),
 		presence:  f.NewCounter(prometheus.CounterOpts{Name: "chat_edge_presence_transitions_total", Help: "Users this edge announced online or offline."}),
 		rejected:  ratelimit.Rejections(reg),
+		refusedBehind: f.NewCounter(prometheus.CounterOpts{Name: "chat_edge_commands_refused_behind_total",
+			Help: "Commands refused with unavailable because an earlier command of their connection was refused and not resent yet."}),
 	}
 }
 
