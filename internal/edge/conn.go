@@ -438,10 +438,11 @@ func (c *conn) submit(cmd events.Command) {
 	// A command refused for load may be resent after later ones were
 	// sent: admitted, those would overtake it. So after a refusal the
 	// connection takes nothing but that command again. The block lasts at
-	// most a command timeout: it covers what the client sent before it
-	// saw the refusal; a client that has not resent by then has given up
-	// on that command.
-	if c.refused != "" && c.refused != key && time.Since(c.refusedAt) < c.e.opt.CommandTimeout {
+	// most refusedBlock: it covers what the client sent before it saw the
+	// refusal and a resend after the retry hint; a client that has not
+	// resent by then has given up on that command, and blocking its
+	// connection longer would only cost goodput.
+	if c.refused != "" && c.refused != key && time.Since(c.refusedAt) < refusedBlock {
 		c.mu.Unlock()
 		c.e.m.refusedBehind.Inc()
 		c.fail(cmd.ID, chaterr.New(chaterr.Unavailable, "an earlier command of this connection was refused; resend it first, then this one, with the same ids"))

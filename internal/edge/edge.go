@@ -165,8 +165,11 @@ const (
 	// as one message.
 	maxPublishBatch = 64
 	maxSyncConvs    = 1000 // conversations one sync may name
-	maxReplay       = 1000 // events one sync replays per conversation
-	writeWait       = 10 * time.Second
+	// refusedBlock is how long at most a refused command blocks its
+	// connection's later ones (conn.go's submit): three retry hints.
+	refusedBlock = 3 * commands.BusyRetry
+	maxReplay    = 1000 // events one sync replays per conversation
+	writeWait    = 10 * time.Second
 )
 
 type metrics struct {
