@@ -122,7 +122,7 @@ function startSession(sess) {
     recalling: new Map(), // "conv:seq" -> a recall waiting out its undo
     draft: null, // {conv, seq, mode: 'reply'|'edit'}: what the composer is writing
     typing: new Map(), // conv -> Map(user -> shown until)
-    typingOut: { conv: null, sent: 0, idle: null },
+    typingOut: { want: null, told: null, last: 0, idle: null, timer: null },
   };
   S.cursors = store.get(key('cursors'), {});
   for (const x of store.get(key('convs'), [])) {
@@ -638,6 +638,7 @@ function onReceipt(f) {
 const TYPING_SHOWN = 6000;
 const TYPING_REPEAT = 3000; // while typing, say so again this often
 const TYPING_IDLE = 5000; // no keystroke this long: stopped typing
+const TYPING_GAP = 1100; // the edge forwards at most one frame a second
 
 function onTyping(f) {
   if (f.user === S.me.id) return;
@@ -658,20 +659,39 @@ function renderTyping() {
   el.dataset.users = who.join(',');
 }
 
-// typing tells the other members when the user starts and stops typing
-// (edges only, repeated while it lasts so that a lost frame heals).
-function typing(c, on) {
+// typing tells the other members when the user starts and stops typing:
+// on keystrokes typing(c, true), repeated every few seconds while it lasts
+// so that a lost frame heals; typing(c, false) when the draft empties or
+// goes idle. A sent message says "stopped" by itself (receivers clear the
+// sender's typing when it arrives): sent(true) forgets what we told.
+function typing(c, on, sent = false) {
   const t = S.typingOut;
   clearTimeout(t.idle);
-  if (on) {
-    if (t.conv !== c.id || Date.now() - t.sent > TYPING_REPEAT) {
-      if (t.conv && t.conv !== c.id) S.conn.raw({ type: 'typing', conv: t.conv, on: false });
-      if (S.conn.raw({ type: 'typing', conv: c.id, on: true })) Object.assign(t, { conv: c.id, sent: Date.now() });
-    }
-    t.idle = setTimeout(() => typing(c, false), TYPING_IDLE);
-  } else if (t.conv) {
-    S.conn.raw({ type: 'typing', conv: t.conv, on: false });
-    Object.assign(t, { conv: null, sent: 0 });
+  if (on) t.idle = setTimeout(() => typing(c, false), TYPING_IDLE);
+  t.want = on ? c.id : null;
+  if (sent) t.told = null;
+  pumpTyping();
+}
+
+function pumpTyping() {
+  const t = S.typingOut;
+  clearTimeout(t.timer);
+  const now = Date.now();
+  if (t.want === t.told && !(t.want && now - t.last > TYPING_REPEAT)) return;
+  // The edge drops a second frame within a second of the first: wait.
+  const wait = t.last + TYPING_GAP - now;
+  if (wait > 0) {
+    t.timer = setTimeout(pumpTyping, wait);
+    return;
+  }
+  if (t.told && t.told !== t.want) {
+    S.conn.raw({ type: 'typing', conv: t.told, on: false });
+    t.told = null;
+    t.last = now;
+    if (t.want) t.timer = setTimeout(pumpTyping, TYPING_GAP);
+  } else if (t.want && S.conn.raw({ type: 'typing', conv: t.want, on: true })) {
+    t.told = t.want;
+    t.last = now;
   }
 }
 
@@ -799,6 +819,34 @@ function recall(c, ev) {
   S.recalling.set(k, { go, timer: setTimeout(go, recallUndoMs) });
   t = toast('Recalling message…', { label: 'Undo', onclick: undo }, recallUndoMs);
   schedule(c);
+}
+
+// search shows the messages matching q (every word) across conversations;
+// an empty q hides the results.
+let searchGen = 0;
+async function search(q) {
+  const list = $('#search-results');
+  const gen = ++searchGen;
+  if (!q) {
+    list.hidden = true;
+    list.replaceChildren();
+    return;
+  }
+  let r;
+  try {
+    r = await api.search(q);
+  } catch (x) {
+    if (gen === searchGen) toast(`Search failed: ${x.message}`);
+    return;
+  }
+  if (gen !== searchGen || !S) return;
+  list.hidden = false;
+  fill(list, r.events.length ? r.events.map((ev) => {
+    const c = S.convs.get(ev.conv);
+    return h('li', { dataset: { conv: ev.conv, seq: String(ev.seq) } }, h('button', { type: 'button', onclick: () => c && go(ev.conv, true) },
+      h('div.sub', null, `${c ? title(c) : 'Conversation'} · ${name(ev.from)} · ${dayLabel(ev.ts, Date.now())} ${clock(ev.ts)}`),
+      h('div.result-text', null, bodyText(ev.body))));
+  }) : h('li.empty', null, 'No messages found.'));
 }
 
 async function startDirect(friend) {
@@ -952,7 +1000,7 @@ function renderShell() {
         composer.value = '';
         if (d) setDraft(null);
         autosize(composer);
-        typing(c, false);
+        typing(c, false, !d);
       }
     },
   }, composer, h('button.send', { type: 'submit', id: 'send', 'aria-label': 'Send message', title: 'Send (Enter)' }, sendIcon()));
@@ -980,6 +1028,9 @@ function renderShell() {
           h('button', { type: 'button', role: 'tab', id: 'tab-chats', 'aria-controls': 'panel-chats', onclick: () => setTab('chats') }, 'Chats'),
           h('button', { type: 'button', role: 'tab', id: 'tab-friends', 'aria-controls': 'panel-friends', onclick: () => setTab('friends') }, 'Friends')),
         h('section.panel', { id: 'panel-chats', role: 'tabpanel', 'aria-labelledby': 'tab-chats' },
+          h('form.search', { id: 'search', role: 'search', onsubmit: (e) => { e.preventDefault(); search($('#search-q').value.trim()); } },
+            h('input', { id: 'search-q', type: 'search', placeholder: 'Search messages', 'aria-label': 'Search messages', oninput: (e) => { if (!e.target.value.trim()) search(''); } })),
+          h('ul.search-results', { id: 'search-results', 'aria-label': 'Search results', hidden: true }),
           h('ul.convs', { id: 'convs' }),
           h('p.empty', { id: 'convs-empty' }, 'No conversations yet. Add a friend under Friends to start one.')),
         h('section.panel', { id: 'panel-friends', role: 'tabpanel', 'aria-labelledby': 'tab-friends' },

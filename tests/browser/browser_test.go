@@ -203,6 +203,20 @@ func TestWebClient(t *testing.T) {
 		p.wait("bob's reaction taken back", chip("👍 1"), 5*time.Second)
 	}
 
+	// Bob types: alice sees it, and sees it stop when bob clears his draft
+	// (well before an "on" would time out).
+	bob.do(chromedp.SendKeys(chromedp.CSS("#composer"), "Let me check"))
+	alice.wait("bob typing", `document.querySelector('#typing').textContent === 'bob is typing…'`, 5*time.Second)
+	bob.eval(`const c = document.querySelector('#composer'); c.value = ''; c.dispatchEvent(new Event('input'))`)
+	alice.wait("bob no longer typing", `document.querySelector('#typing').textContent === ''`, 3*time.Second)
+
+	// Search finds a message by its words, across conversations; a result
+	// opens its conversation.
+	alice.do(chromedp.SendKeys(chromedp.CSS("#search-q"), "DEPLOY green\r"))
+	alice.wait("the search result", fmt.Sprintf(`document.querySelectorAll('#search-results li[data-conv]').length === 1 && document.querySelector('#search-results li[data-conv=%q] .result-text')?.textContent === %q`, conv, first[1]), 5*time.Second)
+	alice.do(chromedp.SendKeys(chromedp.CSS("#search-q"), " nosuchword\r"))
+	alice.wait("no search result", `document.querySelector('#search-results .empty')?.textContent === 'No messages found.'`, 5*time.Second)
+
 	// A recall shows on both sides.
 	oops := "Oops, that was meant for the team channel"
 	alice.send(oops)
