@@ -735,6 +735,63 @@ function retrySend(id) {
   schedule(S.convs.get(p.conv));
 }
 
+// Mention completion: "@" and the start of a member's username right before
+// the caret offers the conversation's members whose names begin so.
+let mentionState = null; // {start, options: [username], sel}
+
+function renderMentions(recompute = true) {
+  const list = $('#mention-list');
+  const composer = $('#composer');
+  const c = S && S.convs.get(S.current);
+  if (recompute) {
+    mentionState = null;
+    const m = c && composer.value.slice(0, composer.selectionStart).match(/(^|\s)@([A-Za-z0-9_.-]*)$/);
+    if (m) {
+      const prefix = m[2].toLowerCase();
+      const options = (c.members || []).filter((u) => u !== S.me.id).map((u) => S.names.get(u)).filter((n) => n && n.startsWith(prefix)).sort();
+      if (options.length) mentionState = { start: composer.selectionStart - m[2].length - 1, options, sel: 0 };
+    }
+  }
+  list.hidden = !mentionState;
+  composer.setAttribute('aria-expanded', mentionState ? 'true' : 'false');
+  fill(list, mentionState ? mentionState.options.map((n, i) => h('li', {
+    role: 'option', dataset: { user: n }, 'aria-selected': i === mentionState.sel ? 'true' : 'false',
+    onmousedown: (e) => { e.preventDefault(); pickMention(n); },
+  }, '@' + n)) : []);
+}
+
+function pickMention(username) {
+  const composer = $('#composer');
+  const { start } = mentionState;
+  const v = composer.value;
+  const before = v.slice(0, start) + '@' + username + ' ';
+  composer.value = before + v.slice(composer.selectionStart);
+  composer.setSelectionRange(before.length, before.length);
+  mentionState = null;
+  renderMentions(false);
+  composer.focus();
+}
+
+// mentionKey handles the completion's keys; true when it took the key.
+function mentionKey(e) {
+  if (!mentionState || e.isComposing) return false;
+  const n = mentionState.options.length;
+  if (e.key === 'ArrowDown' || e.key === 'ArrowUp') {
+    mentionState.sel = (mentionState.sel + (e.key === 'ArrowDown' ? 1 : n - 1)) % n;
+    renderMentions(false);
+  } else if (e.key === 'Enter' || e.key === 'Tab') {
+    pickMention(mentionState.options[mentionState.sel]);
+  } else if (e.key === 'Escape') {
+    mentionState = null;
+    renderMentions(false);
+    e.stopPropagation();
+  } else {
+    return false;
+  }
+  e.preventDefault();
+  return true;
+}
+
 // mentionsIn is the members named as @username in text.
 function mentionsIn(c, text) {
   const words = new Set((text.match(/@[A-Za-z0-9_.-]+/g) || []).map((w) => w.slice(1).toLowerCase()));
@@ -973,8 +1030,11 @@ function renderShell() {
       autosize(composer);
       const c = S.convs.get(S.current);
       if (c && composer.dataset.mode !== 'edit') typing(c, composer.value.trim() !== '');
+      renderMentions();
     },
+    onblur: () => setTimeout(() => { mentionState = null; renderMentions(false); }, 150),
     onkeydown: (e) => {
+      if (mentionKey(e)) return;
       swallowBreak = false;
       if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
         e.preventDefault();
@@ -1045,6 +1105,7 @@ function renderShell() {
         scroller,
         h('div.typing', { id: 'typing', 'aria-live': 'polite' }),
         h('div.draft', { id: 'draft', hidden: true }),
+        h('ul.mention-list', { id: 'mention-list', role: 'listbox', 'aria-label': 'Members to mention', hidden: true }),
         composerForm,
         h('div.placeholder', { id: 'placeholder' }, h('span.logo', { 'aria-hidden': 'true' }), h('p', null, 'Pick a conversation, or start one from your friends.')))),
     h('dialog', { id: 'dialog', 'aria-labelledby': 'dialog-title' }));
@@ -1350,7 +1411,7 @@ function makeRow(c, r) {
   if (r.type === 'sys') return h('li.sys', null, r.text);
   const ev = r.ev;
   const live = r.state === 'sent' && ev.seq != null && !ev.recalled; // can be edited, reacted to, replied to
-  const cls = ['li.msg', r.mine ? 'mine' : 'theirs', r.first ? 'first' : '', r.last ? 'last' : '', ev.recalled ? 'recalled' : '', r.state]
+  const cls = ['li.msg', r.mine ? 'mine' : 'theirs', r.first ? 'first' : '', r.last ? 'last' : '', ev.recalled ? 'recalled' : '', (ev.mentions || []).includes(S.me.id) ? 'mentioned' : '', r.state]
     .filter(Boolean).join('.');
   const status = !r.mine ? null
     : r.state === 'pending' ? h('span.st', { title: 'Sending', 'aria-label': 'Sending' }, '◷')

@@ -259,6 +259,27 @@ func TestWebClient(t *testing.T) {
 	alice.waitSent("Bob is back in.", 5*time.Second)
 	bob.wait("the group's news at bob", fmt.Sprintf(`document.querySelector('#convs [data-conv=%q] .conv-preview')?.textContent === 'alice: Bob is back in.'`, group), 5*time.Second)
 
+	// Mentions: "@b" offers bob (a member); Tab completes; the message
+	// carries his id.
+	alice.do(chromedp.SendKeys(chromedp.CSS("#composer"), "Tickets, @b"))
+	alice.wait("the mention completion", `!document.querySelector('#mention-list').hidden && [...document.querySelectorAll('#mention-list li')].map(li => li.dataset.user).join() === 'bob'`, 3*time.Second)
+	alice.do(chromedp.SendKeys(chromedp.CSS("#composer"), "\t"))
+	alice.wait("the completed mention", `document.querySelector('#composer').value === 'Tickets, @bob ' && document.querySelector('#mention-list').hidden`, 3*time.Second)
+	alice.do(chromedp.SendKeys(chromedp.CSS("#composer"), "?\r"))
+	alice.waitSent("Tickets, @bob ?", 5*time.Second)
+	var mentioned struct {
+		Events []struct {
+			Mentions []string
+			Body     struct{ Text string }
+		}
+	}
+	if err := getJSON(base+"/v1/conversations/"+group+"/messages?limit=5", aliceToken, &mentioned); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(mentioned.Events); n == 0 || mentioned.Events[n-1].Body.Text != "Tickets, @bob ?" || !slices.Equal(mentioned.Events[n-1].Mentions, []string{bobID}) {
+		t.Errorf("the mention did not go out with bob's id: %+v", mentioned.Events)
+	}
+
 	// A recall waits out an Undo toast before it goes out; Undo keeps the
 	// message.
 	kept := "Actually, keep this one"
