@@ -1,7 +1,7 @@
 // seqchat web client: the UI and the client-side model of conversations.
 // It speaks docs/protocol.md: REST for accounts, friends, conversations and
-// history pages; one WebSocket (conn.js) for live events, sends, recalls
-// and read pointers.
+// history pages and search; one WebSocket (conn.js) for live events, sends,
+// edits, reactions, recalls, typing and read pointers.
 
 import { Api, ApiError } from './api.js';
 import { Connection } from './conn.js';

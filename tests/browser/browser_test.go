@@ -216,6 +216,8 @@ func TestWebClient(t *testing.T) {
 	alice.wait("the search result", fmt.Sprintf(`document.querySelectorAll('#search-results li[data-conv]').length === 1 && document.querySelector('#search-results li[data-conv=%q] .result-text')?.textContent === %q`, conv, first[1]), 5*time.Second)
 	alice.do(chromedp.SendKeys(chromedp.CSS("#search-q"), " nosuchword\r"))
 	alice.wait("no search result", `document.querySelector('#search-results .empty')?.textContent === 'No messages found.'`, 5*time.Second)
+	alice.eval(`const q = document.querySelector('#search-q'); q.value = ''; q.dispatchEvent(new Event('input'))`)
+	alice.wait("the search results gone", `document.querySelector('#search-results').hidden`, 3*time.Second)
 
 	// A recall shows on both sides.
 	oops := "Oops, that was meant for the team channel"
