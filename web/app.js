@@ -809,9 +809,20 @@ function edit(c, seq, text) {
   return true;
 }
 
-// react toggles the user's reaction with emoji on the message at seq.
-function react(c, ev, emoji) {
-  const on = !(ev.mine || []).includes(emoji);
+// react toggles the user's reaction with emoji on the message at seq. A
+// history page counts reactions without saying whose: ask before toggling
+// one that may be ours.
+async function react(c, ev, emoji) {
+  let t = c.msgs.get(ev.seq) || ev;
+  if (!t.mine && t.reactions && t.reactions[emoji]) {
+    try {
+      const r = await api.reactions(c.id, ev.seq);
+      t = c.msgs.get(ev.seq) || t;
+      t.mine = Object.keys(r.reactions || {}).filter((e) => r.reactions[e].includes(S.me.id));
+    } catch { /* toggle as far as we know */ }
+  }
+  if (!S) return;
+  const on = !(t.mine || []).includes(emoji);
   S.conn.enqueue({ type: 'react', id: ulid(), conv: c.id, target: ev.seq, emoji, on });
 }
 

@@ -424,6 +424,10 @@ func TestWebClient(t *testing.T) {
 	if !alice.bool(msgJS(".msg.mine", coffee2)+`?.querySelector('.edited')`) || !alice.bool(chip("👍 1")) || !alice.bool(quoted(coffee2)) {
 		t.Errorf("after a reload alice does not show the edit, the reaction or the reply's quote")
 	}
+	// Her reaction, counted by the history page, is still hers: the chip
+	// takes it back.
+	alice.eval(msgJS(".msg.mine", coffee2) + `.querySelector('.chip').click()`)
+	alice.wait("alice's reaction taken back after a reload", msgJS(".msg.mine", coffee2)+` && !`+msgJS(".msg.mine", coffee2)+`.querySelector('.chip')`, 5*time.Second)
 	_ = aliceID
 
 	// Paging backwards: a fresh page of 50 plus older ones on scroll-up.
