@@ -101,14 +101,16 @@ func TestUnreadInAGroup(t *testing.T) {
 func TestRecall(t *testing.T) {
 	t.Parallel()
 	cfg := testenv.Config(t)
-	cfg.RecallWindow = 3 * time.Second
+	// Long enough that the recalls below, made a few requests after the
+	// messages, are within it on a loaded machine; the late one waits for
+	// it to pass.
+	cfg.RecallWindow = 10 * time.Second
 	e, _ := startApp(t, cfg, app.API, app.Sequencer, app.Projector)
 	owner, a, b := e.register(t, "rowner"), e.register(t, "reca"), e.register(t, "recb")
 	g := e.createConv(t, owner, "group", "recalls", a.ID, b.ID)
-	start := time.Now()
-	e.send(t, a, g.ID, "a1", "first")  // 1
-	e.send(t, a, g.ID, "a2", "second") // 2
-	e.send(t, b, g.ID, "b1", "third")  // 3
+	e.send(t, a, g.ID, "a1", "first")        // 1
+	a2 := e.send(t, a, g.ID, "a2", "second") // 2
+	e.send(t, b, g.ID, "b1", "third")        // 3
 	e.waitUnread(t, g.ID, map[user]int64{owner: 3, a: 1, b: 2})
 
 	recall := func(u user, id string, target int64) resp {
@@ -143,11 +145,13 @@ func TestRecall(t *testing.T) {
 		return erased
 	})
 
-	recall(b, "rb1", 2).fails(t, http.StatusForbidden, "forbidden")            // not the sender
-	recall(a, "ra-bad", 4).fails(t, http.StatusBadRequest, "bad_request")      // a recall event
-	recall(a, "ra-missing", 99).fails(t, http.StatusNotFound, "not_found")     // no such seq
-	recall(a, "ra-zero", 0).fails(t, http.StatusBadRequest, "bad_request")     // not a seq
-	time.Sleep(time.Until(start.Add(cfg.RecallWindow + 200*time.Millisecond))) // let the window pass
+	recall(b, "rb1", 2).fails(t, http.StatusForbidden, "forbidden")        // not the sender
+	recall(a, "ra-bad", 4).fails(t, http.StatusBadRequest, "bad_request")  // a recall event
+	recall(a, "ra-missing", 99).fails(t, http.StatusNotFound, "not_found") // no such seq
+	recall(a, "ra-zero", 0).fails(t, http.StatusBadRequest, "bad_request") // not a seq
+	// Let a2's window pass: it runs from the ts the sequencer gave a2 (not
+	// from when the test sent it, which under load can be much earlier).
+	time.Sleep(time.Until(time.UnixMilli(a2.TS).Add(cfg.RecallWindow + 200*time.Millisecond)))
 	recall(a, "a2-late", 2).fails(t, http.StatusConflict, "recall_expired")
 	recall(owner, "o-late", 2).ok(t, http.StatusOK, &got) // the owner may, at any time
 	if got.Seq != 5 {
