@@ -62,13 +62,16 @@ func nextWindow(w time.Duration) {
 // when its window ends.
 func TestAbuseLimits(t *testing.T) {
 	t.Parallel()
-	const window = 2 * time.Second
+	// Each step below must fit in one window of its limit: long enough for
+	// a handful of requests on a loaded machine (sends, which go through
+	// the sequencer, get longer ones), short enough to wait out.
+	const window, cmdWindow = 5 * time.Second, 10 * time.Second
 	e := startWith(t, func(c *config.Config) {
 		c.RateLimits = true
 		c.ClientIPHeader = "X-Forwarded-For"
 		c.LoginFailuresPerUser, c.LoginFailuresPerAddr, c.LoginFailureWindow = 3, 5, window
 		c.SignupsPerAddr, c.SignupWindow = 2, window
-		c.UserCommands, c.UserCommandWindow = 5, window
+		c.UserCommands, c.UserCommandWindow = 5, cmdWindow
 		c.MaxGroupMembers = 3
 	})
 	login := func(addr, name, pw string) resp {
@@ -125,7 +128,7 @@ func TestAbuseLimits(t *testing.T) {
 
 	t.Run("commands per user", func(t *testing.T) {
 		conv := e.createConv(t, alice, "direct", "", bob.ID)
-		nextWindow(window)
+		nextWindow(cmdWindow)
 		for i := range 5 {
 			e.send(t, alice, conv.ID, fmt.Sprintf("m%d", i), "x")
 		}
@@ -135,7 +138,7 @@ func TestAbuseLimits(t *testing.T) {
 		if h := e.head(t, alice, conv.ID); h != 6 {
 			t.Fatalf("head %d, want 6: nothing refused is stored", h)
 		}
-		nextWindow(window)
+		nextWindow(cmdWindow)
 		e.send(t, alice, conv.ID, "m5", "x")
 	})
 
