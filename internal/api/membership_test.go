@@ -29,7 +29,13 @@ func TestMembershipChangeRetried(t *testing.T) {
 	cfg2 := cfg
 	cfg2.HTTPAddr, cfg2.InstanceID = "127.0.0.1:0", "sequencer-late"
 	startApp(t, cfg2, app.Sequencer)
-	cfg.CommandTimeout = 10 * time.Second
+	// From here on commands are sequenced: an api with the usual timeout
+	// serves the rest, so that a loaded machine does not turn a slow
+	// answer into a 503 (the first api's 500 ms only made the failures
+	// above quick).
+	cfg3 := cfg
+	cfg3.HTTPAddr, cfg3.InstanceID, cfg3.CommandTimeout = "127.0.0.1:0", "api-2", 10*time.Second
+	e, _ = startApp(t, cfg3, app.API)
 	deadline := time.Now().Add(20 * time.Second)
 	for r := add(); r.status != http.StatusNoContent; r = add() {
 		if time.Now().After(deadline) {
