@@ -12,12 +12,14 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/seqchat/seqchat/internal/app"
 	"github.com/seqchat/seqchat/internal/config"
@@ -117,7 +119,7 @@ func (c *rawClient) quiet(wait time.Duration, types ...string) {
 	id := fmt.Sprintf("q%d", time.Now().UnixNano())
 	c.send(map[string]string{"type": "ping", "id": id})
 	for {
-		_, b := c.next(5*time.Second, append([]string{"pong"}, types...)...)
+		_, b := c.next(15*time.Second, append([]string{"pong"}, types...)...)
 		var p struct{ Type, ID string }
 		_ = json.Unmarshal(b, &p)
 		if p.Type == "pong" && p.ID == id {
@@ -379,7 +381,15 @@ func TestEdgeChild(t *testing.T) {
 // friends see the user go offline within two heartbeat periods, once.
 func TestPresenceEdgeKilled(t *testing.T) {
 	t.Parallel()
-	const heartbeat = 500 * time.Millisecond
+	// The requirement is relative to the heartbeat: offline within two of
+	// them. The server's own design takes at most 1.375 heartbeats from
+	// the last refresh (see presenceTTL in internal/app), so the rest of
+	// the bound is what the announcement needs to reach bob (Redis, NATS,
+	// the edge's writer). At 3 s that margin is over 1.8 s, and a refresh
+	// has 750 ms to land (it must, or alice would go offline while her
+	// edge lives): enough on a loaded machine, where 500 ms (1 s bound,
+	// 125 ms for a refresh) was not.
+	const heartbeat = 3 * time.Second
 	s := startWith(t, func(c *config.Config) { c.PresenceHeartbeat = heartbeat })
 	a, b := s.user("alice"), s.user("bob")
 	s.befriend(b, a)
@@ -482,7 +492,7 @@ func TestLogoutEverywhere(t *testing.T) {
 		t.Fatalf("api after logout: %d", code)
 	}
 	for name, c := range map[string]*rawClient{"edge 1": c1, "edge 2": c2} {
-		if code := c.closed(5 * time.Second); code != websocket.ClosePolicyViolation {
+		if code := c.closed(15 * time.Second); code != websocket.ClosePolicyViolation {
 			t.Fatalf("%s: closed with %d, want %d", name, code, websocket.ClosePolicyViolation)
 		}
 	}
@@ -563,7 +573,7 @@ func TestOriginCheck(t *testing.T) {
 // rate_limited error frames and lifts with the next window.
 func TestUserCommandLimit(t *testing.T) {
 	t.Parallel()
-	const window = 3 * time.Second
+	const window = 5 * time.Second
 	s := startWith(t, func(c *config.Config) {
 		c.RateLimits = true
 		c.UserCommands, c.UserCommandWindow = 20, window
@@ -571,14 +581,25 @@ func TestUserCommandLimit(t *testing.T) {
 	a, b := s.user("alice"), s.user("bob")
 	conv := s.direct(a, b)
 	c1, c2 := mustDial(t, s.main.Addr, a.token), mustDial(t, s.edge.Addr, s.login("alice"))
-	// Start at a window's beginning, so the test stays within one.
-	time.Sleep(window - time.Duration(time.Now().UnixNano()%int64(window)) + 50*time.Millisecond)
+	ropt, err := redis.ParseURL(s.cfg.RedisURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(ropt)
+	t.Cleanup(func() { rdb.Close() })
+	win := func() int64 { return time.Now().UnixNano() / int64(window) }
+	// nextWindow waits for the beginning of the next window (the limit's
+	// windows are fixed slices of Unix time) and returns it.
+	nextWindow := func() int64 {
+		time.Sleep(window - time.Duration(time.Now().UnixNano()%int64(window)) + 50*time.Millisecond)
+		return win()
+	}
 	answers := func(c *rawClient, prefix string, n int) (acks, limited int) {
 		for i := range n {
 			c.send(map[string]any{"type": "send", "id": fmt.Sprintf("%s%d", prefix, i), "conv": conv, "body": "x"})
 		}
 		for range n {
-			f, raw := c.next(10*time.Second, "ack", "error")
+			f, raw := c.next(30*time.Second, "ack", "error")
 			switch {
 			case f.Type == "ack":
 				acks++
@@ -590,29 +611,71 @@ func TestUserCommandLimit(t *testing.T) {
 		}
 		return
 	}
-	acks1, lim1 := answers(c1, "a", 15)
-	time.Sleep(300 * time.Millisecond) // both edges have flushed their counts
-	acks2, lim2 := answers(c2, "b", 15)
-	t.Logf("edge 1: %d acks, %d limited; edge 2: %d acks, %d limited", acks1, lim1, acks2, lim2)
-	if acks1 != 15 || lim1 != 0 {
-		t.Fatalf("within the limit: %d acks, %d limited", acks1, lim1)
+	// refusals is the second edge's count of refused commands by this
+	// limit, from its /metrics.
+	refusals := func() int {
+		res, err := http.Get("http://" + s.edge.Addr + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		const name = `chat_rate_limited_total{limit="user_commands"} `
+		for _, line := range strings.Split(string(m), "\n") {
+			if v, ok := strings.CutPrefix(line, name); ok {
+				n, err := strconv.Atoi(v)
+				if err != nil {
+					t.Fatalf("/metrics: %q", line)
+				}
+				return n
+			}
+		}
+		return 0
 	}
-	if acks2 != 5 || lim2 != 10 {
-		t.Fatalf("across connections: want 5 acks and 10 rate_limited, got %d and %d", acks2, lim2)
+	// The counts below hold within one window. A loaded machine may not
+	// get through the commands before the window ends: then nothing can
+	// be concluded and the test tries again with the next window (with new
+	// ids, so that none is a resend).
+	var prefix string
+	for attempt := 1; ; attempt++ {
+		if attempt > 5 {
+			t.Fatal("no attempt fitted in one window")
+		}
+		prefix = fmt.Sprintf("t%d-", attempt)
+		w := nextWindow()
+		acks1, lim1 := answers(c1, prefix+"a", 15)
+		// Edge 2 learns edge 1's count from Redis on its first command of
+		// the window: wait for edge 1 to have flushed it there.
+		key := fmt.Sprintf("%srl:%s:%d", s.cfg.RedisPrefix, a.id, w)
+		for win() == w {
+			if n, _ := rdb.Get(context.Background(), key).Int64(); n >= 15 {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		before := refusals()
+		acks2, lim2 := answers(c2, prefix+"b", 15)
+		if win() != w {
+			t.Logf("attempt %d did not fit in one window; again", attempt)
+			continue
+		}
+		t.Logf("edge 1: %d acks, %d limited; edge 2: %d acks, %d limited", acks1, lim1, acks2, lim2)
+		if acks1 != 15 || lim1 != 0 {
+			t.Fatalf("within the limit: %d acks, %d limited", acks1, lim1)
+		}
+		if acks2 != 5 || lim2 != 10 {
+			t.Fatalf("across connections: want 5 acks and 10 rate_limited, got %d and %d", acks2, lim2)
+		}
+		// The second edge counted its refusals by limit.
+		if n := refusals() - before; n != 10 {
+			t.Fatalf("the second edge's chat_rate_limited_total{limit=\"user_commands\"} grew by %d, want 10", n)
+		}
+		break
 	}
-	// The second edge counted its refusals by limit.
-	res, err := http.Get("http://" + s.edge.Addr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, _ := io.ReadAll(res.Body)
-	res.Body.Close()
-	if want := `chat_rate_limited_total{limit="user_commands"} 10` + "\n"; !strings.Contains(string(m), want) {
-		t.Fatalf("/metrics of the second edge lacks %s", want)
-	}
-	// Recovers in the next window (same ids: the client retries).
-	time.Sleep(window - time.Duration(time.Now().UnixNano()%int64(window)) + 50*time.Millisecond)
-	if acks, lim := answers(c2, "b", 10); lim != 0 || acks != 10 {
+	// Recovers in the next window (same ids: the client retries). Ten
+	// commands are within the limit whichever windows they fall in.
+	nextWindow()
+	if acks, lim := answers(c2, prefix+"b", 10); lim != 0 || acks != 10 {
 		t.Fatalf("next window: %d acks, %d limited", acks, lim)
 	}
 }
@@ -659,8 +722,11 @@ func TestConnectionCommandLimitCounted(t *testing.T) {
 // REST timeouts guard against slow clients without ending WebSockets.
 func TestServerTimeouts(t *testing.T) {
 	t.Parallel()
+	// Short enough to see them act, long enough that a loaded machine
+	// serves the well-behaved requests below within them.
+	const timeout = time.Second
 	s := startWith(t, func(c *config.Config) {
-		c.HTTPReadTimeout, c.HTTPWriteTimeout = 300*time.Millisecond, 300*time.Millisecond
+		c.HTTPReadTimeout, c.HTTPWriteTimeout = timeout, timeout
 	})
 	a := s.user("alice")
 	ws := mustDial(t, s.main.Addr, a.token)
@@ -671,11 +737,13 @@ func TestServerTimeouts(t *testing.T) {
 	}
 	defer conn.Close()
 	fmt.Fprintf(conn, "POST /v1/users HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"user")
-	start := time.Now()
-	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	resp, _ := io.ReadAll(conn) // the server answers or closes
-	if took := time.Since(start); took > 3*time.Second {
-		t.Fatalf("slow body held the connection %v", took)
+	// The server answers or closes; how soon is the server's read timeout,
+	// not something to measure here: that it does not hold the connection
+	// (until our own far deadline) is the point.
+	_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	resp, err := io.ReadAll(conn)
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatalf("slow body held the connection for 30 s (read timeout %v)", timeout)
 	}
 	if len(resp) > 0 && !strings.Contains(string(resp), " 400 ") && !strings.Contains(string(resp), " 408 ") {
 		t.Fatalf("slow body: %q", resp)
@@ -686,7 +754,7 @@ func TestServerTimeouts(t *testing.T) {
 	if r, err := http.DefaultClient.Do(req); err != nil || r.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
 		t.Fatalf("huge header: %v %v", r, err)
 	}
-	// The WebSocket outlives both timeouts many times over.
-	time.Sleep(time.Second)
+	// The WebSocket outlives both timeouts several times over.
+	time.Sleep(3 * timeout)
 	ws.quiet(0)
 }
