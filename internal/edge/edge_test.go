@@ -55,11 +55,11 @@ func TestLiveDeliveryInOrder(t *testing.T) {
 	wg.Wait()
 	// One more: the next thing everyone sees is 201, not a late duplicate.
 	a1.send(sendFrame("last", conv, n))
-	if f := a1.next(5 * time.Second); f.Type != "ack" || f.Seq != n+1 {
+	if f := a1.next(15 * time.Second); f.Type != "ack" || f.Seq != n+1 {
 		t.Fatalf("sender: want ack %d, got %+v", n+1, f)
 	}
 	for _, c := range []*client{a2, b1, b2} {
-		if f := c.next(5 * time.Second); f.Type != "event" || f.Seq != n+1 || f.ID != "last" {
+		if f := c.next(15 * time.Second); f.Type != "event" || f.Seq != n+1 || f.ID != "last" {
 			t.Fatalf("want event %d, got %+v", n+1, f)
 		}
 	}
@@ -304,7 +304,7 @@ func TestBadInput(t *testing.T) {
 		cl.raw([]byte(tc.frame))
 		// Some answers come from the sequencer or Postgres, after a pong
 		// would: wait for the error, then check the connection still answers.
-		if got := cl.next(5 * time.Second); got.Type != "error" || got.Code != tc.code {
+		if got := cl.next(15 * time.Second); got.Type != "error" || got.Code != tc.code {
 			t.Errorf("%s: want error %s, got %+v", tc.name, tc.code, got)
 		}
 		if got := cl.ping(fmt.Sprintf("p%d", i)); len(got) != 0 {
@@ -316,17 +316,17 @@ func TestBadInput(t *testing.T) {
 	}
 	// A good command still works on the same connection.
 	cl.send(sendFrame("ok1", conv, 1))
-	if f := cl.next(5 * time.Second); f.Type != "ack" || f.Seq != 1 {
+	if f := cl.next(15 * time.Second); f.Type != "ack" || f.Seq != 1 {
 		t.Fatalf("want ack 1, got %+v", f)
 	}
 	// read moves the pointer and answers an ack without seq.
 	cl.send(map[string]any{"type": "read", "id": "r1", "conv": conv, "seq": 1})
-	if f := cl.next(5 * time.Second); f.Type != "ack" || f.ID != "r1" || f.Seq != 0 {
+	if f := cl.next(15 * time.Second); f.Type != "ack" || f.ID != "r1" || f.Seq != 0 {
 		t.Fatalf("want read ack, got %+v", f)
 	}
 	// recall is refused until the recall issue lands, but answered.
 	cl.send(map[string]any{"type": "recall", "id": "rc1", "conv": conv, "target": 1})
-	if f := cl.next(5 * time.Second); (f.Type != "error" || f.ID != "rc1") && (f.Type != "ack" || f.ID != "rc1") {
+	if f := cl.next(15 * time.Second); (f.Type != "error" || f.ID != "rc1") && (f.Type != "ack" || f.ID != "rc1") {
 		t.Fatalf("want an answer to recall, got %+v", f)
 	}
 
@@ -375,7 +375,7 @@ func TestMembershipAndPresence(t *testing.T) {
 		t.Fatalf("add member: %d", code)
 	}
 	for _, cl := range []*client{cb, cc} {
-		if f := cl.next(5 * time.Second); f.Type != "event" || f.Kind != "member_joined" || f.Seq != 1 {
+		if f := cl.next(15 * time.Second); f.Type != "event" || f.Kind != "member_joined" || f.Seq != 1 {
 			t.Fatalf("want member_joined 1, got %+v", f)
 		}
 	}
@@ -383,13 +383,13 @@ func TestMembershipAndPresence(t *testing.T) {
 		t.Fatalf("remove member: %d", code)
 	}
 	for _, cl := range []*client{cb, cc} {
-		if f := cl.next(5 * time.Second); f.Type != "event" || f.Kind != "member_left" || f.Seq != 2 {
+		if f := cl.next(15 * time.Second); f.Type != "event" || f.Kind != "member_left" || f.Seq != 2 {
 			t.Fatalf("want member_left 2, got %+v", f)
 		}
 	}
 	ca := dial(t, s.main.Addr, a.token)
 	ca.send(sendFrame("after", g.ID, 0))
-	if f := cc.next(5 * time.Second); f.Type != "event" || f.Seq != 3 {
+	if f := cc.next(15 * time.Second); f.Type != "event" || f.Seq != 3 {
 		t.Fatalf("carol: want event 3, got %+v", f)
 	}
 	if got := cb.ping("p"); len(got) != 0 {
@@ -414,5 +414,5 @@ func TestMembershipAndPresence(t *testing.T) {
 		t.Fatal("carol is connected but not online")
 	}
 	cc.ws.Close()
-	testenv.Eventually(t, 5*time.Second, "carol offline", func() bool { return !online() })
+	testenv.Eventually(t, 15*time.Second, "carol offline", func() bool { return !online() })
 }

@@ -157,7 +157,9 @@ func TestFirstSyncHoldsStaleLiveEvents(t *testing.T) {
 // answered meanwhile.
 func TestFirstSyncWaitReleases(t *testing.T) {
 	t.Parallel()
-	const wait = 1500 * time.Millisecond
+	// Long enough that alice's three sends and bob's own one are answered
+	// before it ends on a loaded machine (bob's ack must come first).
+	const wait = 5 * time.Second
 	s := startWith(t, func(c *config.Config) { c.EdgeFirstSyncWait = wait })
 	a, b := s.user("alice"), s.user("bob")
 	conv := s.direct(a, b)
@@ -169,11 +171,11 @@ func TestFirstSyncWaitReleases(t *testing.T) {
 	// bob's own send is answered at once, and its seq is not repeated as
 	// an event later.
 	cb.send(sendFrame("own", conv, 0))
-	if f := cb.next(5 * time.Second); f.Type != "ack" || f.Seq != 4 {
+	if f := cb.next(15 * time.Second); f.Type != "ack" || f.Seq != 4 {
 		t.Fatalf("want ack 4 before the first sync, got %+v", f)
 	}
 	for want := int64(1); want <= 3; want++ {
-		f := cb.next(10 * time.Second)
+		f := cb.next(30 * time.Second)
 		if f.Type != "event" || f.Seq != want {
 			t.Fatalf("want held event %d, got %+v", want, f)
 		}
@@ -182,7 +184,7 @@ func TestFirstSyncWaitReleases(t *testing.T) {
 		}
 	}
 	ca.send(sendFrame("later", conv, 4))
-	if f := cb.next(5 * time.Second); f.Type != "event" || f.Seq != 5 || f.ID != "later" {
+	if f := cb.next(15 * time.Second); f.Type != "event" || f.Seq != 5 || f.ID != "later" {
 		t.Fatalf("want live event 5 after the release, got %+v", f)
 	}
 }

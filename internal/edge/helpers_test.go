@@ -284,7 +284,7 @@ func (c *client) ping(id string) []frame {
 	c.send(map[string]string{"type": "ping", "id": id})
 	var before []frame
 	for {
-		f := c.next(5 * time.Second)
+		f := c.next(15 * time.Second)
 		if f.Type == "pong" && f.ID == id {
 			return before
 		}

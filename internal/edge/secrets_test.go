@@ -83,7 +83,7 @@ func TestNoSecretsInLogs(t *testing.T) {
 	s.do("GET", "/v1/me?token="+a.token, "", nil, nil)
 	s.do("GET", "/v1/me", a.token+"x", nil, nil)
 	s.do("DELETE", "/v1/sessions/current", a.token, nil, nil)
-	ca.closed(5 * time.Second)
+	ca.closed(15 * time.Second)
 	s.do("GET", "/v1/me", a.token, nil, nil)
 	if _, _, err := dialRaw(t, main.Addr, a.token, nil); err == nil {
 		t.Fatal("revoked token dialed")
