@@ -343,7 +343,7 @@ func seqRange(from, to int64) []int64 {
 	return s
 }
 
-const wait = 10 * time.Second
+const wait = 30 * time.Second // for what must happen soon: generous, for a loaded machine
 
 // ---------------------------------------------------------------------------
 // Accounts and sessions

@@ -27,7 +27,7 @@ func TestRecallReadYourWritesWithProjectorStopped(t *testing.T) {
 	for _, id := range []string{"m1", "m2", "m3"} {
 		e.send(t, a, conv, id, map[string]string{"text": id})
 	}
-	testenv.Eventually(t, 15*time.Second, "the history projector to write the messages", func() bool {
+	testenv.Eventually(t, 30*time.Second, "the history projector to write the messages", func() bool {
 		var n int64
 		_ = e.pool.QueryRow(context.Background(), "SELECT coalesce((SELECT last_seq FROM heads WHERE conv_id=$1), 0)", conv).Scan(&n)
 		return n == 3

@@ -99,7 +99,7 @@ func runHistory(t *testing.T, a *app.App) (stop func()) {
 
 func (e *env) waitProjected(t *testing.T, conv string, seq int64) {
 	t.Helper()
-	testenv.Eventually(t, 15*time.Second, fmt.Sprintf("history of %s projected up to %d", conv, seq), func() bool {
+	testenv.Eventually(t, 30*time.Second, fmt.Sprintf("history of %s projected up to %d", conv, seq), func() bool {
 		var last int64
 		_ = e.pool.QueryRow(context.Background(), "SELECT coalesce((SELECT last_seq FROM heads WHERE conv_id=$1), 0)", conv).Scan(&last)
 		return last >= seq
@@ -277,7 +277,7 @@ func (e *env) mentions(t *testing.T, u user) map[string]int64 {
 
 func (e *env) waitMentions(t *testing.T, conv string, want map[user]int64) {
 	t.Helper()
-	testenv.Eventually(t, 15*time.Second, fmt.Sprintf("mention counts %v", want), func() bool {
+	testenv.Eventually(t, 30*time.Second, fmt.Sprintf("mention counts %v", want), func() bool {
 		for u, n := range want {
 			if got := e.mentions(t, u); got[conv] != n || (n == 0 && len(got) != 0) {
 				return false

@@ -283,7 +283,7 @@ func TestServerPush(t *testing.T) {
 	// and the others not at all.
 	exactly := func(id string, want ...*wsClient) {
 		t.Helper()
-		testenv.Eventually(t, 10*time.Second, "push "+id, func() bool {
+		testenv.Eventually(t, 30*time.Second, "push "+id, func() bool {
 			for _, w := range want {
 				if w.count(id) < 1 {
 					return false

@@ -31,7 +31,7 @@ func startApp(t *testing.T, cfg config.Config, roles ...app.Role) (*env, *app.Ap
 func (e *env) waitUnread(t *testing.T, conv string, want map[user]int64) {
 	t.Helper()
 	var last string
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		ok := true
 		last = ""
@@ -139,7 +139,7 @@ func TestRecall(t *testing.T) {
 	}
 	e.waitUnread(t, g.ID, map[user]int64{owner: 2, a: 1, b: 1})
 	// The body is erased from Postgres, not merely hidden.
-	testenv.Eventually(t, 10*time.Second, "the projector to erase the body", func() bool {
+	testenv.Eventually(t, 30*time.Second, "the projector to erase the body", func() bool {
 		var erased bool
 		e.pool.QueryRow(context.Background(), "SELECT body IS NULL AND recalled FROM events WHERE conv_id=$1 AND seq=1", g.ID).Scan(&erased)
 		return erased
@@ -197,7 +197,7 @@ func TestUnreadProjectorRedeliveryAndRebuild(t *testing.T) {
 		return func() { cancel(); <-done }
 	}
 	stop := run()
-	testenv.Eventually(t, 10*time.Second, "the projector to start", func() bool {
+	testenv.Eventually(t, 30*time.Second, "the projector to start", func() bool {
 		n, _ := store.Counts(context.Background(), z.ID)
 		return n[g.ID] > 0
 	})

@@ -414,5 +414,5 @@ func TestMembershipAndPresence(t *testing.T) {
 		t.Fatal("carol is connected but not online")
 	}
 	cc.ws.Close()
-	testenv.Eventually(t, 15*time.Second, "carol offline", func() bool { return !online() })
+	testenv.Eventually(t, 30*time.Second, "carol offline", func() bool { return !online() })
 }

@@ -200,7 +200,7 @@ func TestReceiptFrames(t *testing.T) {
 			t.Fatalf("send: %d", code)
 		}
 	}
-	testenv.Eventually(t, 10*time.Second, "unread counts", func() bool { return s.unreadTotal(a) == 10 })
+	testenv.Eventually(t, 30*time.Second, "unread counts", func() bool { return s.unreadTotal(a) == 10 })
 
 	a1.send(map[string]any{"type": "read", "id": "r1", "conv": conv, "seq": 3})
 	if _, f := a1.next(10*time.Second, "ack", "error"); !strings.Contains(string(f), `"ack"`) {

@@ -335,7 +335,7 @@ func TestRecallShowsWhileProjectorCommits(t *testing.T) {
 		got, err := reader.Range(ctx, "x", 1, 2)
 		done <- result{got, err}
 	}()
-	testenv.Eventually(t, 10*time.Second, "the reader to wait for the projector's commit", func() bool {
+	testenv.Eventually(t, 30*time.Second, "the reader to wait for the projector's commit", func() bool {
 		var n int
 		_ = r.pool.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE datname=current_database() AND wait_event_type='Lock'").Scan(&n)
 		return n > 0

@@ -179,7 +179,7 @@ func (s *system) send(u user, conv, id string, body any) int64 {
 // from then on are the URL's.
 func (s *system) waitConsumer(name string) {
 	s.t.Helper()
-	testenv.Eventually(s.t, 15*time.Second, "consumer "+name, func() bool {
+	testenv.Eventually(s.t, 30*time.Second, "consumer "+name, func() bool {
 		_, err := s.js.Consumer(context.Background(), timeline.TimelineStream, name)
 		return err == nil
 	})
@@ -461,7 +461,7 @@ func TestOfflinePush(t *testing.T) {
 	// notified of the new one only.
 	var n int
 	s.call("POST", "/v1/conversations/"+c2+"/read", carol.Token, map[string]int64{"seq": s2}, nil)
-	testenv.Eventually(t, 10*time.Second, "carol's read applied", func() bool {
+	testenv.Eventually(t, 30*time.Second, "carol's read applied", func() bool {
 		var u struct{ Total int64 }
 		s.call("GET", "/v1/unread", carol.Token, nil, &u)
 		return u.Total == 1
