@@ -41,7 +41,7 @@ func TestLiveDeliveryInOrder(t *testing.T) {
 	}
 	acks := make([]frame, 0, n)
 	for len(acks) < n {
-		f := a1.next(10 * time.Second)
+		f := a1.next(30 * time.Second)
 		if f.Type != "ack" {
 			t.Fatalf("sender: unexpected frame %+v", f)
 		}
@@ -83,14 +83,14 @@ func TestResend(t *testing.T) {
 	c2.send(f)
 	var seqs []int64
 	for range 3 {
-		got := c1.next(10 * time.Second)
+		got := c1.next(30 * time.Second)
 		if got.Type != "ack" || got.ID != "01JRESEND" {
 			t.Fatalf("connection 1: want an ack, got %+v", got)
 		}
 		seqs = append(seqs, got.Seq)
 	}
 	for {
-		got := c2.next(10 * time.Second)
+		got := c2.next(30 * time.Second)
 		if got.Type == "event" {
 			continue // it may see the event its twin appended first
 		}
@@ -132,7 +132,7 @@ func TestOfflineReplay(t *testing.T) {
 		ca.send(sendFrame(fmt.Sprintf("m%04d", i), conv, i))
 	}
 	for i := 0; i < 5+n; {
-		if f := ca.next(10 * time.Second); f.Type == "ack" {
+		if f := ca.next(30 * time.Second); f.Type == "ack" {
 			i++
 		}
 	}
@@ -240,7 +240,7 @@ func TestEdgeStopped(t *testing.T) {
 		}
 	}
 	for missing > 0 {
-		f := c2.next(10 * time.Second)
+		f := c2.next(30 * time.Second)
 		if f.Type != "ack" {
 			continue // events of its own earlier, unacked sends
 		}

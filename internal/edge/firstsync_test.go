@@ -132,7 +132,7 @@ func TestFirstSyncHoldsStaleLiveEvents(t *testing.T) {
 	// (Fanout may hand event 1 on again: it was in its last batch when it
 	// stopped.)
 	for want := int64(0); want < 3; want++ {
-		f := cb.next(10 * time.Second)
+		f := cb.next(30 * time.Second)
 		if want == 0 && f.Seq == 2 {
 			want = 1
 		}
@@ -141,7 +141,7 @@ func TestFirstSyncHoldsStaleLiveEvents(t *testing.T) {
 		}
 	}
 	ca.send(sendFrame("live", conv, n))
-	if f := cb.next(10 * time.Second); f.Type != "event" || f.Conv != conv || f.Seq != n+1 || f.ID != "live" {
+	if f := cb.next(30 * time.Second); f.Type != "event" || f.Conv != conv || f.Seq != n+1 || f.ID != "live" {
 		t.Fatalf("after synced: want live event %d, got %+v", n+1, f)
 	}
 	// Syncing again from where the replay stopped gives the rest.

@@ -203,7 +203,7 @@ func TestReceiptFrames(t *testing.T) {
 	testenv.Eventually(t, 30*time.Second, "unread counts", func() bool { return s.unreadTotal(a) == 10 })
 
 	a1.send(map[string]any{"type": "read", "id": "r1", "conv": conv, "seq": 3})
-	if _, f := a1.next(10*time.Second, "ack", "error"); !strings.Contains(string(f), `"ack"`) {
+	if _, f := a1.next(30*time.Second, "ack", "error"); !strings.Contains(string(f), `"ack"`) {
 		t.Fatalf("read: %s", f)
 	}
 	if got := s.unreadTotal(a); got != 7 {
@@ -211,7 +211,7 @@ func TestReceiptFrames(t *testing.T) {
 	}
 	want := pushed{Type: "receipt", Conv: conv, User: a.id, Seq: 3}
 	for name, cl := range map[string]*rawClient{"alice's other device": a2, "bob": b1} {
-		if got, raw := cl.next(10*time.Second, "receipt"); got != want {
+		if got, raw := cl.next(30*time.Second, "receipt"); got != want {
 			t.Fatalf("%s: got %s, want %+v", name, raw, want)
 		} else if err := exactKeys(raw, "type", "conv", "user", "seq"); err != nil {
 			t.Fatalf("%s: %v", name, err)
@@ -222,7 +222,7 @@ func TestReceiptFrames(t *testing.T) {
 
 	// A read that moves nothing sends nothing.
 	a1.send(map[string]any{"type": "read", "id": "r2", "conv": conv, "seq": 2})
-	a1.next(10*time.Second, "ack")
+	a1.next(30*time.Second, "ack")
 	a2.quiet(200*time.Millisecond, "receipt")
 
 	// Over REST every device of the reader hears of it.
@@ -231,7 +231,7 @@ func TestReceiptFrames(t *testing.T) {
 	}
 	want.Seq = 5
 	for name, cl := range map[string]*rawClient{"alice 1": a1, "alice 2": a2, "bob": b1} {
-		if got, raw := cl.next(10*time.Second, "receipt"); got != want {
+		if got, raw := cl.next(30*time.Second, "receipt"); got != want {
 			t.Fatalf("%s: got %s, want %+v", name, raw, want)
 		}
 	}
@@ -241,8 +241,8 @@ func TestReceiptFrames(t *testing.T) {
 
 	// A group: alice's other device, nobody else.
 	a2.send(map[string]any{"type": "read", "id": "r3", "conv": group.ID, "seq": 5})
-	a2.next(10*time.Second, "ack")
-	if got, raw := a1.next(10*time.Second, "receipt"); got != (pushed{Type: "receipt", Conv: group.ID, User: a.id, Seq: 5}) {
+	a2.next(30*time.Second, "ack")
+	if got, raw := a1.next(30*time.Second, "receipt"); got != (pushed{Type: "receipt", Conv: group.ID, User: a.id, Seq: 5}) {
 		t.Fatalf("alice 1: %s", raw)
 	}
 	b1.quiet(200*time.Millisecond, "receipt")
@@ -309,7 +309,7 @@ func TestPresenceFrames(t *testing.T) {
 	}
 
 	a1 := mustDial(t, s.main.Addr, a.token)
-	if got, raw := bob.next(10*time.Second, "presence"); got != (pushed{Type: "presence", User: a.id, Online: true}) {
+	if got, raw := bob.next(30*time.Second, "presence"); got != (pushed{Type: "presence", User: a.id, Online: true}) {
 		t.Fatalf("first connection: %s", raw)
 	} else if err := exactKeys(raw, "type", "user", "online"); err != nil {
 		t.Fatal(err)
@@ -325,7 +325,7 @@ func TestPresenceFrames(t *testing.T) {
 		t.Fatal("friends list: alice offline with one device left")
 	}
 	a2.ws.Close()
-	if got, raw := bob.next(10*time.Second, "presence"); got != (pushed{Type: "presence", User: a.id, Online: false}) {
+	if got, raw := bob.next(30*time.Second, "presence"); got != (pushed{Type: "presence", User: a.id, Online: false}) {
 		t.Fatalf("last connection closed: %s", raw)
 	}
 	bob.quiet(300*time.Millisecond, "presence")
@@ -335,11 +335,11 @@ func TestPresenceFrames(t *testing.T) {
 	carol.quiet(0, "presence")
 	// And again: the transitions repeat.
 	a3 := mustDial(t, s.edge.Addr, a.token)
-	if got, _ := bob.next(10*time.Second, "presence"); !got.Online {
+	if got, _ := bob.next(30*time.Second, "presence"); !got.Online {
 		t.Fatal("reconnect: want online")
 	}
 	a3.ws.Close()
-	if got, _ := bob.next(10*time.Second, "presence"); got.Online {
+	if got, _ := bob.next(30*time.Second, "presence"); got.Online {
 		t.Fatal("close: want offline")
 	}
 }
@@ -423,7 +423,7 @@ func TestPresenceEdgeKilled(t *testing.T) {
 		t.Fatal("child edge did not start")
 	}
 	_ = mustDial(t, childAddr, a.token)
-	if got, _ := bob.next(10*time.Second, "presence"); !got.Online {
+	if got, _ := bob.next(30*time.Second, "presence"); !got.Online {
 		t.Fatal("want online")
 	}
 	// Let a few heartbeats pass: the entry is being refreshed.
@@ -435,7 +435,7 @@ func TestPresenceEdgeKilled(t *testing.T) {
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	got, _ := bob.next(10*time.Second, "presence")
+	got, _ := bob.next(30*time.Second, "presence")
 	took := time.Since(killed)
 	if got.Online || got.User != a.id {
 		t.Fatalf("want alice offline, got %+v", got)

@@ -251,7 +251,7 @@ func (c *client) sync(cursors map[string]int64) ([]frame, map[string]int64) {
 	c.send(map[string]any{"type": "sync", "id": "s1", "cursors": cursors})
 	var got []frame
 	for {
-		f := c.next(10 * time.Second)
+		f := c.next(30 * time.Second)
 		switch f.Type {
 		case "synced":
 			return got, f.Heads
@@ -269,7 +269,7 @@ func (c *client) events(n int) []frame {
 	c.t.Helper()
 	out := make([]frame, 0, n)
 	for len(out) < n {
-		f := c.next(10 * time.Second)
+		f := c.next(30 * time.Second)
 		if f.Type != "event" {
 			c.t.Fatalf("after %d events: unexpected frame %+v", len(out), f)
 		}

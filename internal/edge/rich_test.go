@@ -18,7 +18,7 @@ func TestEditAndReactFrames(t *testing.T) {
 	cy.sync(map[string]int64{})
 
 	cx.send(map[string]any{"type": "send", "id": "m1", "conv": conv, "body": map[string]string{"text": "hi"}})
-	ack := cx.next(10 * time.Second)
+	ack := cx.next(30 * time.Second)
 	if ack.Type != "ack" || ack.Seq != 1 {
 		t.Fatalf("send: %+v", ack)
 	}
@@ -38,29 +38,29 @@ func TestEditAndReactFrames(t *testing.T) {
 		{cx, map[string]any{"type": "send", "id": "m0", "conv": conv, "body": 1, "reply_to": 7}, "not_found"},
 	} {
 		tc.c.send(tc.f)
-		if f := tc.c.next(10 * time.Second); f.Type != "error" || f.Code != tc.code {
+		if f := tc.c.next(30 * time.Second); f.Type != "error" || f.Code != tc.code {
 			t.Fatalf("%v: got %+v, want error %s", tc.f, f, tc.code)
 		}
 	}
 	cx.send(map[string]any{"type": "edit", "id": "e1", "conv": conv, "target": 1, "body": map[string]string{"text": "hi!"}})
-	if a := cx.next(10 * time.Second); a.Type != "ack" || a.ID != "e1" || a.Seq != 2 {
+	if a := cx.next(30 * time.Second); a.Type != "ack" || a.ID != "e1" || a.Seq != 2 {
 		t.Fatalf("edit: %+v", a)
 	}
-	if ev := cy.next(10 * time.Second); ev.Kind != "edit" || ev.Seq != 2 || ev.Target != 1 || string(ev.Body) != `{"text":"hi!"}` {
+	if ev := cy.next(30 * time.Second); ev.Kind != "edit" || ev.Seq != 2 || ev.Target != 1 || string(ev.Body) != `{"text":"hi!"}` {
 		t.Fatalf("y got %+v", ev)
 	}
 	cy.send(map[string]any{"type": "react", "id": "r1", "conv": conv, "target": 1, "emoji": "👍", "on": true})
-	if a := cy.next(10 * time.Second); a.Type != "ack" || a.ID != "r1" || a.Seq != 3 {
+	if a := cy.next(30 * time.Second); a.Type != "ack" || a.ID != "r1" || a.Seq != 3 {
 		t.Fatalf("react: %+v", a)
 	}
-	if ev := cx.next(10 * time.Second); ev.Kind != "reaction" || ev.Seq != 3 || ev.Emoji != "👍" || ev.On == nil || !*ev.On {
+	if ev := cx.next(30 * time.Second); ev.Kind != "reaction" || ev.Seq != 3 || ev.Emoji != "👍" || ev.On == nil || !*ev.On {
 		t.Fatalf("x got %+v", ev)
 	}
 	cx.send(map[string]any{"type": "react", "id": "r2", "conv": conv, "target": 1, "emoji": "👍", "on": false})
-	if a := cx.next(10 * time.Second); a.Type != "ack" || a.ID != "r2" || a.Seq != 4 {
+	if a := cx.next(30 * time.Second); a.Type != "ack" || a.ID != "r2" || a.Seq != 4 {
 		t.Fatalf("react: %+v", a)
 	}
-	if ev := cy.next(10 * time.Second); ev.Kind != "reaction" || ev.Seq != 4 || ev.On == nil || *ev.On {
+	if ev := cy.next(30 * time.Second); ev.Kind != "reaction" || ev.Seq != 4 || ev.On == nil || *ev.On {
 		t.Fatalf("y got %+v", ev)
 	}
 

@@ -16,17 +16,17 @@ func TestRecallOfRecalledNeedsPermission(t *testing.T) {
 	conv := s.direct(a, b)
 	ca, cb := dial(t, s.main.Addr, a.token), dial(t, s.edge.Addr, b.token)
 	ca.send(sendFrame("m1", conv, 1))
-	if f := ca.next(10 * time.Second); f.Type != "ack" || f.Seq != 1 {
+	if f := ca.next(30 * time.Second); f.Type != "ack" || f.Seq != 1 {
 		t.Fatalf("send: want ack 1, got %+v", f)
 	}
 	ca.send(map[string]any{"type": "recall", "id": "r1", "conv": conv, "target": 1})
-	if f := ca.next(10 * time.Second); f.Type != "ack" || f.ID != "r1" || f.Seq != 2 {
+	if f := ca.next(30 * time.Second); f.Type != "ack" || f.ID != "r1" || f.Seq != 2 {
 		t.Fatalf("alice's recall: want ack 2, got %+v", f)
 	}
 	for _, id := range []string{"rb1", "rb2"} {
 		cb.send(map[string]any{"type": "recall", "id": id, "conv": conv, "target": 1})
 		for {
-			f := cb.next(10 * time.Second)
+			f := cb.next(30 * time.Second)
 			if f.Type == "event" {
 				continue // alice's message and recall, live
 			}
@@ -65,7 +65,7 @@ func TestLeavingMemberRefusedOnSocket(t *testing.T) {
 		{"type": "read", "id": "rd1", "conv": g.ID, "seq": 0},
 	} {
 		cb.send(frame)
-		if f := cb.next(10 * time.Second); f.Type != "error" || f.ID != frame["id"] || f.Code != "forbidden" {
+		if f := cb.next(30 * time.Second); f.Type != "error" || f.ID != frame["id"] || f.Code != "forbidden" {
 			t.Fatalf("leaving member's %s: want error forbidden, got %+v", frame["type"], f)
 		}
 	}

@@ -70,9 +70,13 @@ func TestNoSecretsInLogs(t *testing.T) {
 	s.do("POST", "/v1/users", "", map[string]string{"username": "x", "password": password}, nil)
 	conv := s.direct(a, b)
 	ca, cb := mustDial(t, main.Addr, a.token), mustDial(t, main.Addr, b.token)
+	// bob syncs, as a client does: without it his live events wait for the
+	// first-sync wait (10 s), as long as the wait for them below.
+	cb.send(map[string]any{"type": "sync", "id": "s1", "cursors": map[string]int64{}})
+	cb.next(30*time.Second, "synced")
 	ca.send(map[string]any{"type": "send", "id": "m1", "conv": conv, "body": map[string]string{"text": body}})
-	ca.next(10*time.Second, "ack")
-	cb.next(10*time.Second, "event")
+	ca.next(30*time.Second, "ack")
+	cb.next(30*time.Second, "event")
 	ca.send(map[string]any{"type": "send", "id": "bad id!", "conv": conv, "body": body}) // refused
 	ca.send(map[string]any{"type": "nonsense", "body": body})
 	ca.send(map[string]any{"type": "send", "id": "m2", "conv": "nope", "body": body})
