@@ -697,7 +697,7 @@ func TestConnectionCommandLimitCounted(t *testing.T) {
 	}
 	limited := 0
 	for range n {
-		f, raw := c.next(10*time.Second, "ack", "error")
+		f, raw := c.next(30*time.Second, "ack", "error")
 		if f.Type == "error" {
 			if !strings.Contains(string(raw), `"rate_limited"`) {
 				t.Fatalf("unexpected %s", raw)

@@ -122,7 +122,7 @@ func TestTyping(t *testing.T) {
 	cx.send(map[string]any{"type": "typing", "conv": conv, "on": false})
 	var typing []frame
 	for len(typing) == 0 || *typing[len(typing)-1].On {
-		f := cy.next(3 * time.Second)
+		f := cy.next(30 * time.Second)
 		if f.Type != "typing" {
 			t.Fatalf("y got %+v", f)
 		}
@@ -135,15 +135,15 @@ func TestTyping(t *testing.T) {
 		t.Fatalf("the typist got %+v", before)
 	}
 	cz.send(map[string]any{"type": "typing", "conv": conv})
-	if f := cz.next(5 * time.Second); f.Type != "error" || f.Code != "forbidden" {
+	if f := cz.next(30 * time.Second); f.Type != "error" || f.Code != "forbidden" {
 		t.Fatalf("non-member got %+v", f)
 	}
 	cz.send(map[string]any{"type": "typing", "conv": "nope"})
-	if f := cz.next(5 * time.Second); f.Type != "error" || f.Code != "not_found" {
+	if f := cz.next(30 * time.Second); f.Type != "error" || f.Code != "not_found" {
 		t.Fatalf("typing in no conversation got %+v", f)
 	}
 	cz.send(map[string]any{"type": "typing"})
-	if f := cz.next(5 * time.Second); f.Type != "error" || f.Code != "bad_request" {
+	if f := cz.next(30 * time.Second); f.Type != "error" || f.Code != "bad_request" {
 		t.Fatalf("typing without a conv got %+v", f)
 	}
 	if _, head := s.history(x, conv, 0); head != 0 {
