@@ -206,18 +206,18 @@ func TestWebClient(t *testing.T) {
 	// Bob types: alice sees it, and sees it stop when bob clears his draft
 	// (well before an "on" would time out).
 	bob.do(chromedp.SendKeys(chromedp.CSS("#composer"), "Let me check"))
-	alice.wait("bob typing", `document.querySelector('#typing').textContent === 'bob is typing…'`, 5*time.Second)
+	alice.wait("bob typing", `document.querySelector('#typing').textContent === 'bob is typing…'`, 30*time.Second)
 	bob.eval(`const c = document.querySelector('#composer'); c.value = ''; c.dispatchEvent(new Event('input'))`)
-	alice.wait("bob no longer typing", `document.querySelector('#typing').textContent === ''`, 3*time.Second)
+	alice.wait("bob no longer typing", `document.querySelector('#typing').textContent === ''`, 30*time.Second)
 
 	// Search finds a message by its words, across conversations; a result
 	// opens its conversation.
 	alice.do(chromedp.SendKeys(chromedp.CSS("#search-q"), "DEPLOY green\r"))
-	alice.wait("the search result", fmt.Sprintf(`document.querySelectorAll('#search-results li[data-conv]').length === 1 && document.querySelector('#search-results li[data-conv=%q] .result-text')?.textContent === %q`, conv, first[1]), 5*time.Second)
+	alice.wait("the search result", fmt.Sprintf(`document.querySelectorAll('#search-results li[data-conv]').length === 1 && document.querySelector('#search-results li[data-conv=%q] .result-text')?.textContent === %q`, conv, first[1]), 30*time.Second)
 	alice.do(chromedp.SendKeys(chromedp.CSS("#search-q"), " nosuchword\r"))
-	alice.wait("no search result", `document.querySelector('#search-results .empty')?.textContent === 'No messages found.'`, 5*time.Second)
+	alice.wait("no search result", `document.querySelector('#search-results .empty')?.textContent === 'No messages found.'`, 30*time.Second)
 	alice.eval(`const q = document.querySelector('#search-q'); q.value = ''; q.dispatchEvent(new Event('input'))`)
-	alice.wait("the search results gone", `document.querySelector('#search-results').hidden`, 3*time.Second)
+	alice.wait("the search results gone", `document.querySelector('#search-results').hidden`, 30*time.Second)
 
 	// A recall shows on both sides.
 	oops := "Oops, that was meant for the team channel"
@@ -264,11 +264,11 @@ func TestWebClient(t *testing.T) {
 	// Mentions: "@b" offers bob (a member); Tab completes; the message
 	// carries his id.
 	alice.do(chromedp.SendKeys(chromedp.CSS("#composer"), "Tickets, @b"))
-	alice.wait("the mention completion", `!document.querySelector('#mention-list').hidden && [...document.querySelectorAll('#mention-list li')].map(li => li.dataset.user).join() === 'bob'`, 3*time.Second)
+	alice.wait("the mention completion", `!document.querySelector('#mention-list').hidden && [...document.querySelectorAll('#mention-list li')].map(li => li.dataset.user).join() === 'bob'`, 30*time.Second)
 	alice.do(chromedp.SendKeys(chromedp.CSS("#composer"), "\t"))
-	alice.wait("the completed mention", `document.querySelector('#composer').value === 'Tickets, @bob ' && document.querySelector('#mention-list').hidden`, 3*time.Second)
+	alice.wait("the completed mention", `document.querySelector('#composer').value === 'Tickets, @bob ' && document.querySelector('#mention-list').hidden`, 30*time.Second)
 	alice.do(chromedp.SendKeys(chromedp.CSS("#composer"), "?\r"))
-	alice.waitSent("Tickets, @bob ?", 5*time.Second)
+	alice.waitSent("Tickets, @bob ?", 30*time.Second)
 	var mentioned struct {
 		Events []struct {
 			Mentions []string
@@ -429,7 +429,7 @@ func TestWebClient(t *testing.T) {
 	// Her reaction, counted by the history page, is still hers: the chip
 	// takes it back.
 	alice.eval(msgJS(".msg.mine", coffee2) + `.querySelector('.chip').click()`)
-	alice.wait("alice's reaction taken back after a reload", msgJS(".msg.mine", coffee2)+` && !`+msgJS(".msg.mine", coffee2)+`.querySelector('.chip')`, 5*time.Second)
+	alice.wait("alice's reaction taken back after a reload", msgJS(".msg.mine", coffee2)+` && !`+msgJS(".msg.mine", coffee2)+`.querySelector('.chip')`, 30*time.Second)
 	_ = aliceID
 
 	// Paging backwards: a fresh page of 50 plus older ones on scroll-up.
