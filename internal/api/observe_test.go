@@ -1,14 +1,12 @@
 package api_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,29 +14,12 @@ import (
 	"github.com/seqchat/seqchat/internal/testenv"
 )
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // REST requests are counted and timed by route pattern and status (never
 // by raw path: no conversation id reaches /metrics), rate-limit refusals
 // by limit, and with CHAT_ACCESS_LOG on each request is one log line with
 // method, route, status, duration and bytes, and nothing secret.
 func TestRequestMetricsAndAccessLog(t *testing.T) {
-	var buf lockedBuffer
+	var buf testenv.LogBuffer
 	log := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	cfg := testenv.Config(t)
 	cfg.RateLimits = true

@@ -6,10 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,24 +15,13 @@ import (
 	"github.com/seqchat/seqchat/internal/testenv"
 )
 
-// lockedBuffer is a log sink the test reads while the app writes.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
+// logSink is the test's log buffer, read back as records.
+type logSink struct{ testenv.LogBuffer }
 
 // lines returns the records logged so far; a line that is not JSON fails t.
-func (b *lockedBuffer) lines(t *testing.T) []map[string]any {
+func (b *logSink) lines(t *testing.T) []map[string]any {
 	t.Helper()
-	b.mu.Lock()
-	text := b.buf.String()
-	b.mu.Unlock()
+	text := b.String()
 	var out []map[string]any
 	for _, l := range strings.Split(strings.TrimSpace(text), "\n") {
 		if l == "" {
@@ -64,16 +51,11 @@ func count(recs []map[string]any, match func(map[string]any) bool) int {
 // sweep, failing every round, warns once, not every round.
 func TestRedisDownAtStart(t *testing.T) {
 	t.Parallel()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := l.Addr().String()
-	l.Close()
+	closed := testenv.ClosedAddr(t)
 	cfg := testenv.Config(t)
 	cfg.RedisURL = "redis://" + closed + "/0"
 	cfg.PresenceHeartbeat = 100 * time.Millisecond // sweeps every few tens of ms
-	sink := &lockedBuffer{}
+	sink := &logSink{}
 	log := slog.New(slog.NewJSONHandler(sink, nil))
 	// Process-wide, as Main does; nothing else in this package's tests
 	// logs through go-redis.
@@ -136,7 +118,7 @@ func TestRedisDownAtStart(t *testing.T) {
 func TestFreshInstallBuildsUnreadQuietly(t *testing.T) {
 	t.Parallel()
 	cfg := testenv.Config(t)
-	sink := &lockedBuffer{}
+	sink := &logSink{}
 	log := slog.New(slog.NewJSONHandler(sink, nil))
 	a, err := app.Start(context.Background(), cfg, log, app.AllRoles...)
 	if err != nil {
@@ -190,12 +172,7 @@ func TestFreshInstallBuildsUnreadQuietly(t *testing.T) {
 // GET /v1/unread, which is nothing but counts, says unavailable.
 func TestConversationListWithoutRedis(t *testing.T) {
 	t.Parallel()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := l.Addr().String()
-	l.Close()
+	closed := testenv.ClosedAddr(t)
 	cfg := testenv.Config(t)
 	cfg.RedisURL = "redis://" + closed + "/0"
 	cfg.RateLimits = false // the failed-login limits live in Redis

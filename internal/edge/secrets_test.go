@@ -1,13 +1,11 @@
 package edge_test
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,29 +13,12 @@ import (
 	"github.com/seqchat/seqchat/internal/testenv"
 )
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // A realistic flow, logged at debug level into a buffer, with failures on
 // the way (wrong passwords, bad frames, a revoked token, a dropped edge):
 // neither the logs nor /metrics hold a password, token or message body.
 func TestNoSecretsInLogs(t *testing.T) {
 	t.Parallel()
-	var buf lockedBuffer
+	var buf testenv.LogBuffer
 	log := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	cfg := testenv.Config(t)
 	cfg.RateLimits = true
