@@ -2,6 +2,6 @@
 // server: the way to try the system on one machine.
 package main
 
-import "github.com/seqchat/seqchat/internal/app"
+import "github.com/seqchat/seqchat/internal/wiring"
 
-func main() { app.Main(app.AllRoles...) }
+func main() { wiring.Main(wiring.AllRoles...) }

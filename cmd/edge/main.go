@@ -2,6 +2,6 @@
 // and docs/deployment.md for how to run it beside the other roles.
 package main
 
-import "github.com/seqchat/seqchat/internal/app"
+import "github.com/seqchat/seqchat/internal/wiring"
 
-func main() { app.Main(app.Edge) }
+func main() { wiring.Main(wiring.Edge) }

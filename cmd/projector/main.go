@@ -3,6 +3,6 @@
 // what it does and docs/deployment.md for how to run it beside the other roles.
 package main
 
-import "github.com/seqchat/seqchat/internal/app"
+import "github.com/seqchat/seqchat/internal/wiring"
 
-func main() { app.Main(app.Projector) }
+func main() { wiring.Main(wiring.Projector) }

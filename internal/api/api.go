@@ -22,7 +22,7 @@ import (
 	"github.com/seqchat/seqchat/events"
 	"github.com/seqchat/seqchat/internal/auth"
 	"github.com/seqchat/seqchat/internal/chaterr"
-	"github.com/seqchat/seqchat/internal/history"
+	"github.com/seqchat/seqchat/internal/projector/history"
 	"github.com/seqchat/seqchat/internal/ratelimit"
 	"github.com/seqchat/seqchat/internal/receipts"
 )

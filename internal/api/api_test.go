@@ -15,10 +15,10 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/seqchat/seqchat/internal/app"
 	"github.com/seqchat/seqchat/internal/auth"
 	"github.com/seqchat/seqchat/internal/config"
 	"github.com/seqchat/seqchat/internal/testenv"
+	"github.com/seqchat/seqchat/internal/wiring"
 )
 
 // ---------------------------------------------------------------------------
@@ -35,7 +35,7 @@ type env struct {
 func start(t *testing.T) *env {
 	t.Helper()
 	cfg := testenv.Config(t)
-	a, err := app.Start(context.Background(), cfg, testenv.Logger(t), app.API, app.Sequencer, app.Projector)
+	a, err := wiring.Start(context.Background(), cfg, testenv.Logger(t), wiring.API, wiring.Sequencer, wiring.Projector)
 	if err != nil {
 		t.Fatalf("start app: %v", err)
 	}

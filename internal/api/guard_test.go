@@ -9,10 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/seqchat/seqchat/internal/app"
 	"github.com/seqchat/seqchat/internal/auth"
 	"github.com/seqchat/seqchat/internal/config"
 	"github.com/seqchat/seqchat/internal/testenv"
+	"github.com/seqchat/seqchat/internal/wiring"
 )
 
 // startWith is start with a configuration change.
@@ -20,7 +20,7 @@ func startWith(t *testing.T, change func(*config.Config)) *env {
 	t.Helper()
 	cfg := testenv.Config(t)
 	change(&cfg)
-	a, err := app.Start(context.Background(), cfg, testenv.Logger(t), app.API, app.Sequencer, app.Projector)
+	a, err := wiring.Start(context.Background(), cfg, testenv.Logger(t), wiring.API, wiring.Sequencer, wiring.Projector)
 	if err != nil {
 		t.Fatalf("start app: %v", err)
 	}

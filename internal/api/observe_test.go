@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/seqchat/seqchat/internal/app"
 	"github.com/seqchat/seqchat/internal/testenv"
+	"github.com/seqchat/seqchat/internal/wiring"
 )
 
 // REST requests are counted and timed by route pattern and status (never
@@ -25,7 +25,7 @@ func TestRequestMetricsAndAccessLog(t *testing.T) {
 	cfg.RateLimits = true
 	cfg.LoginFailuresPerUser = 2
 	cfg.AccessLog = true
-	a, err := app.Start(context.Background(), cfg, log, app.API, app.Sequencer, app.Projector)
+	a, err := wiring.Start(context.Background(), cfg, log, wiring.API, wiring.Sequencer, wiring.Projector)
 	if err != nil {
 		t.Fatalf("start app: %v", err)
 	}

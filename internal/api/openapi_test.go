@@ -16,7 +16,7 @@ import (
 
 	"github.com/seqchat/seqchat/docs"
 	"github.com/seqchat/seqchat/internal/api"
-	"github.com/seqchat/seqchat/internal/ops"
+	"github.com/seqchat/seqchat/internal/serve"
 )
 
 // routes records the patterns mounted on it and passes them on to a real
@@ -41,7 +41,7 @@ func (r *routes) HandleFunc(p string, h func(http.ResponseWriter, *http.Request)
 func served(t *testing.T) (*http.ServeMux, []string) {
 	t.Helper()
 	r := &routes{mux: http.NewServeMux()}
-	ops.Mount(r, prometheus.NewRegistry(), nil)
+	serve.Mount(r, prometheus.NewRegistry(), nil)
 	api.New(nil, nil, nil, nil, api.Options{Log: slog.New(slog.DiscardHandler)}).Mount(r)
 	var calls []string
 	for _, p := range r.patterns {

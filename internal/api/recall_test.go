@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/seqchat/seqchat/internal/app"
 	"github.com/seqchat/seqchat/internal/testenv"
+	"github.com/seqchat/seqchat/internal/wiring"
 )
 
 // Invariant 4 for recalls: once the owner's recall is answered, the other
@@ -17,8 +17,8 @@ import (
 func TestRecallReadYourWritesWithProjectorStopped(t *testing.T) {
 	t.Parallel()
 	cfg := testenv.Config(t)
-	e, _ := startApp(t, cfg, app.API, app.Sequencer)
-	proj, err := app.Start(context.Background(), cfg, testenv.Logger(t), app.Projector)
+	e, _ := startApp(t, cfg, wiring.API, wiring.Sequencer)
+	proj, err := wiring.Start(context.Background(), cfg, testenv.Logger(t), wiring.Projector)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,9 +12,9 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"github.com/seqchat/seqchat/internal/app"
 	"github.com/seqchat/seqchat/internal/config"
 	"github.com/seqchat/seqchat/internal/testenv"
+	"github.com/seqchat/seqchat/internal/wiring"
 )
 
 const serverKey = "server-key-for-tests-0123456789"
@@ -33,14 +33,14 @@ func startServer(t *testing.T, change func(*config.Config)) *serverEnv {
 	if change != nil {
 		change(&cfg)
 	}
-	a, err := app.Start(context.Background(), cfg, testenv.Logger(t), app.AllRoles...)
+	a, err := wiring.Start(context.Background(), cfg, testenv.Logger(t), wiring.AllRoles...)
 	if err != nil {
 		t.Fatalf("start app: %v", err)
 	}
 	t.Cleanup(func() { _ = a.Stop() })
 	ecfg := cfg
 	ecfg.InstanceID = ""
-	b, err := app.Start(context.Background(), ecfg, testenv.Logger(t), app.Edge)
+	b, err := wiring.Start(context.Background(), ecfg, testenv.Logger(t), wiring.Edge)
 	if err != nil {
 		t.Fatalf("start edge: %v", err)
 	}

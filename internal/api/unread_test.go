@@ -9,17 +9,17 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/seqchat/seqchat/internal/app"
 	"github.com/seqchat/seqchat/internal/config"
 	"github.com/seqchat/seqchat/internal/membership"
 	"github.com/seqchat/seqchat/internal/testenv"
+	"github.com/seqchat/seqchat/internal/wiring"
 	"github.com/seqchat/seqchat/unread"
 )
 
 // startApp is start with a chosen configuration and roles.
-func startApp(t *testing.T, cfg config.Config, roles ...app.Role) (*env, *app.App) {
+func startApp(t *testing.T, cfg config.Config, roles ...wiring.Role) (*env, *wiring.App) {
 	t.Helper()
-	a, err := app.Start(context.Background(), cfg, testenv.Logger(t), roles...)
+	a, err := wiring.Start(context.Background(), cfg, testenv.Logger(t), roles...)
 	if err != nil {
 		t.Fatalf("start app: %v", err)
 	}
@@ -105,7 +105,7 @@ func TestRecall(t *testing.T) {
 	// messages, are within it on a loaded machine; the late one waits for
 	// it to pass.
 	cfg.RecallWindow = 10 * time.Second
-	e, _ := startApp(t, cfg, app.API, app.Sequencer, app.Projector)
+	e, _ := startApp(t, cfg, wiring.API, wiring.Sequencer, wiring.Projector)
 	owner, a, b := e.register(t, "rowner"), e.register(t, "reca"), e.register(t, "recb")
 	g := e.createConv(t, owner, "group", "recalls", a.ID, b.ID)
 	e.send(t, a, g.ID, "a1", "first")        // 1
@@ -167,7 +167,7 @@ func TestRecall(t *testing.T) {
 func TestUnreadProjectorRedeliveryAndRebuild(t *testing.T) {
 	t.Parallel()
 	cfg := testenv.Config(t)
-	e, a := startApp(t, cfg, app.API, app.Sequencer) // no projectors: we run the unread one by hand
+	e, a := startApp(t, cfg, wiring.API, wiring.Sequencer) // no projectors: we run the unread one by hand
 	x, y, z := e.register(t, "unx"), e.register(t, "uny"), e.register(t, "unz")
 	g := e.createConv(t, x, "group", "crash", y.ID, z.ID)
 	for i := 0; i < 200; i++ {

@@ -14,8 +14,8 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"github.com/seqchat/seqchat/internal/app"
 	"github.com/seqchat/seqchat/internal/testenv"
+	"github.com/seqchat/seqchat/internal/wiring"
 )
 
 // BenchmarkEdgeSubmit measures a command's whole way through one process
@@ -36,7 +36,7 @@ func benchSubmit(b *testing.B, conns, window int) {
 	cfg := testenv.Config(b)
 	cfg.RateLimits = false
 	cfg.PasswordCost = 4
-	a, err := app.Start(context.Background(), cfg, testenv.Logger(b), app.API, app.Sequencer, app.Projector, app.Edge)
+	a, err := wiring.Start(context.Background(), cfg, testenv.Logger(b), wiring.API, wiring.Sequencer, wiring.Projector, wiring.Edge)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -31,10 +31,10 @@ import (
 	"github.com/seqchat/seqchat/internal/auth"
 	"github.com/seqchat/seqchat/internal/chaterr"
 	"github.com/seqchat/seqchat/internal/commands"
-	"github.com/seqchat/seqchat/internal/fanout"
-	"github.com/seqchat/seqchat/internal/ops"
 	"github.com/seqchat/seqchat/internal/presence"
+	"github.com/seqchat/seqchat/internal/projector/fanout"
 	"github.com/seqchat/seqchat/internal/ratelimit"
+	"github.com/seqchat/seqchat/internal/serve"
 )
 
 // Publisher appends commands to CMDS in the order it is called.
@@ -221,7 +221,7 @@ type Edge struct {
 	// failing holds back the repeats of a presence sweep or refresh that
 	// fails every round while Redis is down: one line a minute, not one a
 	// second.
-	failing *ops.Repeats
+	failing *serve.Repeats
 	typists typingGate // typing.go
 
 	// ctx is the parent of every connection's context; stop ends it.
@@ -246,7 +246,7 @@ func New(nc *nats.Conn, cmds Publisher, hist History, pool *pgxpool.Pool, tokens
 	ctx, stop := context.WithCancel(context.Background())
 	e := &Edge{
 		opt: opt, nc: nc, cmds: cmds, hist: hist, pool: pool, tokens: tokens, presence: pres,
-		m: newMetrics(opt.Metrics), ctx: ctx, stop: stop, failing: ops.NewRepeats(time.Minute),
+		m: newMetrics(opt.Metrics), ctx: ctx, stop: stop, failing: serve.NewRepeats(time.Minute),
 		conns: map[*conn]struct{}{}, byUser: map[string]map[*conn]struct{}{},
 		upgrader: websocket.Upgrader{
 			ReadBufferSize:  1024,

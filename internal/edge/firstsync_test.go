@@ -6,9 +6,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/seqchat/seqchat/internal/app"
 	"github.com/seqchat/seqchat/internal/config"
 	"github.com/seqchat/seqchat/internal/testenv"
+	"github.com/seqchat/seqchat/internal/wiring"
 )
 
 // startStoppable starts a system whose projectors (fanout among them) run
@@ -22,17 +22,17 @@ func startStoppable(t *testing.T, change func(*config.Config)) (s *system, stop,
 	}
 	log := testenv.Logger(t)
 	cfg.InstanceID = "e1"
-	main, err := app.Start(context.Background(), cfg, log, app.API, app.Sequencer, app.Edge)
+	main, err := wiring.Start(context.Background(), cfg, log, wiring.API, wiring.Sequencer, wiring.Edge)
 	if err != nil {
 		t.Fatalf("start main: %v", err)
 	}
 	t.Cleanup(func() { _ = main.Stop() })
-	var proj *app.App
+	var proj *wiring.App
 	resume = func() {
 		t.Helper()
 		pcfg := cfg
 		pcfg.InstanceID, pcfg.HTTPAddr = "p1", "127.0.0.1:0"
-		p, err := app.Start(context.Background(), pcfg, log, app.Projector)
+		p, err := wiring.Start(context.Background(), pcfg, log, wiring.Projector)
 		if err != nil {
 			t.Fatalf("start projectors: %v", err)
 		}

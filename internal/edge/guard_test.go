@@ -21,9 +21,9 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/seqchat/seqchat/internal/app"
 	"github.com/seqchat/seqchat/internal/config"
 	"github.com/seqchat/seqchat/internal/testenv"
+	"github.com/seqchat/seqchat/internal/wiring"
 )
 
 // pushed is a receipt or presence frame.
@@ -369,7 +369,7 @@ func TestEdgeChild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := app.Start(context.Background(), cfg, slog.New(slog.DiscardHandler), app.Edge)
+	a, err := wiring.Start(context.Background(), cfg, slog.New(slog.DiscardHandler), wiring.Edge)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -383,7 +383,7 @@ func TestPresenceEdgeKilled(t *testing.T) {
 	t.Parallel()
 	// The requirement is relative to the heartbeat: offline within two of
 	// them. The server's own design takes at most 1.375 heartbeats from
-	// the last refresh (see presenceTTL in internal/app), so the rest of
+	// the last refresh (see presenceTTL in internal/wiring), so the rest of
 	// the bound is what the announcement needs to reach bob (Redis, NATS,
 	// the edge's writer). At 3 s that margin is over 1.8 s, and a refresh
 	// has 750 ms to land (it must, or alice would go offline while her
@@ -460,7 +460,7 @@ func TestLogoutEverywhere(t *testing.T) {
 	other := s.login("alice")
 	api2cfg := s.cfg
 	api2cfg.InstanceID, api2cfg.HTTPAddr = "api2", "127.0.0.1:0"
-	api2, err := app.Start(context.Background(), api2cfg, testenv.Logger(t), app.API)
+	api2, err := wiring.Start(context.Background(), api2cfg, testenv.Logger(t), wiring.API)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -509,7 +509,7 @@ func TestLogoutEverywhere(t *testing.T) {
 	// A replica started after the logout loads it from Postgres.
 	cfg3 := s.cfg
 	cfg3.InstanceID, cfg3.HTTPAddr = "e3", "127.0.0.1:0"
-	e3, err := app.Start(context.Background(), cfg3, testenv.Logger(t), app.Edge, app.API)
+	e3, err := wiring.Start(context.Background(), cfg3, testenv.Logger(t), wiring.Edge, wiring.API)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -527,7 +527,7 @@ func TestLogoutEverywhere(t *testing.T) {
 // Origin are not browsers and pass.
 func TestOriginCheck(t *testing.T) {
 	t.Parallel()
-	s := startWith(t, func(c *config.Config) { c.AllowedOrigins = "https://app.example, https://other.example" })
+	s := startWith(t, func(c *config.Config) { c.AllowedOrigins = "https://wiring.example, https://other.example" })
 	a := s.user("alice")
 	cases := []struct {
 		origin string
@@ -535,10 +535,10 @@ func TestOriginCheck(t *testing.T) {
 	}{
 		{"", true},
 		{"http://" + s.main.Addr, true},
-		{"https://app.example", true},
+		{"https://wiring.example", true},
 		{"https://other.example", true},
 		{"https://evil.example", false},
-		{"https://app.example.evil.example", false},
+		{"https://wiring.example.evil.example", false},
 		{"null", false},
 	}
 	for _, c := range cases {
@@ -561,7 +561,7 @@ func TestOriginCheck(t *testing.T) {
 	// The default (no list): only the same origin.
 	s2 := start(t)
 	b := s2.user("bob")
-	if _, resp, err := dialRaw(t, s2.main.Addr, b.token, http.Header{"Origin": {"https://app.example"}}); err == nil || resp.StatusCode != 403 {
+	if _, resp, err := dialRaw(t, s2.main.Addr, b.token, http.Header{"Origin": {"https://wiring.example"}}); err == nil || resp.StatusCode != 403 {
 		t.Fatalf("default: foreign origin accepted")
 	}
 	if _, _, err := dialRaw(t, s2.main.Addr, b.token, http.Header{"Origin": {"http://" + s2.main.Addr}}); err != nil {

@@ -13,9 +13,9 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"github.com/seqchat/seqchat/internal/app"
 	"github.com/seqchat/seqchat/internal/config"
 	"github.com/seqchat/seqchat/internal/testenv"
+	"github.com/seqchat/seqchat/internal/wiring"
 )
 
 // system is a running chat system with two edges: the first process runs
@@ -23,7 +23,7 @@ import (
 type system struct {
 	t          *testing.T
 	cfg        config.Config
-	main, edge *app.App
+	main, edge *wiring.App
 }
 
 func start(t *testing.T) *system { t.Helper(); return startWith(t, nil) }
@@ -38,14 +38,14 @@ func startWith(t *testing.T, change func(*config.Config)) *system {
 	log := testenv.Logger(t)
 	ctx := context.Background()
 	cfg.InstanceID = "e1"
-	main, err := app.Start(ctx, cfg, log, app.API, app.Sequencer, app.Projector, app.Edge)
+	main, err := wiring.Start(ctx, cfg, log, wiring.API, wiring.Sequencer, wiring.Projector, wiring.Edge)
 	if err != nil {
 		t.Fatalf("start main: %v", err)
 	}
 	t.Cleanup(func() { _ = main.Stop() })
 	cfg2 := cfg
 	cfg2.InstanceID, cfg2.HTTPAddr = "e2", "127.0.0.1:0"
-	edge, err := app.Start(ctx, cfg2, log, app.Edge)
+	edge, err := wiring.Start(ctx, cfg2, log, wiring.Edge)
 	if err != nil {
 		t.Fatalf("start edge: %v", err)
 	}

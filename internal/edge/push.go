@@ -5,7 +5,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/seqchat/seqchat/internal/fanout"
+	"github.com/seqchat/seqchat/internal/projector/fanout"
 )
 
 // subscribeAll listens for frames meant for every live connection (a push

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/seqchat/seqchat/internal/app"
 	"github.com/seqchat/seqchat/internal/testenv"
+	"github.com/seqchat/seqchat/internal/wiring"
 )
 
 // A realistic flow, logged at debug level into a buffer, with failures on
@@ -24,7 +24,7 @@ func TestNoSecretsInLogs(t *testing.T) {
 	cfg.RateLimits = true
 	cfg.AccessLog = true // the api's access log is in the logs checked
 	cfg.InstanceID = "s1"
-	main, err := app.Start(context.Background(), cfg, log, app.AllRoles...)
+	main, err := wiring.Start(context.Background(), cfg, log, wiring.AllRoles...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,8 +23,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/seqchat/seqchat/internal/chaterr"
-	"github.com/seqchat/seqchat/internal/fanout"
 	"github.com/seqchat/seqchat/internal/membership"
+	"github.com/seqchat/seqchat/internal/projector/fanout"
 )
 
 // Bucket holds the ids of recent pushes.

@@ -17,10 +17,10 @@ import (
 	"github.com/seqchat/seqchat/internal/chaterr"
 	"github.com/seqchat/seqchat/internal/commands"
 	"github.com/seqchat/seqchat/internal/config"
-	"github.com/seqchat/seqchat/internal/history"
 	"github.com/seqchat/seqchat/internal/membership"
 	"github.com/seqchat/seqchat/internal/natsconn"
-	"github.com/seqchat/seqchat/internal/pg"
+	"github.com/seqchat/seqchat/internal/postgres"
+	"github.com/seqchat/seqchat/internal/projector/history"
 	"github.com/seqchat/seqchat/internal/sequencer"
 	"github.com/seqchat/seqchat/internal/testenv"
 	"github.com/seqchat/seqchat/timeline"
@@ -44,7 +44,7 @@ func newRig(t testing.TB, tweak func(*config.Config)) *rig {
 		tweak(&cfg)
 	}
 	ctx := testenv.Context(t, 2*time.Minute)
-	pool, err := pg.Open(ctx, cfg.PostgresURL)
+	pool, err := postgres.Open(ctx, cfg.PostgresURL)
 	if err != nil {
 		t.Fatal(err)
 	}

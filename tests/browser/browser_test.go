@@ -25,9 +25,9 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"github.com/seqchat/seqchat/internal/app"
 	"github.com/seqchat/seqchat/internal/config"
 	"github.com/seqchat/seqchat/internal/testenv"
+	"github.com/seqchat/seqchat/internal/wiring"
 )
 
 const chromiumPath = "/usr/bin/chromium"
@@ -468,7 +468,7 @@ func TestWebClient(t *testing.T) {
 
 type server struct {
 	cfg config.Config
-	a   *app.App
+	a   *wiring.App
 	t   *testing.T
 }
 
@@ -488,7 +488,7 @@ func (s *server) start(t *testing.T) {
 	t.Helper()
 	var err error
 	for range 50 { // the old listener may linger for a moment
-		s.a, err = app.Start(context.Background(), s.cfg, testenv.Logger(t), app.AllRoles...)
+		s.a, err = wiring.Start(context.Background(), s.cfg, testenv.Logger(t), wiring.AllRoles...)
 		if err == nil || !strings.Contains(err.Error(), "address already in use") {
 			break
 		}

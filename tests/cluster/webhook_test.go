@@ -14,7 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/seqchat/seqchat/events"
-	"github.com/seqchat/seqchat/internal/hooks"
+	"github.com/seqchat/seqchat/internal/projector/hooks"
 )
 
 const hookSecret = "cluster-webhook-secret"

@@ -17,8 +17,8 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"github.com/seqchat/seqchat/internal/app"
 	"github.com/seqchat/seqchat/internal/testenv"
+	"github.com/seqchat/seqchat/internal/wiring"
 )
 
 // The protocol promises no latency: every command gets an answer (the
@@ -43,7 +43,7 @@ func serverURL(t *testing.T) string {
 	if u := os.Getenv("CHAT_TEST_SERVER_URL"); u != "" {
 		return strings.TrimSuffix(u, "/")
 	}
-	a, err := app.Start(context.Background(), testenv.Config(t), testenv.Logger(t), app.AllRoles...)
+	a, err := wiring.Start(context.Background(), testenv.Config(t), testenv.Logger(t), wiring.AllRoles...)
 	if err != nil {
 		t.Fatalf("start server: %v", err)
 	}

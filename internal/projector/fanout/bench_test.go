@@ -11,9 +11,9 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/seqchat/seqchat/events"
-	"github.com/seqchat/seqchat/internal/fanout"
 	"github.com/seqchat/seqchat/internal/membership"
 	"github.com/seqchat/seqchat/internal/presence"
+	"github.com/seqchat/seqchat/internal/projector/fanout"
 	"github.com/seqchat/seqchat/internal/testenv"
 	"github.com/seqchat/seqchat/timeline"
 )

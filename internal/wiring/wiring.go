@@ -1,7 +1,7 @@
-// Package app wires the roles (api, sequencer, projector, edge) to their
+// Package wiring wires the roles (api, sequencer, projector, edge) to their
 // dependencies and runs any set of them in one process: cmd/chatd runs them
 // all, each cmd/<role> runs one, and tests boot them in-process.
-package app
+package wiring
 
 import (
 	"context"
@@ -29,16 +29,16 @@ import (
 	"github.com/seqchat/seqchat/internal/commands"
 	"github.com/seqchat/seqchat/internal/config"
 	"github.com/seqchat/seqchat/internal/edge"
-	"github.com/seqchat/seqchat/internal/fanout"
-	"github.com/seqchat/seqchat/internal/history"
 	"github.com/seqchat/seqchat/internal/lease"
 	"github.com/seqchat/seqchat/internal/membership"
 	"github.com/seqchat/seqchat/internal/natsconn"
-	"github.com/seqchat/seqchat/internal/ops"
-	"github.com/seqchat/seqchat/internal/pg"
+	"github.com/seqchat/seqchat/internal/postgres"
 	"github.com/seqchat/seqchat/internal/presence"
+	"github.com/seqchat/seqchat/internal/projector/fanout"
+	"github.com/seqchat/seqchat/internal/projector/history"
 	"github.com/seqchat/seqchat/internal/receipts"
 	"github.com/seqchat/seqchat/internal/sequencer"
+	"github.com/seqchat/seqchat/internal/serve"
 	"github.com/seqchat/seqchat/internal/webui"
 	"github.com/seqchat/seqchat/timeline"
 	"github.com/seqchat/seqchat/unread"
@@ -141,9 +141,9 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger, roles ...Ro
 	rdb := redis.NewClient(ropt)
 	closers = append(closers, func() { rdb.Close() })
 
-	reg := ops.NewRegistry()
+	reg := serve.NewRegistry()
 	mux := http.NewServeMux()
-	ops.Mount(mux, reg, []ops.Check{
+	serve.Mount(mux, reg, []serve.Check{
 		{Name: "jetstream", Fn: func(ctx context.Context) error {
 			_, err := nc.JS.AccountInfo(ctx)
 			return err
@@ -276,7 +276,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger, roles ...Ro
 	httpDone := make(chan struct{})
 	go func() {
 		defer close(httpDone)
-		if err := ops.ServeWith(ctx, ln, mux, serveOptions(cfg, log)); err != nil {
+		if err := serve.ServeWith(ctx, ln, mux, serveOptions(cfg, log)); err != nil {
 			errc <- err
 		}
 	}()
@@ -336,7 +336,7 @@ func ensureStreams(ctx context.Context, nc *natsconn.Conn, cfg config.Config, lo
 // (a process started beside its database should not crash-loop).
 func openPostgres(ctx context.Context, url string, log *slog.Logger) (*pgxpool.Pool, error) {
 	for attempt := 1; ; attempt++ {
-		pool, err := pg.Open(ctx, url)
+		pool, err := postgres.Open(ctx, url)
 		if err == nil {
 			return pool, nil
 		}

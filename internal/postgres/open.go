@@ -1,6 +1,6 @@
-// Package pg opens the Postgres pool every role shares: it creates the
+// Package postgres opens the Postgres pool every role shares: it creates the
 // database when missing and applies the migrations.
-package pg
+package postgres
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package app
+package wiring
 
 import (
 	"context"
@@ -9,10 +9,10 @@ import (
 
 	"github.com/seqchat/seqchat/internal/api"
 	"github.com/seqchat/seqchat/internal/config"
-	"github.com/seqchat/seqchat/internal/hooks"
 	"github.com/seqchat/seqchat/internal/membership"
 	"github.com/seqchat/seqchat/internal/natsconn"
 	"github.com/seqchat/seqchat/internal/presence"
+	"github.com/seqchat/seqchat/internal/projector/hooks"
 	"github.com/seqchat/seqchat/internal/push"
 	"github.com/seqchat/seqchat/unread"
 )

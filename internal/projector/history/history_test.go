@@ -11,9 +11,9 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/seqchat/seqchat/events"
-	"github.com/seqchat/seqchat/internal/history"
 	"github.com/seqchat/seqchat/internal/natsconn"
-	"github.com/seqchat/seqchat/internal/pg"
+	"github.com/seqchat/seqchat/internal/postgres"
+	"github.com/seqchat/seqchat/internal/projector/history"
 	"github.com/seqchat/seqchat/internal/testenv"
 	"github.com/seqchat/seqchat/timeline"
 )
@@ -28,7 +28,7 @@ type rig struct {
 func newRig(t testing.TB) *rig {
 	t.Helper()
 	ctx := testenv.Context(t, time.Minute)
-	pool, err := pg.Open(ctx, testenv.Postgres(t))
+	pool, err := postgres.Open(ctx, testenv.Postgres(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +142,7 @@ func TestProjectorConvergesAndRebuilds(t *testing.T) {
 	t.Logf("stopped after %d rows, converged to %d", mid, count(t, r.pool))
 	projected := rows(t, r.pool)
 	ctx := testenv.Context(t, time.Minute)
-	fresh, err := pg.Open(ctx, testenv.Postgres(t))
+	fresh, err := postgres.Open(ctx, testenv.Postgres(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,15 +12,15 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/seqchat/seqchat/events"
-	"github.com/seqchat/seqchat/internal/history"
-	"github.com/seqchat/seqchat/internal/pg"
+	"github.com/seqchat/seqchat/internal/postgres"
+	"github.com/seqchat/seqchat/internal/projector/history"
 	"github.com/seqchat/seqchat/internal/testenv"
 	"github.com/seqchat/seqchat/timeline"
 )
 
 func openPool(t testing.TB) *pgxpool.Pool {
 	t.Helper()
-	pool, err := pg.Open(testenv.Context(t, time.Minute), testenv.Postgres(t))
+	pool, err := postgres.Open(testenv.Context(t, time.Minute), testenv.Postgres(t))
 	if err != nil {
 		t.Fatal(err)
 	}

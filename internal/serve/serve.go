@@ -1,6 +1,6 @@
-// Package ops serves what every process shows its operators: /healthz,
+// Package serve serves what every process shows its operators: /healthz,
 // /readyz, Prometheus /metrics, and an HTTP server that drains on shutdown.
-package ops
+package serve
 
 import (
 	"context"

@@ -18,10 +18,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/seqchat/seqchat/events"
-	"github.com/seqchat/seqchat/internal/app"
 	"github.com/seqchat/seqchat/internal/config"
-	"github.com/seqchat/seqchat/internal/hooks"
+	"github.com/seqchat/seqchat/internal/projector/hooks"
 	"github.com/seqchat/seqchat/internal/testenv"
+	"github.com/seqchat/seqchat/internal/wiring"
 	"github.com/seqchat/seqchat/timeline"
 )
 
@@ -92,21 +92,21 @@ func (r *receiver) got() ([]json.RawMessage, []hooks.Notification, int) {
 type system struct {
 	t      *testing.T
 	cfg    config.Config
-	app    *app.App
+	app    *wiring.App
 	js     jetstream.JetStream
 	client *http.Client
 }
 
-func startSystem(t *testing.T, change func(*config.Config), roles ...app.Role) *system {
+func startSystem(t *testing.T, change func(*config.Config), roles ...wiring.Role) *system {
 	t.Helper()
 	cfg := testenv.Config(t)
 	cfg.ServerKeys = serverKey
 	cfg.WebhookSecret = secret
 	change(&cfg)
 	if roles == nil {
-		roles = app.AllRoles
+		roles = wiring.AllRoles
 	}
-	a, err := app.Start(context.Background(), cfg, testenv.Logger(t), roles...)
+	a, err := wiring.Start(context.Background(), cfg, testenv.Logger(t), roles...)
 	if err != nil {
 		t.Fatalf("start: %v", err)
 	}
@@ -115,11 +115,11 @@ func startSystem(t *testing.T, change func(*config.Config), roles ...app.Role) *
 }
 
 // startRole starts another process of the same deployment.
-func (s *system) startRole(roles ...app.Role) *app.App {
+func (s *system) startRole(roles ...wiring.Role) *wiring.App {
 	s.t.Helper()
 	cfg := s.cfg
 	cfg.InstanceID = ""
-	a, err := app.Start(context.Background(), cfg, testenv.Logger(s.t), roles...)
+	a, err := wiring.Start(context.Background(), cfg, testenv.Logger(s.t), roles...)
 	if err != nil {
 		s.t.Fatalf("start %v: %v", roles, err)
 	}
@@ -346,8 +346,8 @@ func TestWebhookSurvivesProjectorRestart(t *testing.T) {
 	r := newReceiver(t, nil)
 	r.delay.Store(int64(200 * time.Millisecond)) // slow enough to stop it mid-delivery
 	// The api, sequencer and edge here; projectors in processes of their own.
-	s := startSystem(t, func(c *config.Config) { c.WebhookURLs = r.srv.URL; c.ProjectorBatch = 10 }, app.API, app.Sequencer, app.Edge)
-	p1 := s.startRole(app.Projector)
+	s := startSystem(t, func(c *config.Config) { c.WebhookURLs = r.srv.URL; c.ProjectorBatch = 10 }, wiring.API, wiring.Sequencer, wiring.Edge)
+	p1 := s.startRole(wiring.Projector)
 	s.waitConsumer(hooks.ConsumerName(r.srv.URL))
 	from := s.lastStreamSeq() + 1
 	a, b := s.user("alice"), s.user("bob")
@@ -366,7 +366,7 @@ func TestWebhookSurvivesProjectorRestart(t *testing.T) {
 	}
 	s.busy(a, convs, 50, "n")
 	r.delay.Store(0)
-	s.startRole(app.Projector)
+	s.startRole(wiring.Projector)
 	checkDelivered(t, r, s.timelineFrom(from))
 }
 

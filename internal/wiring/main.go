@@ -1,4 +1,4 @@
-package app
+package wiring
 
 import (
 	"context"
@@ -12,8 +12,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/seqchat/seqchat/internal/config"
-	"github.com/seqchat/seqchat/internal/history"
 	"github.com/seqchat/seqchat/internal/natsconn"
+	"github.com/seqchat/seqchat/internal/projector/history"
 	"github.com/seqchat/seqchat/unread"
 )
 

@@ -1,4 +1,4 @@
-package app
+package wiring
 
 import (
 	"context"
@@ -9,7 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/seqchat/seqchat/internal/ops"
+	"github.com/seqchat/seqchat/internal/serve"
 )
 
 // RouteRedisLogs sends go-redis's own log lines (failed dials, pool
@@ -20,12 +20,12 @@ import (
 // process, so Main sets it once for the whole process; Start does not,
 // since tests start several Apps in one process, each with its own logger.
 func RouteRedisLogs(log *slog.Logger) {
-	redis.SetLogger(&redisLogger{log: log.With("component", "go-redis"), repeats: ops.NewRepeats(time.Minute)})
+	redis.SetLogger(&redisLogger{log: log.With("component", "go-redis"), repeats: serve.NewRepeats(time.Minute)})
 }
 
 type redisLogger struct {
 	log     *slog.Logger
-	repeats *ops.Repeats
+	repeats *serve.Repeats
 }
 
 func (l *redisLogger) Printf(ctx context.Context, format string, v ...any) {

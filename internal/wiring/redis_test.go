@@ -1,4 +1,4 @@
-package app_test
+package wiring_test
 
 import (
 	"bytes"
@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/seqchat/seqchat/internal/app"
 	"github.com/seqchat/seqchat/internal/testenv"
+	"github.com/seqchat/seqchat/internal/wiring"
 )
 
 // logSink is the test's log buffer, read back as records.
@@ -59,8 +59,8 @@ func TestRedisDownAtStart(t *testing.T) {
 	log := slog.New(slog.NewJSONHandler(sink, nil))
 	// Process-wide, as Main does; nothing else in this package's tests
 	// logs through go-redis.
-	app.RouteRedisLogs(log)
-	a, err := app.Start(context.Background(), cfg, log, app.AllRoles...)
+	wiring.RouteRedisLogs(log)
+	a, err := wiring.Start(context.Background(), cfg, log, wiring.AllRoles...)
 	if err != nil {
 		t.Fatalf("start without Redis: %v", err)
 	}
@@ -120,7 +120,7 @@ func TestFreshInstallBuildsUnreadQuietly(t *testing.T) {
 	cfg := testenv.Config(t)
 	sink := &logSink{}
 	log := slog.New(slog.NewJSONHandler(sink, nil))
-	a, err := app.Start(context.Background(), cfg, log, app.AllRoles...)
+	a, err := wiring.Start(context.Background(), cfg, log, wiring.AllRoles...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,7 +176,7 @@ func TestConversationListWithoutRedis(t *testing.T) {
 	cfg := testenv.Config(t)
 	cfg.RedisURL = "redis://" + closed + "/0"
 	cfg.RateLimits = false // the failed-login limits live in Redis
-	a, err := app.Start(context.Background(), cfg, slog.New(slog.DiscardHandler), app.AllRoles...)
+	a, err := wiring.Start(context.Background(), cfg, slog.New(slog.DiscardHandler), wiring.AllRoles...)
 	if err != nil {
 		t.Fatalf("start without Redis: %v", err)
 	}

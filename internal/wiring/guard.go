@@ -1,4 +1,4 @@
-package app
+package wiring
 
 import (
 	"context"
@@ -14,13 +14,13 @@ import (
 	"github.com/seqchat/seqchat/internal/auth"
 	"github.com/seqchat/seqchat/internal/config"
 	"github.com/seqchat/seqchat/internal/edge"
-	"github.com/seqchat/seqchat/internal/fanout"
 	"github.com/seqchat/seqchat/internal/membership"
 	"github.com/seqchat/seqchat/internal/natsconn"
-	"github.com/seqchat/seqchat/internal/ops"
 	"github.com/seqchat/seqchat/internal/presence"
+	"github.com/seqchat/seqchat/internal/projector/fanout"
 	"github.com/seqchat/seqchat/internal/ratelimit"
 	"github.com/seqchat/seqchat/internal/receipts"
+	"github.com/seqchat/seqchat/internal/serve"
 )
 
 // presenceTTL is how long a presence entry holds without a refresh: a
@@ -106,8 +106,8 @@ func (g *guards) friends(ctx context.Context, user string) ([]string, error) {
 }
 
 // serveOptions is how the HTTP listener runs.
-func serveOptions(cfg config.Config, log *slog.Logger) ops.ServeOptions {
-	return ops.ServeOptions{
+func serveOptions(cfg config.Config, log *slog.Logger) serve.ServeOptions {
+	return serve.ServeOptions{
 		Grace: cfg.ShutdownTimeout, TLSCert: cfg.TLSCert, TLSKey: cfg.TLSKey,
 		ReadTimeout: cfg.HTTPReadTimeout, WriteTimeout: cfg.HTTPWriteTimeout, Log: log,
 	}
