@@ -13,8 +13,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/oklog/ulid/v2"
 
+	"github.com/seqchat/seqchat/events"
 	"github.com/seqchat/seqchat/internal/auth"
-	"github.com/seqchat/seqchat/internal/chaterr"
 	"github.com/seqchat/seqchat/internal/ratelimit"
 )
 
@@ -36,13 +36,13 @@ type registerRequest struct {
 
 func (req *registerRequest) validate() error {
 	if !usernameRE.MatchString(req.Username) {
-		return chaterr.New(chaterr.BadRequest, "username must be 3–32 of [a-z0-9_.-]")
+		return events.Errorf(events.CodeBadRequest, "username must be 3–32 of [a-z0-9_.-]")
 	}
 	if utf8.RuneCountInString(req.Password) < 8 {
-		return chaterr.New(chaterr.BadRequest, "password must be at least 8 characters")
+		return events.Errorf(events.CodeBadRequest, "password must be at least 8 characters")
 	}
 	if len(req.Password) > 72 {
-		return chaterr.New(chaterr.BadRequest, "password must be at most 72 bytes")
+		return events.Errorf(events.CodeBadRequest, "password must be at most 72 bytes")
 	}
 	return nil
 }
@@ -66,7 +66,7 @@ func (a *API) register(w http.ResponseWriter, r *http.Request) error {
 	id := ulid.Make().String()
 	_, err = a.pool.Exec(r.Context(), "INSERT INTO users (id, username, password_hash) VALUES ($1, $2, $3)", id, req.Username, hash)
 	if isUniqueViolation(err) {
-		return chaterr.New(chaterr.Conflict, "username %q is taken", req.Username)
+		return events.Errorf(events.CodeConflict, "username %q is taken", req.Username)
 	}
 	if err != nil {
 		return unavailable("create user", err)
@@ -108,7 +108,7 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) error {
 		for i, k := range keys {
 			a.hit(ctx, k, limits[i])
 		}
-		return chaterr.New(chaterr.Unauthorized, "wrong username or password")
+		return events.Errorf(events.CodeUnauthorized, "wrong username or password")
 	}
 	var id, hash string
 	// A user created by the app's backend has no password hash: no
@@ -171,7 +171,7 @@ func (a *API) checkRevoked(ctx context.Context, c auth.Claims) error {
 		return unavailable("check session", err)
 	}
 	if revoked {
-		return chaterr.LoggedOut()
+		return events.LoggedOut()
 	}
 	return nil
 }
@@ -180,7 +180,7 @@ func (a *API) me(w http.ResponseWriter, r *http.Request, c auth.Claims) error {
 	var name string
 	err := a.pool.QueryRow(r.Context(), "SELECT username FROM users WHERE id=$1", c.UserID).Scan(&name)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return chaterr.New(chaterr.Unauthorized, "user no longer exists")
+		return events.Errorf(events.CodeUnauthorized, "user no longer exists")
 	}
 	if err != nil {
 		return unavailable("look up user", err)
@@ -194,7 +194,7 @@ func (a *API) resolveUser(ctx context.Context, ref string) (string, error) {
 	var id string
 	err := a.pool.QueryRow(ctx, "SELECT id FROM users WHERE id=$1 OR username=$1 ORDER BY id=$1 DESC LIMIT 1", ref).Scan(&id)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return "", chaterr.New(chaterr.NotFound, "no user %q", ref)
+		return "", events.Errorf(events.CodeNotFound, "no user %q", ref)
 	}
 	if err != nil {
 		return "", unavailable("look up user", err)
@@ -208,7 +208,7 @@ func (a *API) addFriend(w http.ResponseWriter, r *http.Request, c auth.Claims) e
 		return err
 	}
 	if id == c.UserID {
-		return chaterr.New(chaterr.BadRequest, "you cannot befriend yourself")
+		return events.Errorf(events.CodeBadRequest, "you cannot befriend yourself")
 	}
 	// Friendship is mutual: one row each way.
 	_, err = a.pool.Exec(r.Context(), `INSERT INTO friends (user_id, friend_id) VALUES ($1, $2), ($2, $1) ON CONFLICT DO NOTHING`, c.UserID, id)
@@ -269,7 +269,7 @@ func (a *API) friends(w http.ResponseWriter, r *http.Request, c auth.Claims) err
 
 // unavailable wraps a store failure: the client may retry.
 func unavailable(what string, err error) error {
-	return chaterr.Wrap(chaterr.Unavailable, err, "%s: store unavailable, try again", what)
+	return events.WrapError(events.CodeUnavailable, err, "%s: store unavailable, try again", what)
 }
 
 // over answers rate_limited when key used up its limit. A limit that cannot

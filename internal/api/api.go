@@ -21,10 +21,10 @@ import (
 	"github.com/seqchat/seqchat/docs"
 	"github.com/seqchat/seqchat/events"
 	"github.com/seqchat/seqchat/internal/auth"
-	"github.com/seqchat/seqchat/internal/chaterr"
 	"github.com/seqchat/seqchat/internal/projector/history"
 	"github.com/seqchat/seqchat/internal/ratelimit"
 	"github.com/seqchat/seqchat/internal/receipts"
+	"github.com/seqchat/seqchat/internal/serve"
 )
 
 // Submitter sequences commands.
@@ -127,7 +127,7 @@ func (a *API) Mount(mux Router) {
 	a.mountRich(mux)
 	// Unknown /v1 paths answer in the protocol's error shape.
 	mux.HandleFunc("/v1/", a.handle(func(w http.ResponseWriter, r *http.Request) error {
-		return chaterr.New(chaterr.NotFound, "no such endpoint: %s %s", r.Method, r.URL.Path)
+		return events.Errorf(events.CodeNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path)
 	}))
 }
 
@@ -155,7 +155,7 @@ func (a *API) handleLimit(limit int64, h handlerFunc) http.HandlerFunc {
 func (a *API) authed(h authedFunc) http.HandlerFunc {
 	return a.handle(func(w http.ResponseWriter, r *http.Request) error {
 		if a.isServerKey(r) {
-			return chaterr.New(chaterr.Unauthorized, "a server key is not a user token: use the /v1/server/ calls")
+			return events.Errorf(events.CodeUnauthorized, "a server key is not a user token: use the /v1/server/ calls")
 		}
 		c, err := a.tokens.FromRequest(r, false)
 		if err != nil {
@@ -182,12 +182,12 @@ func (e *retryError) Unwrap() error { return e.error }
 func (e *retryError) RetryAfter() time.Duration { return e.after }
 
 func rateLimited(limit string, after time.Duration, format string, args ...any) error {
-	return &retryError{error: chaterr.New(chaterr.RateLimited, format, args...), after: after, limit: limit}
+	return &retryError{error: events.Errorf(events.CodeRateLimited, format, args...), after: after, limit: limit}
 }
 
 // fail writes err in the protocol's error shape.
 func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
-	code := chaterr.CodeOf(err)
+	code := events.CodeOf(err)
 	// A refusal that says when to come back (rate limits, a busy
 	// process's admission control) says it in Retry-After.
 	var re interface{ RetryAfter() time.Duration }
@@ -198,13 +198,13 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 		a.obs.rejected.WithLabelValues(re.limit).Inc()
 	}
 	switch code {
-	case chaterr.Internal:
+	case events.CodeInternal:
 		a.opt.Log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-	case chaterr.Unavailable:
+	case events.CodeUnavailable:
 		a.opt.Log.Warn("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
-	writeJSON(w, chaterr.HTTPStatus(code), map[string]any{
-		"error": map[string]string{"code": string(code), "message": chaterr.MessageOf(err)},
+	writeJSON(w, serve.HTTPStatus(code), map[string]any{
+		"error": map[string]string{"code": string(code), "message": events.MessageOf(err)},
 	})
 }
 
@@ -220,17 +220,17 @@ func decode(r *http.Request, v any) error {
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			return chaterr.New(chaterr.TooLarge, "request body is over %d bytes", tooBig.Limit)
+			return events.Errorf(events.CodeTooLarge, "request body is over %d bytes", tooBig.Limit)
 		}
-		return chaterr.Wrap(chaterr.BadRequest, err, "request body could not be read")
+		return events.WrapError(events.CodeBadRequest, err, "request body could not be read")
 	}
 	return decodeBytes(b, v)
 }
 
 // decodeBytes parses a request body: one JSON object, in UTF-8, refused
-// in the client's words (chaterr.DecodeObject), never encoding/json's.
+// in the client's words (events.DecodeObject), never encoding/json's.
 func decodeBytes(b []byte, v any) error {
-	return chaterr.DecodeObject("body", b, v)
+	return events.DecodeObject("body", b, v)
 }
 
 // clientAddr is the address limits per client count against.
@@ -258,7 +258,7 @@ func queryInt(r *http.Request, name string) (n int64, ok bool, err error) {
 	}
 	n, perr := strconv.ParseInt(s, 10, 64)
 	if perr != nil || n < 0 {
-		return 0, false, chaterr.NotNonNegative(name)
+		return 0, false, events.NotNonNegative(name)
 	}
 	return n, true, nil
 }

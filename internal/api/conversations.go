@@ -12,7 +12,6 @@ import (
 
 	"github.com/seqchat/seqchat/events"
 	"github.com/seqchat/seqchat/internal/auth"
-	"github.com/seqchat/seqchat/internal/chaterr"
 	"github.com/seqchat/seqchat/internal/membership"
 )
 
@@ -44,7 +43,7 @@ func (a *API) createConversation(w http.ResponseWriter, r *http.Request, c auth.
 	ctx := r.Context()
 	// Refuse an oversized list before doing anything per member.
 	if len(req.Members) > a.opt.MaxGroupMembers {
-		return chaterr.New(chaterr.BadRequest, "a group has at most %d members", a.opt.MaxGroupMembers)
+		return events.Errorf(events.CodeBadRequest, "a group has at most %d members", a.opt.MaxGroupMembers)
 	}
 	members := []string{c.UserID}
 	seen := map[string]bool{c.UserID: true}
@@ -55,27 +54,27 @@ func (a *API) createConversation(w http.ResponseWriter, r *http.Request, c auth.
 		}
 	}
 	if len(req.Title) > 200 {
-		return chaterr.New(chaterr.BadRequest, "title is over 200 bytes")
+		return events.Errorf(events.CodeBadRequest, "title is over 200 bytes")
 	}
 	switch req.Kind {
 	case "direct":
 		if len(members) != 2 {
-			return chaterr.New(chaterr.BadRequest, "a direct conversation has exactly one other member")
+			return events.Errorf(events.CodeBadRequest, "a direct conversation has exactly one other member")
 		}
 		req.Title = ""
 	case "group":
 		if len(members) > a.opt.MaxGroupMembers {
-			return chaterr.New(chaterr.BadRequest, "a group has at most %d members", a.opt.MaxGroupMembers)
+			return events.Errorf(events.CodeBadRequest, "a group has at most %d members", a.opt.MaxGroupMembers)
 		}
 	default:
-		return chaterr.New(chaterr.BadRequest, `kind must be "direct" or "group"`)
+		return events.Errorf(events.CodeBadRequest, `kind must be "direct" or "group"`)
 	}
 	var known int
 	if err := a.pool.QueryRow(ctx, "SELECT count(*) FROM users WHERE id = ANY($1)", members).Scan(&known); err != nil {
 		return unavailable("look up members", err)
 	}
 	if known != len(members) {
-		return chaterr.New(chaterr.NotFound, "some members do not exist")
+		return events.Errorf(events.CodeNotFound, "some members do not exist")
 	}
 	conv := conversationJSON{ID: ulid.Make().String(), Kind: req.Kind, Title: req.Title, Members: members}
 	status := http.StatusCreated
@@ -199,7 +198,7 @@ func (a *API) conversation(w http.ResponseWriter, r *http.Request, c auth.Claims
 		return err
 	}
 	if len(list) == 0 {
-		return chaterr.NotMember(id)
+		return events.NotMember(id)
 	}
 	cv := list[0]
 	rows, err := a.pool.Query(r.Context(), "SELECT m.user_id FROM members m WHERE m.conv_id=$1 AND "+membership.Current+" ORDER BY m.user_id", id)
@@ -229,17 +228,17 @@ func (a *API) addMember(w http.ResponseWriter, r *http.Request, c auth.Claims) e
 		return unavailable("look up conversation", err)
 	}
 	if kind != "group" {
-		return chaterr.New(chaterr.BadRequest, "members can only be added to groups")
+		return events.Errorf(events.CodeBadRequest, "members can only be added to groups")
 	}
 	if role != "owner" && role != "admin" {
-		return chaterr.New(chaterr.Forbidden, "only the group's owner adds members")
+		return events.Errorf(events.CodeForbidden, "only the group's owner adds members")
 	}
 	user, err := a.resolveUser(ctx, req.UserID)
 	if err != nil {
 		return err
 	}
 	if count >= a.opt.MaxGroupMembers {
-		return chaterr.New(chaterr.BadRequest, "a group has at most %d members", a.opt.MaxGroupMembers)
+		return events.Errorf(events.CodeBadRequest, "a group has at most %d members", a.opt.MaxGroupMembers)
 	}
 	// History is hidden until the join is sequenced; then it starts there.
 	// The join's command id is kept with the row, so that a retry after a
@@ -257,7 +256,7 @@ func (a *API) addMember(w http.ResponseWriter, r *http.Request, c auth.Claims) e
 		w.WriteHeader(http.StatusNoContent) // already a member
 		return nil
 	case *op == "leave":
-		return chaterr.New(chaterr.Conflict, "%q is leaving this conversation; try again", user)
+		return events.Errorf(events.CodeConflict, "%q is leaving this conversation; try again", user)
 	}
 	res, err := a.sequence(ctx, events.Command{Op: events.OpJoin, ID: *id, Conv: conv, From: *by, User: user})
 	if err != nil {
@@ -284,11 +283,11 @@ func (a *API) removeMember(w http.ResponseWriter, r *http.Request, c auth.Claims
 		return unavailable("look up conversation", err)
 	}
 	if kind != "group" {
-		return chaterr.New(chaterr.BadRequest, "members can only leave or be removed from groups")
+		return events.Errorf(events.CodeBadRequest, "members can only leave or be removed from groups")
 	}
 	user := r.PathValue("user")
 	if user != c.UserID && role != "owner" && role != "admin" {
-		return chaterr.New(chaterr.Forbidden, "only the group's owner removes others")
+		return events.Errorf(events.CodeForbidden, "only the group's owner removes others")
 	}
 	// Mark the member leaving first (they stop reading and sending), then
 	// sequence the leave, then drop the row: a retry after a failure finds
@@ -299,7 +298,7 @@ func (a *API) removeMember(w http.ResponseWriter, r *http.Request, c auth.Claims
 			pending_by = CASE WHEN pending_op='leave' THEN pending_by ELSE $4 END
 		WHERE conv_id=$1 AND user_id=$2 RETURNING pending_id, pending_by`, conv, user, ulid.Make().String(), c.UserID).Scan(&id, &by)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return chaterr.New(chaterr.NotFound, "%q is not a member", user)
+		return events.Errorf(events.CodeNotFound, "%q is not a member", user)
 	}
 	if err != nil {
 		return unavailable("remove member", err)

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/seqchat/seqchat/internal/chaterr"
+	"github.com/seqchat/seqchat/events"
 )
 
 // goWords are what encoding/json's own messages say; a client can do
@@ -77,7 +77,7 @@ func TestNotAMemberIsWordedOnce(t *testing.T) {
 	eve := e.register(t, "eve")
 	conv := e.createConv(t, alice, "group", "g").ID
 	e.send(t, alice, conv, "m1", map[string]string{"text": "hi"})
-	want := chaterr.MessageOf(chaterr.NotMember(conv))
+	want := events.MessageOf(events.NotMember(conv))
 	p := "/v1/conversations/" + conv
 	for _, c := range []struct{ method, path, body string }{
 		{"GET", p, ""},

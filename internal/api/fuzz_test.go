@@ -7,7 +7,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/seqchat/seqchat/events"
-	"github.com/seqchat/seqchat/internal/chaterr"
 )
 
 // fuzzBody runs one REST body through its decoder and validation: never a
@@ -23,11 +22,11 @@ func fuzzBody[T any](f *testing.F, seeds []string, validate func(*T) error, acce
 			err = validate(&req)
 		}
 		if err != nil {
-			if c := chaterr.CodeOf(err); c != chaterr.BadRequest && c != chaterr.TooLarge {
+			if c := events.CodeOf(err); c != events.CodeBadRequest && c != events.CodeTooLarge {
 				t.Fatalf("refused with %s: %v", c, err)
 			}
 			for _, w := range []string{"Go struct", "Go value", "unmarshal", "of type", "json:"} {
-				if msg := chaterr.MessageOf(err); strings.Contains(msg, w) {
+				if msg := events.MessageOf(err); strings.Contains(msg, w) {
 					t.Fatalf("message %q says %q", msg, w)
 				}
 			}

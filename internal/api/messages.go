@@ -7,7 +7,6 @@ import (
 
 	"github.com/seqchat/seqchat/events"
 	"github.com/seqchat/seqchat/internal/auth"
-	"github.com/seqchat/seqchat/internal/chaterr"
 	"github.com/seqchat/seqchat/internal/ratelimit"
 )
 
@@ -30,7 +29,7 @@ func (a *API) messages(w http.ResponseWriter, r *http.Request, c auth.Claims) er
 		return err
 	}
 	if hasAfter && hasBefore {
-		return chaterr.New(chaterr.BadRequest, "give after_seq or before_seq, not both")
+		return events.Errorf(events.CodeBadRequest, "give after_seq or before_seq, not both")
 	}
 	if !hasLimit || limit == 0 {
 		limit = defaultPage
@@ -85,20 +84,20 @@ type sendRequest struct {
 // validate checks the request and compacts its body.
 func (req *sendRequest) validate() error {
 	if !events.ValidID(req.ID) {
-		return chaterr.BadID()
+		return events.BadID()
 	}
 	if len(req.Body) == 0 || string(req.Body) == "null" {
-		return chaterr.New(chaterr.BadRequest, "body is required")
+		return events.Errorf(events.CodeBadRequest, "body is required")
 	}
 	// The limit is on the body as events carry it: compact JSON, not the
 	// request's own spacing.
 	var compact bytes.Buffer
 	if err := json.Compact(&compact, req.Body); err != nil {
-		return chaterr.BodyNotJSON()
+		return events.BodyNotJSON()
 	}
 	req.Body = compact.Bytes()
 	if len(req.Body) > events.MaxBodySize {
-		return chaterr.BodyTooLarge(events.MaxBodySize)
+		return events.BodyTooLarge(events.MaxBodySize)
 	}
 	return validReferences(req.ReplyTo, req.Mentions)
 }
@@ -138,7 +137,7 @@ type readRequest struct {
 
 func (req *readRequest) validate() error {
 	if req.Seq == nil || *req.Seq < 0 {
-		return chaterr.NotNonNegative("seq")
+		return events.NotNonNegative("seq")
 	}
 	return nil
 }
@@ -169,10 +168,10 @@ type recallRequest struct {
 
 func (req *recallRequest) validate() error {
 	if !events.ValidID(req.ID) {
-		return chaterr.BadID()
+		return events.BadID()
 	}
 	if req.Target < 1 {
-		return chaterr.New(chaterr.BadRequest, "target must be a seq")
+		return events.Errorf(events.CodeBadRequest, "target must be a seq")
 	}
 	return nil
 }
@@ -230,7 +229,7 @@ func (a *API) allowCommand(user string) error {
 		return nil
 	}
 	if ok, retry := a.opt.UserLimit.Allow(user); !ok {
-		return &retryError{error: chaterr.TooManyUserCommands(retry), after: retry, limit: ratelimit.UserCommands}
+		return &retryError{error: events.TooManyUserCommands(retry), after: retry, limit: ratelimit.UserCommands}
 	}
 	return nil
 }

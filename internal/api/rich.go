@@ -9,7 +9,6 @@ import (
 
 	"github.com/seqchat/seqchat/events"
 	"github.com/seqchat/seqchat/internal/auth"
-	"github.com/seqchat/seqchat/internal/chaterr"
 )
 
 // The richer messages' REST calls: edit, react, a message's reactions.
@@ -29,10 +28,10 @@ const (
 func (a *API) search(w http.ResponseWriter, r *http.Request, c auth.Claims) error {
 	q := strings.TrimSpace(r.URL.Query().Get("q"))
 	if q == "" {
-		return chaterr.New(chaterr.BadRequest, "q must hold at least one word")
+		return events.Errorf(events.CodeBadRequest, "q must hold at least one word")
 	}
 	if len(q) > maxQuery || !utf8.ValidString(q) {
-		return chaterr.New(chaterr.BadRequest, "q must be at most %d bytes of UTF-8", maxQuery)
+		return events.Errorf(events.CodeBadRequest, "q must be at most %d bytes of UTF-8", maxQuery)
 	}
 	limit, hasLimit, err := queryInt(r, "limit")
 	if err != nil {
@@ -61,14 +60,14 @@ func (a *API) search(w http.ResponseWriter, r *http.Request, c auth.Claims) erro
 // the sequencer's to check.
 func validReferences(replyTo int64, mentions []string) error {
 	if replyTo < 0 {
-		return chaterr.BadReplyTo()
+		return events.BadReplyTo()
 	}
 	if len(mentions) > events.MaxMentions {
-		return chaterr.TooManyMentions(events.MaxMentions)
+		return events.TooManyMentions(events.MaxMentions)
 	}
 	for _, u := range mentions {
 		if !events.ValidToken(u) {
-			return chaterr.New(chaterr.BadRequest, "mentions must be user ids")
+			return events.Errorf(events.CodeBadRequest, "mentions must be user ids")
 		}
 	}
 	return nil
@@ -88,7 +87,7 @@ func (req *editRequest) validate() error {
 	}
 	req.Body = send.Body
 	if req.Target < 1 {
-		return chaterr.New(chaterr.BadRequest, "target must be a seq")
+		return events.Errorf(events.CodeBadRequest, "target must be a seq")
 	}
 	return nil
 }
@@ -118,16 +117,16 @@ type reactRequest struct {
 
 func (req *reactRequest) validate() error {
 	if !events.ValidID(req.ID) {
-		return chaterr.New(chaterr.BadRequest, "id must be 1–64 of [A-Za-z0-9_-]")
+		return events.Errorf(events.CodeBadRequest, "id must be 1–64 of [A-Za-z0-9_-]")
 	}
 	if req.Target < 1 {
-		return chaterr.New(chaterr.BadRequest, "target must be a seq")
+		return events.Errorf(events.CodeBadRequest, "target must be a seq")
 	}
 	if !events.ValidEmoji(req.Emoji) {
-		return chaterr.BadEmoji(events.MaxEmojiSize)
+		return events.BadEmoji(events.MaxEmojiSize)
 	}
 	if req.On == nil {
-		return chaterr.New(chaterr.BadRequest, "on must be true or false")
+		return events.Errorf(events.CodeBadRequest, "on must be true or false")
 	}
 	return nil
 }
@@ -151,7 +150,7 @@ func (a *API) react(w http.ResponseWriter, r *http.Request, c auth.Claims) error
 func (a *API) reactions(w http.ResponseWriter, r *http.Request, c auth.Claims) error {
 	seq, err := strconv.ParseInt(r.PathValue("seq"), 10, 64)
 	if err != nil || seq < 1 {
-		return chaterr.New(chaterr.BadRequest, "seq must be a positive integer")
+		return events.Errorf(events.CodeBadRequest, "seq must be a positive integer")
 	}
 	ctx, conv := r.Context(), r.PathValue("id")
 	_, joined, err := a.member(ctx, conv, c.UserID)
@@ -161,7 +160,7 @@ func (a *API) reactions(w http.ResponseWriter, r *http.Request, c auth.Claims) e
 	// A later joiner sees history from the join on: an earlier message is
 	// not theirs to see.
 	if seq < joined {
-		return chaterr.New(chaterr.NotFound, "no message %d", seq)
+		return events.Errorf(events.CodeNotFound, "no message %d", seq)
 	}
 	list, err := a.reader.Reactions(ctx, conv, seq)
 	if err != nil {

@@ -19,7 +19,6 @@ import (
 
 	"github.com/seqchat/seqchat/events"
 	"github.com/seqchat/seqchat/internal/auth"
-	"github.com/seqchat/seqchat/internal/chaterr"
 	"github.com/seqchat/seqchat/internal/push"
 	"github.com/seqchat/seqchat/internal/ratelimit"
 )
@@ -120,7 +119,7 @@ func (a *API) mountServer(mux Router) {
 	mux.HandleFunc("POST /v1/server/conversations/{id}/messages", a.serverAuthed(maxBody, a.serverSend))
 	mux.HandleFunc("POST /v1/server/push", a.serverAuthed(maxPushBody, a.serverPush))
 	mux.HandleFunc("/v1/server/", a.serverAuthed(maxBody, func(w http.ResponseWriter, r *http.Request) error {
-		return chaterr.New(chaterr.NotFound, "no such endpoint: %s %s", r.Method, r.URL.Path)
+		return events.Errorf(events.CodeNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path)
 	}))
 }
 
@@ -129,15 +128,15 @@ func (a *API) mountServer(mux Router) {
 func (a *API) serverAuthed(limit int64, h handlerFunc) http.HandlerFunc {
 	return a.handleLimit(limit, func(w http.ResponseWriter, r *http.Request) error {
 		if len(a.server.sums) == 0 {
-			return chaterr.New(chaterr.NotFound, "server calls are off (no server keys are configured)")
+			return events.Errorf(events.CodeNotFound, "server calls are off (no server keys are configured)")
 		}
 		tok := bearer(r)
 		if tok == "" {
-			return chaterr.New(chaterr.Unauthorized, "missing server key: Authorization: Bearer <key>")
+			return events.Errorf(events.CodeUnauthorized, "missing server key: Authorization: Bearer <key>")
 		}
 		i := a.server.match(tok)
 		if i < 0 {
-			return chaterr.New(chaterr.Unauthorized, "not a server key (user tokens are not accepted here)")
+			return events.Errorf(events.CodeUnauthorized, "not a server key (user tokens are not accepted here)")
 		}
 		if a.opt.Limits != nil { // nil: CHAT_RATE_LIMITS=off
 			if ok, retry := a.server.allow(i); !ok {
@@ -161,7 +160,7 @@ func (a *API) serverSession(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if !usernameRE.MatchString(req.Username) {
-		return chaterr.New(chaterr.BadRequest, "username must be 3–32 of [a-z0-9_.-]")
+		return events.Errorf(events.CodeBadRequest, "username must be 3–32 of [a-z0-9_.-]")
 	}
 	ctx := r.Context()
 	var id string
@@ -195,14 +194,14 @@ func (a *API) serverSend(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if req.From == "" {
-		return chaterr.New(chaterr.BadRequest, "from is required")
+		return events.Errorf(events.CodeBadRequest, "from is required")
 	}
 	if err := req.validate(); err != nil {
 		return err
 	}
 	from, err := a.resolveUser(r.Context(), req.From)
-	if chaterr.Is(err, chaterr.NotFound) {
-		return chaterr.UserNotMember(req.From, r.PathValue("id"))
+	if events.IsCode(err, events.CodeNotFound) {
+		return events.UserNotMember(req.From, r.PathValue("id"))
 	}
 	if err != nil {
 		return err
@@ -225,18 +224,18 @@ type pushRequest struct {
 
 func (req *pushRequest) validate() error {
 	if !events.ValidID(req.ID) {
-		return chaterr.BadID()
+		return events.BadID()
 	}
 	if len(req.Data) == 0 {
-		return chaterr.New(chaterr.BadRequest, "data is required")
+		return events.Errorf(events.CodeBadRequest, "data is required")
 	}
 	var compact bytes.Buffer
 	if err := json.Compact(&compact, req.Data); err != nil {
-		return chaterr.New(chaterr.BadRequest, "data must be JSON")
+		return events.Errorf(events.CodeBadRequest, "data must be JSON")
 	}
 	req.Data = compact.Bytes()
 	if len(req.Data) > maxPushData {
-		return chaterr.New(chaterr.TooLarge, "data is over %d bytes", maxPushData)
+		return events.Errorf(events.CodeTooLarge, "data is over %d bytes", maxPushData)
 	}
 	n := 0
 	if req.Users != nil {
@@ -249,17 +248,17 @@ func (req *pushRequest) validate() error {
 		n++
 	}
 	if n != 1 {
-		return chaterr.New(chaterr.BadRequest, `give exactly one of "users", "conv" or "all":true`)
+		return events.Errorf(events.CodeBadRequest, `give exactly one of "users", "conv" or "all":true`)
 	}
 	if req.Users != nil && len(req.Users) == 0 {
-		return chaterr.New(chaterr.BadRequest, "users must not be empty")
+		return events.Errorf(events.CodeBadRequest, "users must not be empty")
 	}
 	if len(req.Users) > maxPushUsers {
-		return chaterr.New(chaterr.BadRequest, "at most %d users per push", maxPushUsers)
+		return events.Errorf(events.CodeBadRequest, "at most %d users per push", maxPushUsers)
 	}
 	for _, u := range req.Users {
 		if !events.ValidToken(u) {
-			return chaterr.New(chaterr.BadRequest, "%q is not a user id", u)
+			return events.Errorf(events.CodeBadRequest, "%q is not a user id", u)
 		}
 	}
 	return nil
@@ -274,7 +273,7 @@ func (a *API) serverPush(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if a.opt.Server.Push == nil {
-		return chaterr.New(chaterr.Unavailable, "push is not available on this process")
+		return events.Errorf(events.CodeUnavailable, "push is not available on this process")
 	}
 	if _, err := a.opt.Server.Push.Push(r.Context(), push.Request{ID: req.ID, Data: req.Data, Users: req.Users, Conv: req.Conv, All: req.All}); err != nil {
 		return err

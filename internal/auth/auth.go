@@ -10,9 +10,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/seqchat/seqchat/events"
 	"golang.org/x/crypto/bcrypt"
-
-	"github.com/seqchat/seqchat/internal/chaterr"
 )
 
 // Claims is what a token says about its holder.
@@ -67,7 +66,7 @@ func (t *Tokens) Verify(token string) (Claims, error) {
 	_, err := jwt.ParseWithClaims(token, &jc, func(*jwt.Token) (any, error) { return t.secret, nil },
 		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}), jwt.WithExpirationRequired())
 	if err != nil || jc.Subject == "" {
-		return Claims{}, chaterr.New(chaterr.Unauthorized, "invalid or expired token")
+		return Claims{}, events.Errorf(events.CodeUnauthorized, "invalid or expired token")
 	}
 	return Claims{UserID: jc.Subject, SessionID: jc.ID, Device: jc.Device, ExpiresAt: jc.ExpiresAt.Time}, nil
 }
@@ -79,14 +78,14 @@ func (t *Tokens) FromRequest(r *http.Request, allowQuery bool) (Claims, error) {
 	if h := r.Header.Get("Authorization"); h != "" {
 		scheme, rest, ok := strings.Cut(h, " ")
 		if !ok || !strings.EqualFold(scheme, "Bearer") {
-			return Claims{}, chaterr.New(chaterr.Unauthorized, "Authorization must be Bearer <token>")
+			return Claims{}, events.Errorf(events.CodeUnauthorized, "Authorization must be Bearer <token>")
 		}
 		tok = strings.TrimSpace(rest)
 	} else if allowQuery {
 		tok = r.URL.Query().Get("token")
 	}
 	if tok == "" {
-		return Claims{}, chaterr.New(chaterr.Unauthorized, "missing token")
+		return Claims{}, events.Errorf(events.CodeUnauthorized, "missing token")
 	}
 	return t.Verify(tok)
 }

@@ -10,8 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
-
-	"github.com/seqchat/seqchat/internal/chaterr"
+	"github.com/seqchat/seqchat/events"
 )
 
 // RevokedSubject is the core NATS subject every api and edge listens on for
@@ -80,7 +79,7 @@ func (r *Revocations) Revoked(session string) bool {
 // Check answers unauthorized for a logged-out session.
 func (r *Revocations) Check(c Claims) error {
 	if r.Revoked(c.SessionID) {
-		return chaterr.LoggedOut()
+		return events.LoggedOut()
 	}
 	return nil
 }
@@ -90,7 +89,7 @@ func (r *Revocations) Check(c Claims) error {
 func (r *Revocations) Revoke(ctx context.Context, c Claims) error {
 	_, err := r.pool.Exec(ctx, "INSERT INTO revoked_sessions (session_id, expires_at) VALUES ($1, $2) ON CONFLICT DO NOTHING", c.SessionID, c.ExpiresAt)
 	if err != nil {
-		return chaterr.Wrap(chaterr.Unavailable, err, "revoke session: store unavailable, try again")
+		return events.WrapError(events.CodeUnavailable, err, "revoke session: store unavailable, try again")
 	}
 	rv := revocation{Session: c.SessionID, User: c.UserID, Expires: c.ExpiresAt}
 	r.add(rv)

@@ -6,8 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
-
-	"github.com/seqchat/seqchat/internal/chaterr"
+	"github.com/seqchat/seqchat/events"
 )
 
 // Admission control. A process that falls behind must not queue commands
@@ -32,7 +31,7 @@ func (e *BusyError) RetryAfter() time.Duration { return BusyRetry }
 
 // Busy returns the refusal of a command over the limit.
 func Busy() error {
-	return &BusyError{chaterr.New(chaterr.Unavailable, "server busy; retry in %ds with the same id", int(BusyRetry.Seconds()))}
+	return &BusyError{events.Errorf(events.CodeUnavailable, "server busy; retry in %ds with the same id", int(BusyRetry.Seconds()))}
 }
 
 type admission struct {

@@ -14,7 +14,6 @@ import (
 	"github.com/nats-io/nuid"
 
 	"github.com/seqchat/seqchat/events"
-	"github.com/seqchat/seqchat/internal/chaterr"
 )
 
 // Submitter publishes commands and routes the sequencer's answers back.
@@ -193,7 +192,7 @@ func (s *Submitter) store(ctx context.Context, m *nats.Msg, origin string) error
 		}
 		select {
 		case <-ctx.Done():
-			return chaterr.Wrap(chaterr.Unavailable, err, "command queue unavailable")
+			return events.WrapError(events.CodeUnavailable, err, "command queue unavailable")
 		case <-time.After(backoff):
 		}
 	}
@@ -205,11 +204,11 @@ func (p *Pending) Wait(ctx context.Context) (events.Result, error) {
 	select {
 	case r := <-p.ch:
 		if r.Code != "" {
-			return r, chaterr.New(chaterr.Code(r.Code), "%s", r.Message)
+			return r, events.Errorf(events.Code(r.Code), "%s", r.Message)
 		}
 		return r, nil
 	case <-ctx.Done():
-		return events.Result{}, chaterr.New(chaterr.Unavailable, "not sequenced in time; resend with the same id")
+		return events.Result{}, events.Errorf(events.CodeUnavailable, "not sequenced in time; resend with the same id")
 	}
 }
 

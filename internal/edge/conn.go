@@ -13,7 +13,6 @@ import (
 
 	"github.com/seqchat/seqchat/events"
 	"github.com/seqchat/seqchat/internal/auth"
-	"github.com/seqchat/seqchat/internal/chaterr"
 	"github.com/seqchat/seqchat/internal/commands"
 	"github.com/seqchat/seqchat/internal/membership"
 	"github.com/seqchat/seqchat/internal/presence"
@@ -263,11 +262,11 @@ func (c *conn) fail(id string, err error) {
 	if c.ctx.Err() != nil {
 		return // closed: nobody to tell
 	}
-	code := chaterr.CodeOf(err)
-	if code == chaterr.Internal || code == chaterr.Unavailable {
+	code := events.CodeOf(err)
+	if code == events.CodeInternal || code == events.CodeUnavailable {
 		c.e.opt.Log.Warn("command failed", "user", c.user, "err", err)
 	}
-	c.send(encode(errorFrame{Type: "error", ID: id, Code: string(code), Message: chaterr.MessageOf(err)}))
+	c.send(encode(errorFrame{Type: "error", ID: id, Code: string(code), Message: events.MessageOf(err)}))
 }
 
 // frame is any client frame.
@@ -287,7 +286,7 @@ type frame struct {
 }
 
 func badRequest(format string, args ...any) error {
-	return chaterr.New(chaterr.BadRequest, format, args...)
+	return events.Errorf(events.CodeBadRequest, format, args...)
 }
 
 // decodeFrame parses and checks one client frame. On error, id is the
@@ -295,7 +294,7 @@ func badRequest(format string, args ...any) error {
 func decodeFrame(data []byte) (f frame, id string, err error) {
 	// A frame refused for a mistyped field still names its id when that
 	// parsed: json.Unmarshal fills what it can before it gives up.
-	if err := chaterr.DecodeObject("frame", data, &f); err != nil {
+	if err := events.DecodeObject("frame", data, &f); err != nil {
 		id := f.ID
 		if !events.ValidID(id) {
 			id = ""
@@ -303,7 +302,7 @@ func decodeFrame(data []byte) (f frame, id string, err error) {
 		return f, id, err
 	}
 	if f.ID != "" && !events.ValidID(f.ID) {
-		return f, "", chaterr.BadID()
+		return f, "", events.BadID()
 	}
 	if f.Type == "ping" {
 		return f, f.ID, nil
@@ -332,13 +331,13 @@ func (c *conn) handle(data []byte) {
 	}
 	if c.limit != nil && !c.limit.Allow() {
 		c.e.m.rejected.WithLabelValues(ratelimit.ConnectionCommands).Inc()
-		c.fail(f.ID, chaterr.New(chaterr.RateLimited, "too many commands; retry later with the same id"))
+		c.fail(f.ID, events.Errorf(events.CodeRateLimited, "too many commands; retry later with the same id"))
 		return
 	}
 	if l := c.e.opt.UserLimit; l != nil {
 		if ok, retry := l.Allow(c.user); !ok {
 			c.e.m.rejected.WithLabelValues(ratelimit.UserCommands).Inc()
-			c.fail(f.ID, chaterr.TooManyUserCommands(retry))
+			c.fail(f.ID, events.TooManyUserCommands(retry))
 			return
 		}
 	}
@@ -381,7 +380,7 @@ func check(f *frame) error {
 			return badRequest("send needs a body")
 		}
 		if len(f.Body) > events.MaxBodySize {
-			return chaterr.BodyTooLarge(events.MaxBodySize)
+			return events.BodyTooLarge(events.MaxBodySize)
 		}
 		return checkRich(f)
 	case "edit", "react":
@@ -401,7 +400,7 @@ func check(f *frame) error {
 			return err
 		}
 		if f.Seq == nil || *f.Seq < 0 {
-			return chaterr.NotNonNegative("seq")
+			return events.NotNonNegative("seq")
 		}
 	case "sync":
 		if len(f.Cursors) > maxSyncConvs {
@@ -445,13 +444,13 @@ func (c *conn) submit(cmd events.Command) {
 	if c.refused != "" && c.refused != key && time.Since(c.refusedAt) < refusedBlock {
 		c.mu.Unlock()
 		c.e.m.refusedBehind.Inc()
-		c.fail(cmd.ID, chaterr.New(chaterr.Unavailable, "an earlier command of this connection was refused; resend it first, then this one, with the same ids"))
+		c.fail(cmd.ID, events.Errorf(events.CodeUnavailable, "an earlier command of this connection was refused; resend it first, then this one, with the same ids"))
 		return
 	}
 	c.refused = ""
 	var refuse error
 	if c.nInFlight >= maxInFlight {
-		refuse = chaterr.New(chaterr.Unavailable, "too many commands in flight; retry later with the same id")
+		refuse = events.Errorf(events.CodeUnavailable, "too many commands in flight; retry later with the same id")
 	} else if !c.e.cmds.Admit() {
 		// Over the process's limit: refused now rather than queued
 		// behind a backlog it would not get through in time.
@@ -734,7 +733,7 @@ func (c *conn) read(id, conv string, seq int64) {
 		return
 	}
 	if c.e.opt.Reads == nil {
-		c.fail(id, chaterr.New(chaterr.Unavailable, "reads are not served here"))
+		c.fail(id, events.Errorf(events.CodeUnavailable, "reads are not served here"))
 		return
 	}
 	// Only forward, never past the head; unread counts follow, and the

@@ -29,7 +29,6 @@ import (
 
 	"github.com/seqchat/seqchat/events"
 	"github.com/seqchat/seqchat/internal/auth"
-	"github.com/seqchat/seqchat/internal/chaterr"
 	"github.com/seqchat/seqchat/internal/commands"
 	"github.com/seqchat/seqchat/internal/presence"
 	"github.com/seqchat/seqchat/internal/projector/fanout"
@@ -289,7 +288,7 @@ func (e *Edge) revoked(session, user string) {
 	e.mu.RUnlock()
 	for _, c := range list {
 		c.cancel()
-		c.close(websocket.ClosePolicyViolation, chaterr.MessageOf(chaterr.LoggedOut()))
+		c.close(websocket.ClosePolicyViolation, events.MessageOf(events.LoggedOut()))
 	}
 }
 
@@ -426,7 +425,7 @@ func (e *Edge) shutdown() {
 // ServeHTTP authenticates and upgrades a connection, then serves it.
 func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !originAllowed(r, e.opt.AllowedOrigins) {
-		httpError(w, chaterr.New(chaterr.Forbidden, "origin not allowed"))
+		httpError(w, events.Errorf(events.CodeForbidden, "origin not allowed"))
 		return
 	}
 	claims, err := e.tokens.FromRequest(r, true)
@@ -446,7 +445,7 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// nothing to close: look again now that it is findable.
 	if e.checkRevoked(claims.SessionID) != nil {
 		e.remove(c)
-		httpError(w, chaterr.LoggedOut())
+		httpError(w, events.LoggedOut())
 		return
 	}
 	// The socket goes under a corkConn, so that the writer sends what is
@@ -466,11 +465,11 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func httpError(w http.ResponseWriter, err error) {
-	code := chaterr.CodeOf(err)
+	code := events.CodeOf(err)
 	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(chaterr.HTTPStatus(code))
+	w.WriteHeader(serve.HTTPStatus(code))
 	_ = json.NewEncoder(w).Encode(map[string]any{
-		"error": map[string]string{"code": string(code), "message": chaterr.MessageOf(err)},
+		"error": map[string]string{"code": string(code), "message": events.MessageOf(err)},
 	})
 }
 
@@ -478,7 +477,7 @@ func httpError(w http.ResponseWriter, err error) {
 // lookup, kept current by the revocations every replica hears.
 func (e *Edge) checkRevoked(session string) error {
 	if e.opt.Revocations != nil && e.opt.Revocations.Revoked(session) {
-		return chaterr.LoggedOut()
+		return events.LoggedOut()
 	}
 	return nil
 }
@@ -512,7 +511,7 @@ func (e *Edge) add(ctx context.Context, claims auth.Claims) (*conn, error) {
 	e.mu.Lock()
 	if e.closing {
 		e.mu.Unlock()
-		return nil, chaterr.New(chaterr.Unavailable, "edge shutting down")
+		return nil, events.Errorf(events.CodeUnavailable, "edge shutting down")
 	}
 	e.nextID++
 	id := strconv.FormatUint(e.nextID, 36)
@@ -530,7 +529,7 @@ func (e *Edge) add(ctx context.Context, claims auth.Claims) (*conn, error) {
 	online, err := e.presence.Connect(pctx, e.opt.ID, c.pc)
 	if err != nil {
 		e.remove(c)
-		return nil, chaterr.Wrap(chaterr.Unavailable, err, "presence unavailable, try again")
+		return nil, events.WrapError(events.CodeUnavailable, err, "presence unavailable, try again")
 	}
 	if online {
 		e.announce(pctx, c.user, true)

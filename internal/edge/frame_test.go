@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/seqchat/seqchat/internal/chaterr"
+	"github.com/seqchat/seqchat/events"
 )
 
 // A mistyped or malformed frame is refused with bad_request and a message
@@ -25,11 +25,11 @@ func TestMalformedFramesSayWhatIsWrong(t *testing.T) {
 		{"{\"type\":\"\xff\"}", "", "frame must be UTF-8"},
 	} {
 		_, id, err := decodeFrame([]byte(tc.in))
-		if chaterr.CodeOf(err) != chaterr.BadRequest {
+		if events.CodeOf(err) != events.CodeBadRequest {
 			t.Errorf("%s: %v, want bad_request", tc.in, err)
 			continue
 		}
-		msg := chaterr.MessageOf(err)
+		msg := events.MessageOf(err)
 		if !strings.HasPrefix(msg, tc.want) {
 			t.Errorf("%s: message %q, want %q", tc.in, msg, tc.want)
 		}

@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/seqchat/seqchat/internal/chaterr"
+	"github.com/seqchat/seqchat/events"
 )
 
 // Whatever a client sends in a frame, decoding never panics, refuses with
@@ -30,11 +30,11 @@ func FuzzDecodeFrame(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		fr, id, err := decodeFrame(data)
 		if err != nil {
-			if c := chaterr.CodeOf(err); c != chaterr.BadRequest && c != chaterr.TooLarge {
+			if c := events.CodeOf(err); c != events.CodeBadRequest && c != events.CodeTooLarge {
 				t.Fatalf("refused with %s: %v", c, err)
 			}
 			for _, w := range []string{"Go struct", "Go value", "unmarshal", "of type", "json:"} {
-				if msg := chaterr.MessageOf(err); strings.Contains(msg, w) {
+				if msg := events.MessageOf(err); strings.Contains(msg, w) {
 					t.Fatalf("message %q says %q", msg, w)
 				}
 			}

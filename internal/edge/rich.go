@@ -2,7 +2,6 @@ package edge
 
 import (
 	"github.com/seqchat/seqchat/events"
-	"github.com/seqchat/seqchat/internal/chaterr"
 )
 
 // checkRich checks the richer messages' fields of a send, edit or react
@@ -12,10 +11,10 @@ func checkRich(f *frame) error {
 	switch f.Type {
 	case "send":
 		if f.ReplyTo < 0 {
-			return chaterr.BadReplyTo()
+			return events.BadReplyTo()
 		}
 		if len(f.Mentions) > events.MaxMentions {
-			return chaterr.TooManyMentions(events.MaxMentions)
+			return events.TooManyMentions(events.MaxMentions)
 		}
 		for _, u := range f.Mentions {
 			if !events.ValidToken(u) {
@@ -30,14 +29,14 @@ func checkRich(f *frame) error {
 			return badRequest("edit needs a body")
 		}
 		if len(f.Body) > events.MaxBodySize {
-			return chaterr.BodyTooLarge(events.MaxBodySize)
+			return events.BodyTooLarge(events.MaxBodySize)
 		}
 	case "react":
 		if f.Target == nil || *f.Target < 1 {
 			return badRequest("react needs a target seq")
 		}
 		if !events.ValidEmoji(f.Emoji) {
-			return chaterr.BadEmoji(events.MaxEmojiSize)
+			return events.BadEmoji(events.MaxEmojiSize)
 		}
 		if f.On == nil {
 			return badRequest("react needs on (true or false)")

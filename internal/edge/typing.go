@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/seqchat/seqchat/events"
-	"github.com/seqchat/seqchat/internal/chaterr"
 	"github.com/seqchat/seqchat/internal/membership"
 )
 
@@ -77,7 +76,7 @@ func (c *conn) typing(f frame) {
 		defer cancel()
 		cv, err := membership.Load(ctx, c.e.pool, f.Conv)
 		if err == nil && cv.Members[c.user] == "" {
-			err = chaterr.NotMember(f.Conv)
+			err = events.NotMember(f.Conv)
 		}
 		if err != nil {
 			c.fail(f.ID, err)

@@ -12,8 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-
-	"github.com/seqchat/seqchat/internal/chaterr"
+	"github.com/seqchat/seqchat/events"
 )
 
 // Current is the membership rule, as SQL over a members row aliased m: a
@@ -46,7 +45,7 @@ func Check(ctx context.Context, pool *pgxpool.Pool, user string, convs ...string
 		FROM conversations c LEFT JOIN members m ON m.conv_id=c.id AND m.user_id=$2 AND `+Current+`
 		WHERE c.id = ANY($1)`, convs, user)
 	if err != nil {
-		return nil, chaterr.Wrap(chaterr.Unavailable, err, "look up membership: store unavailable, try again")
+		return nil, events.WrapError(events.CodeUnavailable, err, "look up membership: store unavailable, try again")
 	}
 	var conv string
 	var m Member
@@ -54,15 +53,15 @@ func Check(ctx context.Context, pool *pgxpool.Pool, user string, convs ...string
 		out[conv] = m
 		return nil
 	}); err != nil {
-		return nil, chaterr.Wrap(chaterr.Unavailable, err, "look up membership: store unavailable, try again")
+		return nil, events.WrapError(events.CodeUnavailable, err, "look up membership: store unavailable, try again")
 	}
 	for _, cv := range convs {
 		m, ok := out[cv]
 		if !ok {
-			return nil, chaterr.NoConversation(cv)
+			return nil, events.NoConversation(cv)
 		}
 		if m.Role == "" {
-			return nil, chaterr.NotMember(cv)
+			return nil, events.NotMember(cv)
 		}
 	}
 	return out, nil
@@ -139,17 +138,17 @@ func Load(ctx context.Context, pool *pgxpool.Pool, conv string) (*Conv, error) {
 	var owner *string
 	err := pool.QueryRow(ctx, "SELECT kind, owner_id FROM conversations WHERE id=$1", conv).Scan(&cv.Kind, &owner)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, chaterr.NoConversation(conv)
+		return nil, events.NoConversation(conv)
 	}
 	if err != nil {
-		return nil, chaterr.Wrap(chaterr.Unavailable, err, "load conversation")
+		return nil, events.WrapError(events.CodeUnavailable, err, "load conversation")
 	}
 	if owner != nil {
 		cv.Owner = *owner
 	}
 	rows, err := pool.Query(ctx, "SELECT m.user_id, m.role, m.joined_seq FROM members m WHERE m.conv_id=$1 AND "+Current, conv)
 	if err != nil {
-		return nil, chaterr.Wrap(chaterr.Unavailable, err, "load members")
+		return nil, events.WrapError(events.CodeUnavailable, err, "load members")
 	}
 	defer rows.Close()
 	for rows.Next() {
@@ -162,7 +161,7 @@ func Load(ctx context.Context, pool *pgxpool.Pool, conv string) (*Conv, error) {
 		cv.Joined[u] = joined
 	}
 	if err := rows.Err(); err != nil {
-		return nil, chaterr.Wrap(chaterr.Unavailable, err, "load members")
+		return nil, events.WrapError(events.CodeUnavailable, err, "load members")
 	}
 	return cv, nil
 }

@@ -22,7 +22,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/seqchat/seqchat/internal/chaterr"
+	"github.com/seqchat/seqchat/events"
 	"github.com/seqchat/seqchat/internal/membership"
 	"github.com/seqchat/seqchat/internal/projector/fanout"
 )
@@ -95,7 +95,7 @@ func (s *Service) Push(ctx context.Context, r Request) (bool, error) {
 		if errors.Is(err, jetstream.ErrKeyExists) {
 			return false, nil
 		}
-		return false, chaterr.Wrap(chaterr.Unavailable, err, "push dedupe unavailable, try again")
+		return false, events.WrapError(events.CodeUnavailable, err, "push dedupe unavailable, try again")
 	}
 	b, _ := json.Marshal(frame{Type: "push", ID: r.ID, Data: r.Data})
 	var err error
@@ -108,7 +108,7 @@ func (s *Service) Push(ctx context.Context, r Request) (bool, error) {
 		// Nothing (or not everything) went out: let a retry with the same id
 		// deliver it.
 		_ = s.ids.Delete(context.WithoutCancel(ctx), r.ID)
-		return false, chaterr.Wrap(chaterr.Unavailable, err, "push not delivered, try again")
+		return false, events.WrapError(events.CodeUnavailable, err, "push not delivered, try again")
 	}
 	return true, nil
 }

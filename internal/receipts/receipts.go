@@ -11,7 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/seqchat/seqchat/internal/chaterr"
+	"github.com/seqchat/seqchat/events"
 	"github.com/seqchat/seqchat/unread"
 )
 
@@ -56,7 +56,7 @@ func (s *Service) SetNotify(n Notify) { s.notify = n }
 // stands: it only moves forward, and never past the head.
 func (s *Service) Read(ctx context.Context, user, conv string, seq int64, origin string) (int64, error) {
 	if seq < 0 {
-		return 0, chaterr.NotNonNegative("seq")
+		return 0, events.NotNonNegative("seq")
 	}
 	head, err := s.heads.Head(ctx, conv)
 	if err != nil {
@@ -69,15 +69,15 @@ func (s *Service) Read(ctx context.Context, user, conv string, seq int64, origin
 		WHERE m.conv_id=$1 AND m.user_id=$2 RETURNING m.read_seq, old.read_seq`,
 		conv, user, min(seq, head)).Scan(&read, &was)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return 0, chaterr.NotMember(conv)
+		return 0, events.NotMember(conv)
 	}
 	if err != nil {
-		return 0, chaterr.Wrap(chaterr.Unavailable, err, "store read pointer")
+		return 0, events.WrapError(events.CodeUnavailable, err, "store read pointer")
 	}
 	if err := s.unread.Apply(ctx, []unread.Op{unread.Read(user, conv, read)}); err != nil {
 		// Postgres holds the pointer; the client retries (idempotently) and a
 		// rebuild would restore it anyway.
-		return 0, chaterr.Wrap(chaterr.Unavailable, err, "update unread counts")
+		return 0, events.WrapError(events.CodeUnavailable, err, "update unread counts")
 	}
 	if s.notify != nil && read > was {
 		if err := s.notify(ctx, Receipt{Conv: conv, User: user, Seq: read}, origin); err != nil {
@@ -91,7 +91,7 @@ func (s *Service) Read(ctx context.Context, user, conv string, seq int64, origin
 func (s *Service) Of(ctx context.Context, conv string) (map[string]int64, error) {
 	rows, err := s.pool.Query(ctx, "SELECT user_id, read_seq FROM members WHERE conv_id=$1", conv)
 	if err != nil {
-		return nil, chaterr.Wrap(chaterr.Unavailable, err, "list read pointers")
+		return nil, events.WrapError(events.CodeUnavailable, err, "list read pointers")
 	}
 	defer rows.Close()
 	out := map[string]int64{}
@@ -99,7 +99,7 @@ func (s *Service) Of(ctx context.Context, conv string) (map[string]int64, error)
 		var u string
 		var seq int64
 		if err := rows.Scan(&u, &seq); err != nil {
-			return nil, chaterr.Wrap(chaterr.Unavailable, err, "list read pointers")
+			return nil, events.WrapError(events.CodeUnavailable, err, "list read pointers")
 		}
 		out[u] = seq
 	}

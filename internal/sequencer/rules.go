@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 
 	"github.com/seqchat/seqchat/events"
-	"github.com/seqchat/seqchat/internal/chaterr"
 	"github.com/seqchat/seqchat/internal/membership"
 )
 
@@ -20,35 +19,35 @@ func checkRich(c *events.Command, cv *membership.Conv) error {
 	switch c.Op {
 	case events.OpSend:
 		if c.ReplyTo < 0 {
-			return chaterr.BadReplyTo()
+			return events.BadReplyTo()
 		}
 		if len(c.Mentions) > events.MaxMentions {
-			return chaterr.TooManyMentions(events.MaxMentions)
+			return events.TooManyMentions(events.MaxMentions)
 		}
 		for _, u := range c.Mentions {
 			if cv.Members[u] == "" {
-				return chaterr.MentionNotMember(u, c.Conv)
+				return events.MentionNotMember(u, c.Conv)
 			}
 		}
 	case events.OpEdit:
 		if c.Target < 1 {
-			return chaterr.New(chaterr.BadRequest, "edit needs a target seq")
+			return events.Errorf(events.CodeBadRequest, "edit needs a target seq")
 		}
 		if len(c.Body) > events.MaxBodySize {
-			return chaterr.BodyTooLarge(events.MaxBodySize)
+			return events.BodyTooLarge(events.MaxBodySize)
 		}
 		if len(c.Body) == 0 || !json.Valid(c.Body) || string(c.Body) == "null" {
-			return chaterr.BodyNotJSON()
+			return events.BodyNotJSON()
 		}
 	case events.OpReact:
 		if c.Target < 1 {
-			return chaterr.New(chaterr.BadRequest, "react needs a target seq")
+			return events.Errorf(events.CodeBadRequest, "react needs a target seq")
 		}
 		if !events.ValidEmoji(c.Emoji) {
-			return chaterr.BadEmoji(events.MaxEmojiSize)
+			return events.BadEmoji(events.MaxEmojiSize)
 		}
 		if c.On == nil {
-			return chaterr.New(chaterr.BadRequest, "react needs on (true or false)")
+			return events.Errorf(events.CodeBadRequest, "react needs on (true or false)")
 		}
 	}
 	return nil
@@ -72,26 +71,26 @@ func (s *Sequencer) checkTarget(ctx context.Context, c *events.Command, recallin
 		seq = c.ReplyTo
 	}
 	if s.opt.History == nil {
-		return chaterr.New(chaterr.Unavailable, "history is not available here")
+		return events.Errorf(events.CodeUnavailable, "history is not available here")
 	}
 	target, err := s.opt.History.Event(ctx, c.Conv, seq)
 	if err != nil {
 		return err
 	}
 	if target.Kind != events.KindMessage {
-		return chaterr.NotAMessage(seq, target.Kind)
+		return events.NotAMessage(seq, target.Kind)
 	}
 	if c.Op == events.OpSend {
 		return nil
 	}
 	if c.Op == events.OpEdit && target.From != c.From {
-		return chaterr.New(chaterr.Forbidden, "only the message's sender may edit it")
+		return events.Errorf(events.CodeForbidden, "only the message's sender may edit it")
 	}
 	if _, ok := recalling[recallKey(c.Conv, seq)]; ok || target.Recalled {
-		return chaterr.New(chaterr.Conflict, "message %d has been recalled", seq)
+		return events.Errorf(events.CodeConflict, "message %d has been recalled", seq)
 	}
 	if _, ok := s.recent.get(recallKey(c.Conv, seq)); ok {
-		return chaterr.New(chaterr.Conflict, "message %d has been recalled", seq)
+		return events.Errorf(events.CodeConflict, "message %d has been recalled", seq)
 	}
 	return nil
 }

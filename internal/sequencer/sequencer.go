@@ -30,7 +30,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/seqchat/seqchat/events"
-	"github.com/seqchat/seqchat/internal/chaterr"
 	"github.com/seqchat/seqchat/internal/consume"
 	"github.com/seqchat/seqchat/internal/lease"
 	"github.com/seqchat/seqchat/internal/membership"
@@ -261,7 +260,7 @@ func (s *Sequencer) process(ctx context.Context, state map[string]*timeline.Posi
 		}
 		p := &pending{reply: m.Headers().Get(events.HeaderReply), origin: origin}
 		if cmd, err := events.DecodeCommand(m.Data()); err != nil {
-			p.result = refusal(chaterr.New(chaterr.BadRequest, "malformed command"))
+			p.result = refusal(events.Errorf(events.CodeBadRequest, "malformed command"))
 			work = append(work, p)
 		} else {
 			take(p, cmd)
@@ -280,13 +279,13 @@ func (s *Sequencer) process(ctx context.Context, state map[string]*timeline.Posi
 			p.result = &r
 			s.dups.Inc()
 		} else if err := s.check(ctx, &p.cmd); err != nil {
-			if chaterr.CodeOf(err) == chaterr.Unavailable || chaterr.CodeOf(err) == chaterr.Internal {
+			if events.CodeOf(err) == events.CodeUnavailable || events.CodeOf(err) == events.CodeInternal {
 				return err // Postgres is away: retry the batch later, refuse nothing
 			}
 			p.result = refusal(err)
 		} else if needsTarget(&p.cmd) {
 			if err := s.checkTarget(ctx, &p.cmd, recalling); err != nil {
-				if code := chaterr.CodeOf(err); code == chaterr.Unavailable || code == chaterr.Internal {
+				if code := events.CodeOf(err); code == events.CodeUnavailable || code == events.CodeInternal {
 					return err // as in check: retry the batch later
 				}
 				p.result = refusal(err)
@@ -360,13 +359,13 @@ func (s *Sequencer) process(ctx context.Context, state map[string]*timeline.Posi
 }
 
 func refusal(err error) *events.Result {
-	return &events.Result{Code: string(chaterr.CodeOf(err)), Message: chaterr.MessageOf(err)}
+	return &events.Result{Code: string(events.CodeOf(err)), Message: events.MessageOf(err)}
 }
 
 // check refuses commands the protocol does not allow.
 func (s *Sequencer) check(ctx context.Context, c *events.Command) error {
 	if !events.ValidID(c.ID) || !events.ValidToken(c.Conv) || !events.ValidToken(c.From) {
-		return chaterr.New(chaterr.BadRequest, "command needs a valid id, conv and sender")
+		return events.Errorf(events.CodeBadRequest, "command needs a valid id, conv and sender")
 	}
 	cv, err := s.members.Get(ctx, c.Conv)
 	if err != nil {
@@ -375,34 +374,34 @@ func (s *Sequencer) check(ctx context.Context, c *events.Command) error {
 	switch c.Op {
 	case events.OpSend:
 		if len(c.Body) > events.MaxBodySize {
-			return chaterr.BodyTooLarge(events.MaxBodySize)
+			return events.BodyTooLarge(events.MaxBodySize)
 		}
 		if len(c.Body) == 0 || !json.Valid(c.Body) {
-			return chaterr.BodyNotJSON()
+			return events.BodyNotJSON()
 		}
 		if cv.Members[c.From] == "" {
-			return chaterr.NotMember(c.Conv)
+			return events.NotMember(c.Conv)
 		}
 		return checkRich(c, cv)
 	case events.OpEdit, events.OpReact:
 		if cv.Members[c.From] == "" {
-			return chaterr.NotMember(c.Conv)
+			return events.NotMember(c.Conv)
 		}
 		return checkRich(c, cv)
 	case events.OpRecall:
 		if cv.Members[c.From] == "" {
-			return chaterr.NotMember(c.Conv)
+			return events.NotMember(c.Conv)
 		}
 		if c.Target < 1 {
-			return chaterr.New(chaterr.BadRequest, "recall needs a target seq")
+			return events.Errorf(events.CodeBadRequest, "recall needs a target seq")
 		}
 	case events.OpJoin, events.OpLeave:
 		// Only the api submits these, after changing membership in Postgres.
 		if !events.ValidToken(c.User) {
-			return chaterr.New(chaterr.BadRequest, "membership command needs a user")
+			return events.Errorf(events.CodeBadRequest, "membership command needs a user")
 		}
 	default:
-		return chaterr.New(chaterr.BadRequest, "unknown command %q", c.Op)
+		return events.Errorf(events.CodeBadRequest, "unknown command %q", c.Op)
 	}
 	return nil
 }
@@ -416,14 +415,14 @@ func recallKey(conv string, target int64) string { return fmt.Sprintf("recall:%s
 // message does not answer anyone's recall with an ack.
 func (s *Sequencer) checkRecall(ctx context.Context, c *events.Command) (*events.Result, error) {
 	if s.opt.History == nil {
-		return nil, chaterr.New(chaterr.Forbidden, "recall is not available")
+		return nil, events.Errorf(events.CodeForbidden, "recall is not available")
 	}
 	target, err := s.opt.History.Event(ctx, c.Conv, c.Target)
 	if err != nil {
 		return nil, err
 	}
 	if target.Kind != events.KindMessage {
-		return nil, chaterr.New(chaterr.BadRequest, "seq %d is a %s, not a message", c.Target, target.Kind)
+		return nil, events.Errorf(events.CodeBadRequest, "seq %d is a %s, not a message", c.Target, target.Kind)
 	}
 	cv, err := s.members.Get(ctx, c.Conv)
 	if err != nil {
@@ -433,7 +432,7 @@ func (s *Sequencer) checkRecall(ctx context.Context, c *events.Command) (*events
 	// their own message, within the window.
 	privileged := cv.Members[c.From] == "owner" || cv.Members[c.From] == "admin"
 	if !privileged && target.From != c.From {
-		return nil, chaterr.New(chaterr.Forbidden, "only the sender or the group's owner may recall")
+		return nil, events.Errorf(events.CodeForbidden, "only the sender or the group's owner may recall")
 	}
 	if r, ok := s.recent.get(recallKey(c.Conv, c.Target)); ok {
 		return &r, nil
@@ -449,7 +448,7 @@ func (s *Sequencer) checkRecall(ctx context.Context, c *events.Command) (*events
 	}
 	if !privileged {
 		if age := s.opt.Now().Sub(time.UnixMilli(target.TS)); age > s.opt.RecallWindow {
-			return nil, chaterr.New(chaterr.RecallExpired, "the recall window of %v has passed", s.opt.RecallWindow)
+			return nil, events.Errorf(events.CodeRecallExpired, "the recall window of %v has passed", s.opt.RecallWindow)
 		}
 	}
 	return nil, nil

@@ -14,7 +14,6 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/seqchat/seqchat/events"
-	"github.com/seqchat/seqchat/internal/chaterr"
 	"github.com/seqchat/seqchat/internal/commands"
 	"github.com/seqchat/seqchat/internal/config"
 	"github.com/seqchat/seqchat/internal/membership"
@@ -298,18 +297,18 @@ func TestRefusals(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		cmd  events.Command
-		want chaterr.Code
+		want events.Code
 	}{
-		{"not a member", events.Command{Op: events.OpSend, ID: "a1", Conv: "c2", From: "alice", Body: json.RawMessage(`1`)}, chaterr.Forbidden},
-		{"no such conversation", events.Command{Op: events.OpSend, ID: "a2", Conv: "nope", From: "alice", Body: json.RawMessage(`1`)}, chaterr.NotFound},
-		{"body too large", events.Command{Op: events.OpSend, ID: "a3", Conv: "c1", From: "alice", Body: big}, chaterr.TooLarge},
-		{"body not JSON", events.Command{Op: events.OpSend, ID: "a4", Conv: "c1", From: "alice", Body: json.RawMessage(`{`)}, chaterr.BadRequest},
-		{"bad id", events.Command{Op: events.OpSend, ID: "a b", Conv: "c1", From: "alice", Body: json.RawMessage(`1`)}, chaterr.BadRequest},
-		{"unknown op", events.Command{Op: "explode", ID: "a5", Conv: "c1", From: "alice"}, chaterr.BadRequest},
+		{"not a member", events.Command{Op: events.OpSend, ID: "a1", Conv: "c2", From: "alice", Body: json.RawMessage(`1`)}, events.CodeForbidden},
+		{"no such conversation", events.Command{Op: events.OpSend, ID: "a2", Conv: "nope", From: "alice", Body: json.RawMessage(`1`)}, events.CodeNotFound},
+		{"body too large", events.Command{Op: events.OpSend, ID: "a3", Conv: "c1", From: "alice", Body: big}, events.CodeTooLarge},
+		{"body not JSON", events.Command{Op: events.OpSend, ID: "a4", Conv: "c1", From: "alice", Body: json.RawMessage(`{`)}, events.CodeBadRequest},
+		{"bad id", events.Command{Op: events.OpSend, ID: "a b", Conv: "c1", From: "alice", Body: json.RawMessage(`1`)}, events.CodeBadRequest},
+		{"unknown op", events.Command{Op: "explode", ID: "a5", Conv: "c1", From: "alice"}, events.CodeBadRequest},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := r.sub.Submit(ctx, tc.cmd, "")
-			if chaterr.CodeOf(err) != tc.want {
+			if events.CodeOf(err) != tc.want {
 				t.Fatalf("err = %v, want %s", err, tc.want)
 			}
 		})
@@ -352,7 +351,7 @@ func TestRecallPermissionBeforeIdempotency(t *testing.T) {
 	if err != nil {
 		t.Fatalf("alice recalls her message: %v", err)
 	}
-	if res, err := r.sub.Submit(ctx, recall("r2", "bob", m1), ""); chaterr.CodeOf(err) != chaterr.Forbidden {
+	if res, err := r.sub.Submit(ctx, recall("r2", "bob", m1), ""); events.CodeOf(err) != events.CodeForbidden {
 		t.Fatalf("bob recalls alice's recalled message: %+v, %v; want forbidden", res, err)
 	}
 	// Idempotency still holds for those who may recall: the sender again,
@@ -379,7 +378,7 @@ func TestRecallPermissionBeforeIdempotency(t *testing.T) {
 	if res, err := pa.Wait(ctx); err != nil || res.Seq != m2+1 {
 		t.Fatalf("alice's recall in the batch: %+v, %v; want seq %d", res, err, m2+1)
 	}
-	if res, err := pb.Wait(ctx); chaterr.CodeOf(err) != chaterr.Forbidden {
+	if res, err := pb.Wait(ctx); events.CodeOf(err) != events.CodeForbidden {
 		t.Fatalf("bob's recall in the same batch: %+v, %v; want forbidden", res, err)
 	}
 	if got := r.timeline(t, "g1"); len(got) != 4 {
@@ -411,7 +410,7 @@ func TestBatchedCommands(t *testing.T) {
 		for i, p := range ps {
 			res, err := p.Wait(ctx)
 			if i == 3 {
-				if chaterr.CodeOf(err) != chaterr.Forbidden {
+				if events.CodeOf(err) != events.CodeForbidden {
 					t.Fatalf("a non-member's command in a batch: %+v, %v; want forbidden", res, err)
 				}
 				continue

@@ -24,7 +24,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/seqchat/seqchat/events"
-	"github.com/seqchat/seqchat/internal/chaterr"
 	"github.com/seqchat/seqchat/internal/consume"
 	"github.com/seqchat/seqchat/internal/membership"
 	"github.com/seqchat/seqchat/timeline"
@@ -114,7 +113,7 @@ func (p *Projector) handle(ctx context.Context, msgs []jetstream.Msg) error {
 			p.members.Invalidate(ev.Conv)
 		}
 		cv, err := p.members.Get(ctx, ev.Conv)
-		if chaterr.Is(err, chaterr.NotFound) {
+		if events.IsCode(err, events.CodeNotFound) {
 			continue // nobody to tell
 		}
 		if err != nil {

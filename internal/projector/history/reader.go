@@ -7,7 +7,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/seqchat/seqchat/events"
-	"github.com/seqchat/seqchat/internal/chaterr"
 	"github.com/seqchat/seqchat/timeline"
 )
 
@@ -26,7 +25,7 @@ func NewReader(pool *pgxpool.Pool, tl *timeline.Log) *Reader { return &Reader{po
 func (r *Reader) Head(ctx context.Context, conv string) (int64, error) {
 	pos, err := r.tl.Last(ctx, conv)
 	if err != nil {
-		return 0, chaterr.Wrap(chaterr.Unavailable, err, "timeline unavailable")
+		return 0, events.WrapError(events.CodeUnavailable, err, "timeline unavailable")
 	}
 	return pos.Seq, nil
 }
@@ -69,7 +68,7 @@ func (r *Reader) read(ctx context.Context, conv string, from, to int64, recalls 
 	rows, err := r.pool.Query(ctx, `SELECT seq, stream_seq, kind, cmd_id, sender, ts, body, target, member, recalled`+richSelect+`
 		FROM events WHERE conv_id=$1 AND seq BETWEEN $2 AND $3 ORDER BY seq`, conv, from, to)
 	if err != nil {
-		return nil, chaterr.Wrap(chaterr.Unavailable, err, "history unavailable")
+		return nil, events.WrapError(events.CodeUnavailable, err, "history unavailable")
 	}
 	defer rows.Close()
 	out := make([]events.Event, 0, to-from+1)
@@ -85,7 +84,7 @@ func (r *Reader) read(ctx context.Context, conv string, from, to int64, recalls 
 		}
 		got, err := r.tl.Read(ctx, conv, next-1, int(upTo-next+1), hint)
 		if err != nil {
-			return chaterr.Wrap(chaterr.Unavailable, err, "timeline unavailable")
+			return events.WrapError(events.CodeUnavailable, err, "timeline unavailable")
 		}
 		for _, s := range got {
 			out = append(out, s.Event)
@@ -111,7 +110,7 @@ func (r *Reader) read(ctx context.Context, conv string, from, to int64, recalls 
 		hint = uint64(streamSeq)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, chaterr.Wrap(chaterr.Unavailable, err, "history unavailable")
+		return nil, events.WrapError(events.CodeUnavailable, err, "history unavailable")
 	}
 	if err := fill(to); err != nil {
 		return nil, err
@@ -136,7 +135,7 @@ func (r *Reader) projected(ctx context.Context, conv string) (int64, error) {
 	var projected int64
 	err := r.pool.QueryRow(ctx, "SELECT coalesce((SELECT last_seq FROM heads WHERE conv_id=$1), 0)", conv).Scan(&projected)
 	if err != nil {
-		return 0, chaterr.Wrap(chaterr.Unavailable, err, "history unavailable")
+		return 0, events.WrapError(events.CodeUnavailable, err, "history unavailable")
 	}
 	return projected, nil
 }
@@ -156,7 +155,7 @@ func (r *Reader) unprojected(ctx context.Context, conv string, after int64, fn f
 	for {
 		tail, err := r.tl.Read(ctx, conv, after, tailChunk, hint)
 		if err != nil {
-			return chaterr.Wrap(chaterr.Unavailable, err, "timeline unavailable")
+			return events.WrapError(events.CodeUnavailable, err, "timeline unavailable")
 		}
 		for _, s := range tail {
 			if !fn(s) {
@@ -181,7 +180,7 @@ func (r *Reader) Event(ctx context.Context, conv string, seq int64) (events.Even
 		return events.Event{}, err
 	}
 	if len(got) == 0 {
-		return events.Event{}, chaterr.New(chaterr.NotFound, "no event %d in %s", seq, conv)
+		return events.Event{}, events.Errorf(events.CodeNotFound, "no event %d in %s", seq, conv)
 	}
 	return got[0], nil
 }
@@ -193,7 +192,7 @@ func (r *Reader) RecallOf(ctx context.Context, conv string, target int64) (int64
 	err := r.pool.QueryRow(ctx, `SELECT coalesce((SELECT min(seq) FROM events WHERE conv_id=$1 AND kind='recall' AND target=$2), 0),
 		coalesce((SELECT last_seq FROM heads WHERE conv_id=$1), 0)`, conv, target).Scan(&seq, &projected)
 	if err != nil {
-		return 0, chaterr.Wrap(chaterr.Unavailable, err, "history unavailable")
+		return 0, events.WrapError(events.CodeUnavailable, err, "history unavailable")
 	}
 	if seq > 0 {
 		return seq, nil

@@ -9,7 +9,6 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/seqchat/seqchat/events"
-	"github.com/seqchat/seqchat/internal/chaterr"
 	"github.com/seqchat/seqchat/timeline"
 )
 
@@ -141,7 +140,7 @@ type reactionState struct {
 func (r *Reader) reactionState(ctx context.Context, conv string, targets []int64, tail []timeline.Stored) (map[userEmoji]reactionState, error) {
 	rows, err := r.pool.Query(ctx, "SELECT target, user_id, emoji, seq, on_ FROM reactions WHERE conv_id=$1 AND target = ANY($2)", conv, targets)
 	if err != nil {
-		return nil, chaterr.Wrap(chaterr.Unavailable, err, "history unavailable")
+		return nil, events.WrapError(events.CodeUnavailable, err, "history unavailable")
 	}
 	state := map[userEmoji]reactionState{}
 	var k userEmoji
@@ -150,7 +149,7 @@ func (r *Reader) reactionState(ctx context.Context, conv string, targets []int64
 		state[k] = v
 		return nil
 	}); err != nil {
-		return nil, chaterr.Wrap(chaterr.Unavailable, err, "history unavailable")
+		return nil, events.WrapError(events.CodeUnavailable, err, "history unavailable")
 	}
 	for i := range tail {
 		s := &tail[i].Event
@@ -174,7 +173,7 @@ func (r *Reader) Reactions(ctx context.Context, conv string, seq int64) (map[str
 		return nil, err
 	}
 	if m.Kind != events.KindMessage {
-		return nil, chaterr.NotAMessage(seq, m.Kind)
+		return nil, events.NotAMessage(seq, m.Kind)
 	}
 	out := map[string][]string{}
 	if m.Recalled {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	"github.com/seqchat/seqchat/events"
-	"github.com/seqchat/seqchat/internal/chaterr"
 )
 
 // searchQuery finds the messages whose indexed body.text holds every word of
@@ -30,7 +29,7 @@ const searchQuery = `SELECT e.conv_id, e.seq, e.kind, e.cmd_id, e.sender, e.ts, 
 func (r *Reader) Search(ctx context.Context, user, q, conv string, limit int) ([]events.Event, error) {
 	rows, err := r.pool.Query(ctx, searchQuery, user, q, conv, limit)
 	if err != nil {
-		return nil, chaterr.Wrap(chaterr.Unavailable, err, "search unavailable")
+		return nil, events.WrapError(events.CodeUnavailable, err, "search unavailable")
 	}
 	defer rows.Close()
 	out := []events.Event{}
@@ -44,7 +43,7 @@ func (r *Reader) Search(ctx context.Context, user, q, conv string, limit int) ([
 		out = append(out, e)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, chaterr.Wrap(chaterr.Unavailable, err, "search unavailable")
+		return nil, events.WrapError(events.CodeUnavailable, err, "search unavailable")
 	}
 	return out, nil
 }

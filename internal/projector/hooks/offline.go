@@ -10,7 +10,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/seqchat/seqchat/events"
-	"github.com/seqchat/seqchat/internal/chaterr"
 	"github.com/seqchat/seqchat/internal/consume"
 	"github.com/seqchat/seqchat/internal/membership"
 	"github.com/seqchat/seqchat/timeline"
@@ -138,7 +137,7 @@ func (o *Offline) notifications(ctx context.Context, msgs []jetstream.Msg) ([]No
 			recalled[ev.Conv][ev.Target] = true
 		case events.KindMessage:
 			cv, err := o.members.Get(ctx, ev.Conv)
-			if chaterr.Is(err, chaterr.NotFound) {
+			if events.IsCode(err, events.CodeNotFound) {
 				continue
 			}
 			if err != nil {

@@ -1,4 +1,4 @@
-package chaterr
+package events
 
 import (
 	"go/ast"
@@ -11,12 +11,12 @@ import (
 	"testing"
 )
 
-// One wording per error: a message text given to chaterr.New or Wrap in two
+// One wording per error: a message text given to events.Errorf or WrapError in two
 // packages, or a membership refusal worded outside this package, drifts
 // apart sooner or later (it did: "not a member" was worded three ways).
 // Such errors get a constructor in messages.go instead.
 func TestOneWordingPerError(t *testing.T) {
-	root, err := filepath.Abs("../..")
+	root, err := filepath.Abs("..")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,7 +37,7 @@ func TestOneWordingPerError(t *testing.T) {
 			return err
 		}
 		rel, _ := filepath.Rel(root, path)
-		inHere := filepath.Dir(rel) == filepath.Join("internal", "chaterr")
+		inHere := filepath.Dir(rel) == "events"
 		ast.Inspect(f, func(n ast.Node) bool {
 			call, ok := n.(*ast.CallExpr)
 			if !ok {
@@ -50,9 +50,9 @@ func TestOneWordingPerError(t *testing.T) {
 			pkg, _ := sel.X.(*ast.Ident)
 			arg := -1
 			switch {
-			case (pkg != nil && pkg.Name == "chaterr" || inHere && pkg == nil) && sel.Sel.Name == "New":
+			case (pkg != nil && pkg.Name == "events" || inHere && pkg == nil) && sel.Sel.Name == "Errorf":
 				arg = 1
-			case (pkg != nil && pkg.Name == "chaterr" || inHere && pkg == nil) && sel.Sel.Name == "Wrap":
+			case (pkg != nil && pkg.Name == "events" || inHere && pkg == nil) && sel.Sel.Name == "WrapError":
 				arg = 2
 			}
 			if arg < 0 || len(call.Args) <= arg {
@@ -68,7 +68,7 @@ func TestOneWordingPerError(t *testing.T) {
 			}
 			at := fset.Position(lit.Pos()).String()
 			if strings.Contains(msg, "not a member of") && !inHere {
-				t.Errorf("%s: %q: use chaterr.NotMember", at, msg)
+				t.Errorf("%s: %q: use events.NotMember", at, msg)
 			}
 			// Repeats inside one package are one home (the package that
 			// owns the error); across packages they are two.

@@ -1,4 +1,4 @@
-package chaterr
+package events
 
 import (
 	"math"
@@ -11,62 +11,64 @@ import (
 
 // NotMember is the refusal of anything done in conv by someone not in it.
 func NotMember(conv string) error {
-	return New(Forbidden, "you are not a member of conversation %s", conv)
+	return Errorf(CodeForbidden, "you are not a member of conversation %s", conv)
 }
 
 // UserNotMember refuses acting for a user (named by the caller, a server)
 // who is not in conv.
 func UserNotMember(user, conv string) error {
-	return New(Forbidden, "%s is not a member of conversation %s", user, conv)
+	return Errorf(CodeForbidden, "%s is not a member of conversation %s", user, conv)
 }
 
 // NoConversation is the answer about a conversation that does not exist.
 func NoConversation(conv string) error {
-	return New(NotFound, "conversation %s does not exist", conv)
+	return Errorf(CodeNotFound, "conversation %s does not exist", conv)
 }
 
 // LoggedOut refuses a token whose session was logged out.
-func LoggedOut() error { return New(Unauthorized, "session logged out") }
+func LoggedOut() error { return Errorf(CodeUnauthorized, "session logged out") }
 
 // BodyTooLarge refuses a message body over limit bytes.
-func BodyTooLarge(limit int) error { return New(TooLarge, "body is over %d bytes", limit) }
+func BodyTooLarge(limit int) error { return Errorf(CodeTooLarge, "body is over %d bytes", limit) }
 
 // BodyNotJSON refuses a message body that is not one JSON value.
-func BodyNotJSON() error { return New(BadRequest, "body must be JSON") }
+func BodyNotJSON() error { return Errorf(CodeBadRequest, "body must be JSON") }
 
 // BadID refuses a command id outside the protocol's alphabet.
-func BadID() error { return New(BadRequest, "id must be 1–64 of [A-Za-z0-9_-]") }
+func BadID() error { return Errorf(CodeBadRequest, "id must be 1–64 of [A-Za-z0-9_-]") }
 
 // NotNonNegative refuses a field or parameter that must be an integer ≥ 0.
 func NotNonNegative(name string) error {
-	return New(BadRequest, "%s must be a non-negative integer", name)
+	return Errorf(CodeBadRequest, "%s must be a non-negative integer", name)
 }
 
 // BadReplyTo refuses a reply_to that is not a seq.
-func BadReplyTo() error { return New(BadRequest, "reply_to must be a seq") }
+func BadReplyTo() error { return Errorf(CodeBadRequest, "reply_to must be a seq") }
 
 // TooManyMentions refuses a message that mentions more than max users.
 func TooManyMentions(max int) error {
-	return New(BadRequest, "a message mentions at most %d users", max)
+	return Errorf(CodeBadRequest, "a message mentions at most %d users", max)
 }
 
 // MentionNotMember refuses mentioning a user who is not in conv: the
 // message is malformed, not forbidden.
 func MentionNotMember(user, conv string) error {
-	return New(BadRequest, "mentioned user %s is not a member of conversation %s", user, conv)
+	return Errorf(CodeBadRequest, "mentioned user %s is not a member of conversation %s", user, conv)
 }
 
 // BadEmoji refuses a reaction's emoji outside 1–max bytes of text.
-func BadEmoji(max int) error { return New(BadRequest, "emoji must be 1–%d bytes of text", max) }
+func BadEmoji(max int) error {
+	return Errorf(CodeBadRequest, "emoji must be 1–%d bytes of text", max)
+}
 
 // NotAMessage refuses a target (of a recall, edit, reaction or reply) that is
 // an event of another kind.
 func NotAMessage(seq int64, kind string) error {
-	return New(BadRequest, "seq %d is a %s, not a message", seq, kind)
+	return Errorf(CodeBadRequest, "seq %d is a %s, not a message", seq, kind)
 }
 
 // TooManyUserCommands refuses a command over the per-user limit the edges
 // and the api share; retry is how long until the window ends.
 func TooManyUserCommands(retry time.Duration) error {
-	return New(RateLimited, "too many commands from this user; retry in %ds with the same id", int(math.Ceil(max(retry.Seconds(), 1))))
+	return Errorf(CodeRateLimited, "too many commands from this user; retry in %ds with the same id", int(math.Ceil(max(retry.Seconds(), 1))))
 }

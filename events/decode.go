@@ -1,4 +1,4 @@
-package chaterr
+package events
 
 import (
 	"bytes"
@@ -17,15 +17,15 @@ import (
 // which mean nothing to a client and leak the server's internals.
 func DecodeObject(what string, data []byte, v any) error {
 	if b := bytes.TrimSpace(data); len(b) == 0 || b[0] != '{' {
-		return New(BadRequest, "%s must be a JSON object", what)
+		return Errorf(CodeBadRequest, "%s must be a JSON object", what)
 	}
 	// encoding/json would quietly turn invalid bytes into U+FFFD in
 	// strings and keep them as they are in raw values.
 	if !utf8.Valid(data) {
-		return New(BadRequest, "%s must be UTF-8", what)
+		return Errorf(CodeBadRequest, "%s must be UTF-8", what)
 	}
 	if err := json.Unmarshal(data, v); err != nil {
-		return Wrap(BadRequest, err, "%s", jsonMessage(what, err, reflect.TypeOf(v)))
+		return WrapError(CodeBadRequest, err, "%s", jsonMessage(what, err, reflect.TypeOf(v)))
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-package chaterr
+package events
 
 import (
 	"encoding/json"
@@ -43,7 +43,7 @@ func TestDecodeObjectWords(t *testing.T) {
 	} {
 		var v sample
 		err := DecodeObject("body", []byte(tc.in), &v)
-		if CodeOf(err) != BadRequest {
+		if CodeOf(err) != CodeBadRequest {
 			t.Errorf("%s: code %s (%v), want bad_request", tc.in, CodeOf(err), err)
 			continue
 		}

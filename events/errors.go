@@ -1,0 +1,77 @@
+package events
+
+// Errors carry a machine-readable code from the protocol (docs/protocol.md),
+// kept apart from the human message, so that every role can answer a failure
+// the same way over REST, WebSocket and internal replies.
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Code is one of the protocol's error codes.
+type Code string
+
+const (
+	CodeBadRequest    Code = "bad_request"
+	CodeUnauthorized  Code = "unauthorized"
+	CodeForbidden     Code = "forbidden"
+	CodeNotFound      Code = "not_found"
+	CodeConflict      Code = "conflict"
+	CodeTooLarge      Code = "too_large"
+	CodeRecallExpired Code = "recall_expired"
+	CodeRateLimited   Code = "rate_limited"
+	CodeInternal      Code = "internal"
+	CodeUnavailable   Code = "unavailable"
+)
+
+// Error is an error with a protocol code.
+type Error struct {
+	Code    Code
+	Message string
+	Err     error // the cause, for logs; never shown to clients
+}
+
+func (e *Error) Error() string {
+	if e.Err != nil {
+		return string(e.Code) + ": " + e.Message + ": " + e.Err.Error()
+	}
+	return string(e.Code) + ": " + e.Message
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Wrap returns an error with the given code whose cause is err.
+func WrapError(code Code, err error, format string, args ...any) error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...), Err: err}
+}
+
+// New returns an error with the given code and a formatted message.
+func Errorf(code Code, format string, args ...any) error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// CodeOf reports the protocol code carried by err, or CodeInternal when it has none.
+func CodeOf(err error) Code {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return CodeInternal
+}
+
+// MessageOf reports the human message for err; errors without a code get a
+// generic text so that internals never leak to clients.
+func MessageOf(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Message
+	}
+	return "internal error"
+}
+
+// Is reports whether err carries code.
+func IsCode(err error, code Code) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Code == code
+}
