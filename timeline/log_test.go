@@ -11,7 +11,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/seqchat/seqchat/events"
-	"github.com/seqchat/seqchat/internal/natsconn"
 	"github.com/seqchat/seqchat/internal/testenv"
 	"github.com/seqchat/seqchat/timeline"
 )
@@ -107,7 +106,7 @@ func TestAppendConflictAndDuplicate(t *testing.T) {
 	t.Run("R3", func(t *testing.T) {
 		t.Parallel()
 		ctx := testenv.Context(t, time.Minute)
-		c, err := natsconn.Connect(ctx, testenv.NATSCluster(t, 3), "", natsconn.Sync{}, t.Name(), testenv.Logger(t))
+		c, err := timeline.Connect(ctx, testenv.NATSCluster(t, 3), "", timeline.Sync{}, t.Name(), testenv.Logger(t))
 		if err != nil {
 			t.Fatal(err)
 		}

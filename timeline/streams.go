@@ -1,7 +1,12 @@
-// Package timeline is the sequenced log: the JetStream streams CMDS (commands
-// waiting for a seq) and TIMELINE (every conversation's events, one subject
-// per conversation), appending with optimistic concurrency, and reading a
-// conversation's events by seq.
+// Package timeline is the sequenced log and every use of JetStream behind
+// it: the connection to NATS (conn.go), the streams CMDS (commands waiting
+// for a seq) and TIMELINE (every conversation's events, one subject per
+// conversation), appending with optimistic concurrency and reading a
+// conversation's events by seq (log.go), dedupe of command ids (dedupe.go),
+// the command client that submits to CMDS and waits for the sequencer's
+// answer (submit.go, admit.go), durable consumers run as loops over batches
+// (consume.go), and leases that give one process at a time a piece of work
+// (lease.go).
 package timeline
 
 import (

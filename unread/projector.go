@@ -11,7 +11,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/seqchat/seqchat/events"
-	"github.com/seqchat/seqchat/internal/consume"
 	"github.com/seqchat/seqchat/internal/membership"
 	"github.com/seqchat/seqchat/timeline"
 )
@@ -84,7 +83,7 @@ func NewProjector(store *Store, pool *pgxpool.Pool, members Members, js jetstrea
 // Run projects until ctx ends. Events are applied in stream order, one batch
 // per Redis round trip.
 func (p *Projector) Run(ctx context.Context) error {
-	return consume.Projection(ctx, p.js, timeline.TimelineStream, ConsumerName, jetstream.DeliverAllPolicy, p.batch, p.log, func(ctx context.Context, msgs []jetstream.Msg) error {
+	return timeline.RunProjection(ctx, p.js, timeline.TimelineStream, ConsumerName, jetstream.DeliverAllPolicy, p.batch, p.log, func(ctx context.Context, msgs []jetstream.Msg) error {
 		evs := make([]events.Event, 0, len(msgs))
 		for _, m := range msgs {
 			e, err := events.DecodeEvent(m.Data())

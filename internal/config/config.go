@@ -56,7 +56,7 @@ type Config struct {
 	CommandTimeout  time.Duration
 	// CommandsInFlight bounds the commands one api/edge process has taken
 	// in and not yet answered; over it a command gets unavailable at once
-	// (commands/admit.go). 0: no bound.
+	// (timeline/admit.go). 0: no bound.
 	CommandsInFlight int
 	SequencerBatch   int
 	ProjectorBatch   int

@@ -13,10 +13,10 @@ import (
 
 	"github.com/seqchat/seqchat/events"
 	"github.com/seqchat/seqchat/internal/auth"
-	"github.com/seqchat/seqchat/internal/commands"
 	"github.com/seqchat/seqchat/internal/membership"
 	"github.com/seqchat/seqchat/internal/presence"
 	"github.com/seqchat/seqchat/internal/ratelimit"
+	"github.com/seqchat/seqchat/timeline"
 )
 
 // conn is one client connection. Its reader runs on the HTTP handler's
@@ -454,7 +454,7 @@ func (c *conn) submit(cmd events.Command) {
 	} else if !c.e.cmds.Admit() {
 		// Over the process's limit: refused now rather than queued
 		// behind a backlog it would not get through in time.
-		refuse = commands.Busy()
+		refuse = timeline.Busy()
 	}
 	if refuse != nil {
 		c.refused, c.refusedAt = key, time.Now()
@@ -487,7 +487,7 @@ func (c *conn) publishLoop() {
 		}
 		n, size := 1, len(c.queue[0].cmd.Body)
 		for n < len(c.queue) && n < maxPublishBatch && c.e.cmds.SamePartition(c.queue[0].cmd.Conv, c.queue[n].cmd.Conv) {
-			if size += len(c.queue[n].cmd.Body); size > commands.MaxBatchBytes/2 {
+			if size += len(c.queue[n].cmd.Body); size > timeline.MaxCommandBatchBytes/2 {
 				break
 			}
 			n++

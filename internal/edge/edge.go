@@ -29,21 +29,21 @@ import (
 
 	"github.com/seqchat/seqchat/events"
 	"github.com/seqchat/seqchat/internal/auth"
-	"github.com/seqchat/seqchat/internal/commands"
 	"github.com/seqchat/seqchat/internal/presence"
 	"github.com/seqchat/seqchat/internal/projector/fanout"
 	"github.com/seqchat/seqchat/internal/ratelimit"
 	"github.com/seqchat/seqchat/internal/serve"
+	"github.com/seqchat/seqchat/timeline"
 )
 
 // Publisher appends commands to CMDS in the order it is called.
 type Publisher interface {
 	// PublishBatch stores commands of one partition, in order, at once.
-	PublishBatch(ctx context.Context, cmds []events.Command, origin string) ([]*commands.Pending, error)
+	PublishBatch(ctx context.Context, cmds []events.Command, origin string) ([]*timeline.PendingCommand, error)
 	SamePartition(a, b string) bool
 	// Admit takes one of the process's slots for a command in flight, or
 	// reports false when they are all taken; Release gives one back
-	// (commands.Submitter's admission control).
+	// (timeline.Submitter's admission control).
 	Admit() bool
 	Release()
 }
@@ -166,7 +166,7 @@ const (
 	maxSyncConvs    = 1000 // conversations one sync may name
 	// refusedBlock is how long at most a refused command blocks its
 	// connection's later ones (conn.go's submit): three retry hints.
-	refusedBlock = 3 * commands.BusyRetry
+	refusedBlock = 3 * timeline.BusyRetry
 	maxReplay    = 1000 // events one sync replays per conversation
 	writeWait    = 10 * time.Second
 )

@@ -30,8 +30,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/seqchat/seqchat/events"
-	"github.com/seqchat/seqchat/internal/consume"
-	"github.com/seqchat/seqchat/internal/lease"
 	"github.com/seqchat/seqchat/internal/membership"
 	"github.com/seqchat/seqchat/timeline"
 )
@@ -181,7 +179,7 @@ func (s *Sequencer) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			lease.Hold(ctx, s.leases, fmt.Sprintf("p%d", p), s.opt.InstanceID, s.opt.LeaseTTL, s.opt.Log, func(ctx context.Context) error {
+			timeline.HoldLease(ctx, s.leases, fmt.Sprintf("p%d", p), s.opt.InstanceID, s.opt.LeaseTTL, s.opt.Log, func(ctx context.Context) error {
 				s.owned.Inc()
 				defer s.owned.Dec()
 				return s.runPartition(ctx, p)
@@ -197,7 +195,7 @@ func (s *Sequencer) Run(ctx context.Context) error {
 // delivered again, in order, before anything newer.
 func (s *Sequencer) runPartition(ctx context.Context, p int) error {
 	name := fmt.Sprintf("sequencer-p%d", p)
-	cons, err := consume.Reset(ctx, s.js, timeline.CmdsStream, jetstream.ConsumerConfig{
+	cons, err := timeline.ResetConsumer(ctx, s.js, timeline.CmdsStream, jetstream.ConsumerConfig{
 		Durable:       name,
 		FilterSubject: events.CmdPartitionFilter(p),
 		AckPolicy:     jetstream.AckExplicitPolicy, // a work queue wants each one
@@ -212,7 +210,7 @@ func (s *Sequencer) runPartition(ctx context.Context, p int) error {
 	s.owning.change(p, true)
 	defer s.owning.change(p, false)
 	state := map[string]*timeline.Position{}
-	return consume.Batches(ctx, cons, s.opt.Batch, s.opt.Log, func(ctx context.Context, batch []jetstream.Msg) error {
+	return timeline.ConsumeBatches(ctx, cons, s.opt.Batch, s.opt.Log, func(ctx context.Context, batch []jetstream.Msg) error {
 		return s.process(ctx, state, batch)
 	})
 }

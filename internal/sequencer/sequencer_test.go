@@ -14,10 +14,8 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/seqchat/seqchat/events"
-	"github.com/seqchat/seqchat/internal/commands"
 	"github.com/seqchat/seqchat/internal/config"
 	"github.com/seqchat/seqchat/internal/membership"
-	"github.com/seqchat/seqchat/internal/natsconn"
 	"github.com/seqchat/seqchat/internal/postgres"
 	"github.com/seqchat/seqchat/internal/projector/history"
 	"github.com/seqchat/seqchat/internal/sequencer"
@@ -29,9 +27,9 @@ type rig struct {
 	atomic bool
 	cfg    config.Config
 	pool   *pgxpool.Pool
-	nc     *natsconn.Conn
+	nc     *timeline.Conn
 	tl     *timeline.Log
-	sub    *commands.Submitter
+	sub    *timeline.Submitter
 }
 
 func newRig(t testing.TB, tweak func(*config.Config)) *rig {
@@ -48,7 +46,7 @@ func newRig(t testing.TB, tweak func(*config.Config)) *rig {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	nc, err := natsconn.Connect(ctx, cfg.NATSURL, "", natsconn.Sync{}, t.Name(), testenv.Logger(t))
+	nc, err := timeline.Connect(ctx, cfg.NATSURL, "", timeline.Sync{}, t.Name(), testenv.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +54,7 @@ func newRig(t testing.TB, tweak func(*config.Config)) *rig {
 	if err := timeline.Ensure(ctx, nc.JS, timeline.Settings{Storage: cfg.StreamStorage, DuplicateWindow: cfg.DuplicateWindow, LeaseTTL: cfg.LeaseTTL}); err != nil {
 		t.Fatal(err)
 	}
-	sub, err := commands.New(ctx, nc.NC, nc.JS, cfg.Partitions)
+	sub, err := timeline.NewSubmitter(ctx, nc.NC, nc.JS, cfg.Partitions)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,7 +22,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/seqchat/seqchat/internal/config"
-	"github.com/seqchat/seqchat/internal/natsconn"
+	"github.com/seqchat/seqchat/timeline"
 )
 
 // PostgresAdminURL is the maintenance database tests create databases through.
@@ -83,7 +83,7 @@ func Postgres(t testing.TB) string {
 // port and returns its client URL; it stops when t ends.
 func NATS(t testing.TB) string {
 	t.Helper()
-	ns, err := natsconn.StartEmbedded(t.TempDir(), "127.0.0.1", -1, natsconn.Sync{})
+	ns, err := timeline.StartEmbedded(t.TempDir(), "127.0.0.1", -1, timeline.Sync{})
 	if err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
@@ -92,9 +92,9 @@ func NATS(t testing.TB) string {
 }
 
 // Connect starts an embedded JetStream server for t and connects to it.
-func Connect(t testing.TB) *natsconn.Conn {
+func Connect(t testing.TB) *timeline.Conn {
 	t.Helper()
-	c, err := natsconn.Connect(context.Background(), NATS(t), "", natsconn.Sync{}, t.Name(), Logger(t))
+	c, err := timeline.Connect(context.Background(), NATS(t), "", timeline.Sync{}, t.Name(), Logger(t))
 	if err != nil {
 		t.Fatalf("testenv: %v", err)
 	}

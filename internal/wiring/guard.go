@@ -15,12 +15,12 @@ import (
 	"github.com/seqchat/seqchat/internal/config"
 	"github.com/seqchat/seqchat/internal/edge"
 	"github.com/seqchat/seqchat/internal/membership"
-	"github.com/seqchat/seqchat/internal/natsconn"
 	"github.com/seqchat/seqchat/internal/presence"
 	"github.com/seqchat/seqchat/internal/projector/fanout"
 	"github.com/seqchat/seqchat/internal/ratelimit"
 	"github.com/seqchat/seqchat/internal/receipts"
 	"github.com/seqchat/seqchat/internal/serve"
+	"github.com/seqchat/seqchat/timeline"
 )
 
 // presenceTTL is how long a presence entry holds without a refresh: a
@@ -40,7 +40,7 @@ type guards struct {
 	pool      *pgxpool.Pool
 }
 
-func newGuards(ctx context.Context, cfg config.Config, pool *pgxpool.Pool, nc *natsconn.Conn, rdb redis.Cmdable, pres *presence.Store, reads *receipts.Service, log *slog.Logger) (*guards, error) {
+func newGuards(ctx context.Context, cfg config.Config, pool *pgxpool.Pool, nc *timeline.Conn, rdb redis.Cmdable, pres *presence.Store, reads *receipts.Service, log *slog.Logger) (*guards, error) {
 	revs, err := auth.NewRevocations(ctx, pool, nc.NC, log.With("role", "sessions"))
 	if err != nil {
 		return nil, err

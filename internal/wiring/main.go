@@ -12,8 +12,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/seqchat/seqchat/internal/config"
-	"github.com/seqchat/seqchat/internal/natsconn"
 	"github.com/seqchat/seqchat/internal/projector/history"
+	"github.com/seqchat/seqchat/timeline"
 	"github.com/seqchat/seqchat/unread"
 )
 
@@ -53,7 +53,7 @@ func Logger(w io.Writer, cfg config.Config) *slog.Logger {
 // Rebuild replays TIMELINE into emptied projections: the history, and the
 // unread counts and recall state (with the read pointers kept in Postgres).
 func Rebuild(ctx context.Context, cfg config.Config, log *slog.Logger) error {
-	nc, err := natsconn.Connect(ctx, cfg.NATSURL, cfg.DataDir, streamSync(cfg), "chat-rebuild", log)
+	nc, err := timeline.Connect(ctx, cfg.NATSURL, cfg.DataDir, streamSync(cfg), "chat-rebuild", log)
 	if err != nil {
 		return err
 	}

@@ -10,15 +10,15 @@ import (
 	"github.com/seqchat/seqchat/internal/api"
 	"github.com/seqchat/seqchat/internal/config"
 	"github.com/seqchat/seqchat/internal/membership"
-	"github.com/seqchat/seqchat/internal/natsconn"
 	"github.com/seqchat/seqchat/internal/presence"
 	"github.com/seqchat/seqchat/internal/projector/hooks"
 	"github.com/seqchat/seqchat/internal/push"
+	"github.com/seqchat/seqchat/timeline"
 	"github.com/seqchat/seqchat/unread"
 )
 
 // serverOptions wires the calls of the app's own backend (/v1/server/).
-func serverOptions(ctx context.Context, cfg config.Config, nc *natsconn.Conn, frames push.Frames, pool *pgxpool.Pool) (api.ServerOptions, error) {
+func serverOptions(ctx context.Context, cfg config.Config, nc *timeline.Conn, frames push.Frames, pool *pgxpool.Pool) (api.ServerOptions, error) {
 	o := api.ServerOptions{Keys: config.List(cfg.ServerKeys), Rate: cfg.ServerRate}
 	if len(o.Keys) == 0 {
 		return o, nil
@@ -33,7 +33,7 @@ func serverOptions(ctx context.Context, cfg config.Config, nc *natsconn.Conn, fr
 
 // hookRuns returns the webhooks' and the offline push's runs, each under
 // its own lease.
-func hookRuns(cfg config.Config, nc *natsconn.Conn, pool *pgxpool.Pool, unreads *unread.Store, pres *presence.Store, reg prometheus.Registerer, log *slog.Logger, leased hooks.Leased) []func(context.Context) error {
+func hookRuns(cfg config.Config, nc *timeline.Conn, pool *pgxpool.Pool, unreads *unread.Store, pres *presence.Store, reg prometheus.Registerer, log *slog.Logger, leased hooks.Leased) []func(context.Context) error {
 	urls := config.List(cfg.WebhookURLs)
 	if len(urls) == 0 && cfg.PushURL == "" {
 		return nil

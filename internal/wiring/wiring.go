@@ -26,12 +26,9 @@ import (
 
 	"github.com/seqchat/seqchat/internal/api"
 	"github.com/seqchat/seqchat/internal/auth"
-	"github.com/seqchat/seqchat/internal/commands"
 	"github.com/seqchat/seqchat/internal/config"
 	"github.com/seqchat/seqchat/internal/edge"
-	"github.com/seqchat/seqchat/internal/lease"
 	"github.com/seqchat/seqchat/internal/membership"
-	"github.com/seqchat/seqchat/internal/natsconn"
 	"github.com/seqchat/seqchat/internal/postgres"
 	"github.com/seqchat/seqchat/internal/presence"
 	"github.com/seqchat/seqchat/internal/projector/fanout"
@@ -62,7 +59,7 @@ type App struct {
 	// Addr is the address the HTTP server listens on.
 	Addr string
 	// NATS is the process's connection (and embedded server, if any).
-	NATS *natsconn.Conn
+	NATS *timeline.Conn
 	Pool *pgxpool.Pool
 
 	cancel context.CancelFunc
@@ -114,7 +111,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger, roles ...Ro
 		cfg.TokenSecret = secret
 	}
 
-	nc, err := natsconn.Connect(ctx, cfg.NATSURL, cfg.DataDir, streamSync(cfg), "chat-"+cfg.InstanceID, log)
+	nc, err := timeline.Connect(ctx, cfg.NATSURL, cfg.DataDir, streamSync(cfg), "chat-"+cfg.InstanceID, log)
 	if err != nil {
 		return fail(err)
 	}
@@ -186,7 +183,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger, roles ...Ro
 		// over within a lease TTL.
 		leased := func(name string, run func(context.Context) error) func(context.Context) error {
 			return func(ctx context.Context) error {
-				lease.Hold(ctx, leases, "projector-"+name, cfg.InstanceID, cfg.LeaseTTL, log.With("role", name), run)
+				timeline.HoldLease(ctx, leases, "projector-"+name, cfg.InstanceID, cfg.LeaseTTL, log.With("role", name), run)
 				return nil
 			}
 		}
@@ -197,7 +194,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger, roles ...Ro
 		// Webhooks and offline push: one leased consumer per URL (server.go).
 		runs = append(runs, hookRuns(cfg, nc, pool, unreads, pres, reg, log, func(name string, run func(context.Context) error) func(context.Context) error {
 			return func(ctx context.Context) error {
-				lease.Hold(ctx, leases, name, cfg.InstanceID, cfg.LeaseTTL, log.With("role", name), run)
+				timeline.HoldLease(ctx, leases, name, cfg.InstanceID, cfg.LeaseTTL, log.With("role", name), run)
 				return nil
 			}
 		})...)
@@ -207,7 +204,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger, roles ...Ro
 		if err != nil {
 			return fail(err)
 		}
-		sub, err := commands.New(ctx, nc.NC, nc.JS, cfg.Partitions)
+		sub, err := timeline.NewSubmitter(ctx, nc.NC, nc.JS, cfg.Partitions)
 		if err != nil {
 			return fail(err)
 		}
@@ -311,7 +308,7 @@ func pprofMux() *http.ServeMux {
 // ensureStreams creates or updates the streams, retrying while the
 // JetStream cluster is still electing its leaders (several roles starting
 // at once on a fresh cluster time out on their first try).
-func ensureStreams(ctx context.Context, nc *natsconn.Conn, cfg config.Config, log *slog.Logger) error {
+func ensureStreams(ctx context.Context, nc *timeline.Conn, cfg config.Config, log *slog.Logger) error {
 	settings := timeline.Settings{
 		Replicas: cfg.StreamReplicas, Storage: cfg.StreamStorage, MaxAge: cfg.TimelineMaxAge,
 		DuplicateWindow: cfg.DuplicateWindow, DedupeTTL: cfg.DedupeTTL, LeaseTTL: cfg.LeaseTTL,
@@ -376,7 +373,7 @@ func localSecret(dir string) (string, error) {
 // streamSync is CHAT_STREAM_SYNC for the embedded JetStream server (Load
 // has checked it). With an external NATS the servers' own jetstream
 // sync_interval decides, and chatd says so at start.
-func streamSync(cfg config.Config) natsconn.Sync {
+func streamSync(cfg config.Config) timeline.Sync {
 	always, interval, _ := cfg.StreamSyncMode()
-	return natsconn.Sync{Always: always, Interval: interval}
+	return timeline.Sync{Always: always, Interval: interval}
 }

@@ -24,7 +24,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/seqchat/seqchat/events"
-	"github.com/seqchat/seqchat/internal/consume"
 	"github.com/seqchat/seqchat/internal/membership"
 	"github.com/seqchat/seqchat/timeline"
 )
@@ -87,7 +86,7 @@ func (p *Projector) Run(ctx context.Context) error {
 	defer stop()
 	// Live delivery is only for what happens from now on: when fanout is
 	// first deployed, clients catch up on the past with sync.
-	return consume.Projection(ctx, p.js, timeline.TimelineStream, ConsumerName, jetstream.DeliverNewPolicy, p.batch, p.log, p.handle)
+	return timeline.RunProjection(ctx, p.js, timeline.TimelineStream, ConsumerName, jetstream.DeliverNewPolicy, p.batch, p.log, p.handle)
 }
 
 // item is one event of a batch on its way to the edges.

@@ -11,7 +11,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/seqchat/seqchat/events"
-	"github.com/seqchat/seqchat/internal/natsconn"
 	"github.com/seqchat/seqchat/internal/postgres"
 	"github.com/seqchat/seqchat/internal/projector/history"
 	"github.com/seqchat/seqchat/internal/testenv"
@@ -20,7 +19,7 @@ import (
 
 type rig struct {
 	pool *pgxpool.Pool
-	nc   *natsconn.Conn
+	nc   *timeline.Conn
 	tl   *timeline.Log
 	pos  map[string]timeline.Position
 }

@@ -16,7 +16,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/seqchat/seqchat/events"
-	"github.com/seqchat/seqchat/internal/consume"
 	"github.com/seqchat/seqchat/timeline"
 )
 
@@ -45,7 +44,7 @@ func NewProjector(pool *pgxpool.Pool, js jetstream.JetStream, batch int, log *sl
 
 // Run projects until ctx ends.
 func (p *Projector) Run(ctx context.Context) error {
-	return consume.Projection(ctx, p.js, timeline.TimelineStream, ConsumerName, jetstream.DeliverAllPolicy, p.batch, p.log, func(ctx context.Context, msgs []jetstream.Msg) error {
+	return timeline.RunProjection(ctx, p.js, timeline.TimelineStream, ConsumerName, jetstream.DeliverAllPolicy, p.batch, p.log, func(ctx context.Context, msgs []jetstream.Msg) error {
 		stored := make([]timeline.Stored, 0, len(msgs))
 		for _, m := range msgs {
 			s, err := decode(m)

@@ -10,7 +10,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/seqchat/seqchat/events"
-	"github.com/seqchat/seqchat/internal/consume"
 	"github.com/seqchat/seqchat/internal/membership"
 	"github.com/seqchat/seqchat/timeline"
 	"github.com/seqchat/seqchat/unread"
@@ -76,7 +75,7 @@ func NewOffline(js jetstream.JetStream, url, secret string, members Members, onl
 
 // Run notifies until ctx ends or the consumer must be set up again.
 func (o *Offline) Run(ctx context.Context) error {
-	cons, err := consume.Reset(ctx, o.js, timeline.TimelineStream, jetstream.ConsumerConfig{
+	cons, err := timeline.ResetConsumer(ctx, o.js, timeline.TimelineStream, jetstream.ConsumerConfig{
 		Durable:           OfflineConsumer,
 		Description:       "offline push " + o.t.label,
 		AckPolicy:         jetstream.AckAllPolicy,
@@ -90,7 +89,7 @@ func (o *Offline) Run(ctx context.Context) error {
 	}
 	stop := watchPending(ctx, cons, o.m.pending.WithLabelValues(o.t.hook, o.t.label))
 	defer stop()
-	return consume.Batches(ctx, cons, o.batch, o.log, func(ctx context.Context, msgs []jetstream.Msg) error {
+	return timeline.ConsumeBatches(ctx, cons, o.batch, o.log, func(ctx context.Context, msgs []jetstream.Msg) error {
 		if md, err := msgs[0].Metadata(); err == nil {
 			o.waitUnread(ctx, md.Sequence.Stream-1)
 		}

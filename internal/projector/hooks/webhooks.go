@@ -9,7 +9,6 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/seqchat/seqchat/internal/consume"
 	"github.com/seqchat/seqchat/timeline"
 )
 
@@ -70,7 +69,7 @@ func (w *Webhooks) run(ctx context.Context, t target) error {
 	name := ConsumerName(t.url)
 	// Created with DeliverNew the first time: the URL gets every event
 	// appended from then on. Afterwards Reset resumes at the ack floor.
-	cons, err := consume.Reset(ctx, w.js, timeline.TimelineStream, jetstream.ConsumerConfig{
+	cons, err := timeline.ResetConsumer(ctx, w.js, timeline.TimelineStream, jetstream.ConsumerConfig{
 		Durable:           name,
 		Description:       "webhook " + t.label,
 		AckPolicy:         jetstream.AckAllPolicy,
@@ -86,7 +85,7 @@ func (w *Webhooks) run(ctx context.Context, t target) error {
 	stop := watchPending(ctx, cons, w.m.pending.WithLabelValues(t.hook, t.label))
 	defer stop()
 	body := make([]byte, 0, 64<<10)
-	return consume.Batches(ctx, cons, w.batch, w.log, func(ctx context.Context, msgs []jetstream.Msg) error {
+	return timeline.ConsumeBatches(ctx, cons, w.batch, w.log, func(ctx context.Context, msgs []jetstream.Msg) error {
 		// Each event exactly as TIMELINE holds it (and as history and the
 		// socket show it), in stream order: seq order per conversation.
 		body = append(body[:0], `{"events":[`...)

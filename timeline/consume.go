@@ -1,8 +1,4 @@
-// Package consume runs a JetStream pull consumer as a loop over batches:
-// messages are gathered as they arrive (no waiting for a full batch) and
-// handed to a function that processes them together; the loop retries a
-// failed batch itself, so a transient failure never reorders or drops work.
-package consume
+package timeline
 
 import (
 	"context"
@@ -14,22 +10,27 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Handler processes a batch in order. It returns an error to have the same
+// Consumers. A JetStream pull consumer runs a JetStream pull consumer as a loop over batches:
+// messages are gathered as they arrive (no waiting for a full batch) and
+// handed to a function that processes them together; the loop retries a
+// failed batch itself, so a transient failure never reorders or drops work.
+
+// BatchHandler processes a batch in order. It returns an error to have the same
 // batch retried; it acks the messages itself. The slice is reused for the
 // next batch: a handler that acks later must copy it.
-type Handler func(ctx context.Context, batch []jetstream.Msg) error
+type BatchHandler func(ctx context.Context, batch []jetstream.Msg) error
 
 // ErrDeliveryGap means a message the server delivered never arrived (lost
 // in flight, as a NATS node failing over can do): the consumer must restart
 // from its ack floor rather than ack past it.
 var ErrDeliveryGap = errors.New("consume: a delivery was lost on the way")
 
-// Batches consumes cons until ctx ends, calling h with up to max messages at
+// ConsumeBatches consumes cons until ctx ends, calling h with up to max messages at
 // a time. It returns an error when the consumer must be set up again (with
-// Reset): its iterator failed, a delivery went missing, or a batch kept
+// ResetConsumer): its iterator failed, a delivery went missing, or a batch kept
 // failing. Whoever runs it restarts it then; nothing was acked past what
 // was processed.
-func Batches(ctx context.Context, cons jetstream.Consumer, max int, log *slog.Logger, h Handler) error {
+func ConsumeBatches(ctx context.Context, cons jetstream.Consumer, max int, log *slog.Logger, h BatchHandler) error {
 	it, err := cons.Messages(jetstream.PullMaxMessages(2*max), jetstream.PullExpiry(5*time.Second))
 	if err != nil {
 		return fmt.Errorf("consume: %w", err)
@@ -128,14 +129,14 @@ func Batches(ctx context.Context, cons jetstream.Consumer, max int, log *slog.Lo
 	}
 }
 
-// Reset (re)creates the durable consumer cfg.Durable on stream so that it
+// ResetConsumer (re)creates the durable consumer cfg.Durable on stream so that it
 // delivers, in order, everything after what was acked: the first message
 // not acked by a previous holder comes first, before anything newer. A new
 // holder of a lease calls it, since the consumer it inherits may still count
 // messages as delivered to a dead process (redelivered only after AckWait,
 // behind newer ones). A consumer that did not exist starts as cfg says; so
 // does one on a work queue, which holds nothing but what is not acked.
-func Reset(ctx context.Context, js jetstream.JetStream, stream string, cfg jetstream.ConsumerConfig) (jetstream.Consumer, error) {
+func ResetConsumer(ctx context.Context, js jetstream.JetStream, stream string, cfg jetstream.ConsumerConfig) (jetstream.Consumer, error) {
 	st, err := js.Stream(ctx, stream)
 	if err != nil {
 		return nil, fmt.Errorf("reset consumer %s: %w", cfg.Durable, err)
@@ -165,12 +166,12 @@ func Reset(ctx context.Context, js jetstream.JetStream, stream string, cfg jetst
 	return cons, nil
 }
 
-// Projection runs a projector's durable consumer of stream: reset to its ack
+// RunProjection runs a projector's durable consumer of stream: reset to its ack
 // floor (one active instance at a time holds it, under a lease), acked a
 // whole batch at a time, handing batches to h. start says where a consumer
 // that never existed begins.
-func Projection(ctx context.Context, js jetstream.JetStream, stream, name string, start jetstream.DeliverPolicy, batch int, log *slog.Logger, h Handler) error {
-	cons, err := Reset(ctx, js, stream, jetstream.ConsumerConfig{
+func RunProjection(ctx context.Context, js jetstream.JetStream, stream, name string, start jetstream.DeliverPolicy, batch int, log *slog.Logger, h BatchHandler) error {
+	cons, err := ResetConsumer(ctx, js, stream, jetstream.ConsumerConfig{
 		Durable:       name,
 		AckPolicy:     jetstream.AckAllPolicy,
 		AckWait:       10 * time.Second,
@@ -180,5 +181,5 @@ func Projection(ctx context.Context, js jetstream.JetStream, stream, name string
 	if err != nil {
 		return err
 	}
-	return Batches(ctx, cons, batch, log, h)
+	return ConsumeBatches(ctx, cons, batch, log, h)
 }

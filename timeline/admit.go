@@ -1,4 +1,4 @@
-package commands
+package timeline
 
 import (
 	"sync/atomic"

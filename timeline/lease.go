@@ -1,8 +1,4 @@
-// Package lease gives one process at a time the right to do a piece of
-// work (sequence a partition, run a projector), through keys with a TTL in a
-// JetStream KV bucket: the holder renews its key; when it dies, the key
-// expires and another process takes over within one TTL.
-package lease
+package timeline
 
 import (
 	"context"
@@ -12,17 +8,22 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Hold runs fn whenever this process holds the lease on key, until ctx
+// Leases give one process at a time the right to do a piece of
+// work (sequence a partition, run a projector), through keys with a TTL in a
+// JetStream KV bucket: the holder renews its key; when it dies, the key
+// expires and another process takes over within one TTL.
+
+// HoldLease runs fn whenever this process holds the lease on key, until ctx
 // ends: it tries to take the lease every ttl/3, renews it as often while fn
 // runs, and cancels fn's context as soon as the lease is lost. fn returning
 // early gives the lease back. On the way out the lease is released, so a
 // peer takes over at once rather than after the TTL.
-func Hold(ctx context.Context, kv jetstream.KeyValue, key, owner string, ttl time.Duration, log *slog.Logger, fn func(ctx context.Context) error) {
+func HoldLease(ctx context.Context, kv jetstream.KeyValue, key, owner string, ttl time.Duration, log *slog.Logger, fn func(ctx context.Context) error) {
 	tick := time.NewTicker(ttl / 3)
 	defer tick.Stop()
 	for {
 		if rev, err := kv.Create(ctx, key, []byte(owner)); err == nil {
-			hold(ctx, kv, key, owner, rev, tick, log, fn)
+			holdLease(ctx, kv, key, owner, rev, tick, log, fn)
 		}
 		select {
 		case <-ctx.Done():
@@ -32,7 +33,7 @@ func Hold(ctx context.Context, kv jetstream.KeyValue, key, owner string, ttl tim
 	}
 }
 
-func hold(ctx context.Context, kv jetstream.KeyValue, key, owner string, rev uint64, tick *time.Ticker, log *slog.Logger, fn func(ctx context.Context) error) {
+func holdLease(ctx context.Context, kv jetstream.KeyValue, key, owner string, rev uint64, tick *time.Ticker, log *slog.Logger, fn func(ctx context.Context) error) {
 	fctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {

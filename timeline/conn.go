@@ -1,6 +1,4 @@
-// Package natsconn connects a process to NATS JetStream: to the cluster named
-// by CHAT_NATS_URL, or to an embedded server it starts when that is empty.
-package natsconn
+package timeline
 
 import (
 	"context"
@@ -14,6 +12,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
+
+// Connecting. A process connects a process to NATS JetStream: to the cluster named
+// by CHAT_NATS_URL, or to an embedded server it starts when that is empty.
 
 // Conn is a live connection, and the embedded server when there is one.
 type Conn struct {

@@ -1,6 +1,4 @@
-// Package commands submits chat commands to CMDS and waits for the
-// sequencer's answer. The api and the edges share it.
-package commands
+package timeline
 
 import (
 	"context"
@@ -16,6 +14,9 @@ import (
 	"github.com/seqchat/seqchat/events"
 )
 
+// The command client. It submits chat commands to CMDS and waits for the
+// sequencer's answer. The api and the edges share it.
+
 // Submitter publishes commands and routes the sequencer's answers back.
 type Submitter struct {
 	nc         *nats.Conn
@@ -30,8 +31,8 @@ type Submitter struct {
 	waiting map[string]chan events.Result
 }
 
-// New subscribes to this process's answer subject.
-func New(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, partitions int) (*Submitter, error) {
+// NewSubmitter subscribes to this process's answer subject.
+func NewSubmitter(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, partitions int) (*Submitter, error) {
 	s := &Submitter{nc: nc, js: js, partitions: partitions, prefix: "_CHAT." + nuid.Next(), waiting: map[string]chan events.Result{}}
 	var err error
 	s.sub, err = nc.Subscribe(s.prefix+".*", s.deliver)
@@ -90,9 +91,9 @@ func (s *Submitter) Submit(ctx context.Context, cmd events.Command, origin strin
 	return p.Wait(ctx)
 }
 
-// Pending is a command published to CMDS whose answer has not been read yet.
+// PendingCommand is a command published to CMDS whose answer has not been read yet.
 // Its owner must call Wait once.
-type Pending struct {
+type PendingCommand struct {
 	s     *Submitter
 	token string
 	ch    chan events.Result
@@ -103,7 +104,7 @@ type Pending struct {
 // Commands published one after another from one goroutine reach the
 // sequencer in that order, which is how an edge keeps one connection's
 // messages in the order they were sent while many wait for their seq at once.
-func (s *Submitter) Publish(ctx context.Context, cmd events.Command, origin string) (*Pending, error) {
+func (s *Submitter) Publish(ctx context.Context, cmd events.Command, origin string) (*PendingCommand, error) {
 	p := s.expect()
 	data, _ := json.Marshal(cmd)
 	m := nats.NewMsg(events.CmdSubject(s.partitions, cmd.Conv))
@@ -116,23 +117,23 @@ func (s *Submitter) Publish(ctx context.Context, cmd events.Command, origin stri
 	return p, nil
 }
 
-// MaxBatchBytes bounds the data of one batched CMDS message, well below
+// MaxCommandBatchBytes bounds the data of one batched CMDS message, well below
 // NATS's default 1 MiB payload limit.
-const MaxBatchBytes = 256 << 10
+const MaxCommandBatchBytes = 256 << 10
 
 // PublishBatch appends cmds, all of one partition (SamePartition) and in
 // the order given, as one CMDS message, and returns once it is stored: one
 // store, delivery and ack for all of them. The sequencer takes them in that
 // order. One command goes as Publish sends it.
-func (s *Submitter) PublishBatch(ctx context.Context, cmds []events.Command, origin string) ([]*Pending, error) {
+func (s *Submitter) PublishBatch(ctx context.Context, cmds []events.Command, origin string) ([]*PendingCommand, error) {
 	if len(cmds) == 1 {
 		p, err := s.Publish(ctx, cmds[0], origin)
 		if err != nil {
 			return nil, err
 		}
-		return []*Pending{p}, nil
+		return []*PendingCommand{p}, nil
 	}
-	ps := make([]*Pending, len(cmds))
+	ps := make([]*PendingCommand, len(cmds))
 	q := make([]events.Queued, len(cmds))
 	for i := range cmds {
 		if events.Partition(cmds[i].Conv, s.partitions) != events.Partition(cmds[0].Conv, s.partitions) {
@@ -161,8 +162,8 @@ func (s *Submitter) SamePartition(a, b string) bool {
 }
 
 // expect registers a command's answer token.
-func (s *Submitter) expect() *Pending {
-	p := &Pending{s: s, token: nuid.Next(), ch: make(chan events.Result, 1)}
+func (s *Submitter) expect() *PendingCommand {
+	p := &PendingCommand{s: s, token: nuid.Next(), ch: make(chan events.Result, 1)}
 	s.mu.Lock()
 	s.waiting[p.token] = p.ch
 	s.mu.Unlock()
@@ -199,7 +200,7 @@ func (s *Submitter) store(ctx context.Context, m *nats.Msg, origin string) error
 }
 
 // Wait blocks until the sequencer answers or ctx ends.
-func (p *Pending) Wait(ctx context.Context) (events.Result, error) {
+func (p *PendingCommand) Wait(ctx context.Context) (events.Result, error) {
 	defer p.forget()
 	select {
 	case r := <-p.ch:
@@ -212,7 +213,7 @@ func (p *Pending) Wait(ctx context.Context) (events.Result, error) {
 	}
 }
 
-func (p *Pending) forget() {
+func (p *PendingCommand) forget() {
 	p.s.mu.Lock()
 	delete(p.s.waiting, p.token)
 	p.s.mu.Unlock()
