@@ -1,6 +1,5 @@
 // Package events defines what flows through the system: the commands clients
-// ask for, the sequenced events the timeline holds, the NATS subjects they
-// travel on, and their JSON encoding.
+// ask for, the sequenced events the timeline holds, and their JSON encoding.
 package events
 
 import (
@@ -88,12 +87,8 @@ type Result struct {
 	Message string `json:"message,omitempty"`
 }
 
-// Answers. A command's reply subject (HeaderReply) is "<prefix>.<token>";
-// the sequencer may answer several commands that share a prefix with one
-// message on "<prefix>.<ReplyBatchToken>" holding their []Answer.
-const ReplyBatchToken = "_b"
-
-// Answer is one command's result inside a batched reply.
+// Answer is one command's result inside a batched reply (on the subject
+// timeline.ReplyBatchToken names).
 type Answer struct {
 	Token  string `json:"t"`
 	Result Result `json:"r"`
@@ -123,13 +118,6 @@ func ValidToken(s string) bool {
 	return !strings.ContainsAny(s, ". *>\t\r\n")
 }
 
-// Subjects.
-const (
-	CmdSubjects      = "cmd.>"
-	TimelineSubjects = "tl.>"
-	timelinePrefix   = "tl."
-)
-
 // Partition maps a conversation to one of n partitions. Every process must use
 // the same n: it decides which sequencer orders a conversation.
 func Partition(conv string, n int) int {
@@ -140,36 +128,6 @@ func Partition(conv string, n int) int {
 	h.Write([]byte(conv))
 	return int(h.Sum32() % uint32(n))
 }
-
-// CmdSubject is where commands for conv wait in CMDS.
-func CmdSubject(partitions int, conv string) string {
-	return fmt.Sprintf("cmd.%d.%s", Partition(conv, partitions), conv)
-}
-
-// CmdPartitionFilter selects one partition's commands.
-func CmdPartitionFilter(p int) string { return fmt.Sprintf("cmd.%d.>", p) }
-
-// TimelineSubject is conv's subject in TIMELINE.
-func TimelineSubject(conv string) string { return timelinePrefix + conv }
-
-// ConvOfTimelineSubject is the inverse of TimelineSubject.
-func ConvOfTimelineSubject(subj string) string { return strings.TrimPrefix(subj, timelinePrefix) }
-
-// DeliverSubject is the core NATS subject an edge listens on.
-func DeliverSubject(edgeID string) string { return "deliver." + edgeID }
-
-// Headers carried on NATS messages.
-const (
-	// HeaderReply names the subject the sequencer answers a command on.
-	HeaderReply = "Chat-Reply"
-	// HeaderOrigin names the connection a command came from ("<edge>/<conn>"),
-	// so fanout can skip it: that connection gets an ack instead.
-	HeaderOrigin = "Chat-Origin"
-	// HeaderBatch marks a CMDS message that carries several commands of one
-	// connection for one partition, in the order they were sent: its data
-	// is a JSON array of Queued and it has no HeaderReply.
-	HeaderBatch = "Chat-Batch"
-)
 
 // Queued is one command of a batched CMDS message, with the subject its
 // answer goes to.

@@ -33,12 +33,7 @@ func TestPartitionStable(t *testing.T) {
 			t.Fatalf("Partition(%q) = %d", conv, p)
 		}
 	}
-	if CmdSubject(16, "c1") != "cmd."+itoa(Partition("c1", 16))+".c1" {
-		t.Fatal(CmdSubject(16, "c1"))
-	}
 }
-
-func itoa(i int) string { b, _ := json.Marshal(i); return string(b) }
 
 func TestEventJSON(t *testing.T) {
 	e := Event{Conv: "c1", Seq: 7, Kind: KindMessage, ID: "x", From: "u1", TS: 5, Body: json.RawMessage(`{"text":"hi"}`)}

@@ -53,6 +53,6 @@ func FuzzDecodeCommand(f *testing.F) {
 			t.Fatalf("ValidID accepted %q", c.ID)
 		}
 		_ = ValidToken(c.Conv)
-		_ = CmdSubject(8, c.Conv)
+		_ = Partition(c.Conv, 8)
 	})
 }

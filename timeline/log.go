@@ -67,13 +67,13 @@ type Entry struct {
 }
 
 func (e *Entry) msg() *nats.Msg {
-	m := nats.NewMsg(events.TimelineSubject(e.Event.Conv))
+	m := nats.NewMsg(TimelineSubject(e.Event.Conv))
 	m.Data = e.Event.Encode()
 	if e.MsgID != "" {
 		m.Header.Set(jetstream.MsgIDHeader, e.MsgID)
 	}
 	if e.Origin != "" {
-		m.Header.Set(events.HeaderOrigin, e.Origin)
+		m.Header.Set(HeaderOrigin, e.Origin)
 	}
 	if e.Expect != nil {
 		m.Header.Set(hdrExpectSubj, strconv.FormatUint(*e.Expect, 10))
@@ -147,7 +147,7 @@ func (l *Log) AppendBatch(ctx context.Context, entries []Entry) (uint64, error) 
 func (l *Log) AppendAsync(e Entry) (jetstream.PubAckFuture, error) {
 	f, err := l.js.PublishMsgAsync(e.msg())
 	if err != nil {
-		return nil, fmt.Errorf("append to %s: %w", events.TimelineSubject(e.Event.Conv), err)
+		return nil, fmt.Errorf("append to %s: %w", TimelineSubject(e.Event.Conv), err)
 	}
 	return f, nil
 }
@@ -197,7 +197,7 @@ func (l *Log) Get(ctx context.Context, streamSeq uint64) (Stored, error) {
 
 // Last returns conv's position; a conversation with no event is at zero.
 func (l *Log) Last(ctx context.Context, conv string) (Position, error) {
-	msgs, err := l.direct(ctx, directReq{LastFor: events.TimelineSubject(conv)})
+	msgs, err := l.direct(ctx, directReq{LastFor: TimelineSubject(conv)})
 	if err != nil || len(msgs) == 0 {
 		return Position{}, err
 	}
@@ -218,7 +218,7 @@ func (l *Log) Read(ctx context.Context, conv string, after int64, limit int, hin
 	var out []Stored
 	for len(out) < limit {
 		n := min(limit-len(out), 1000)
-		msgs, err := l.direct(ctx, directReq{Seq: start, NextFor: events.TimelineSubject(conv), Batch: n})
+		msgs, err := l.direct(ctx, directReq{Seq: start, NextFor: TimelineSubject(conv), Batch: n})
 		if err != nil {
 			return nil, err
 		}
@@ -249,7 +249,7 @@ func (l *Log) locate(ctx context.Context, conv string, seq int64, lo uint64) (ui
 	}
 	lo = max(lo, 1)
 	hi := last.StreamSeq
-	subj := events.TimelineSubject(conv)
+	subj := TimelineSubject(conv)
 	probe := lo // the first probe at the hint usually hits
 	for lo <= hi {
 		msgs, err := l.direct(ctx, directReq{Seq: probe, NextFor: subj})
@@ -300,5 +300,5 @@ func decodeStored(m *nats.Msg) (Stored, error) {
 	if err != nil {
 		return Stored{}, err
 	}
-	return Stored{Event: ev, StreamSeq: seq, Origin: m.Header.Get(events.HeaderOrigin)}, nil
+	return Stored{Event: ev, StreamSeq: seq, Origin: m.Header.Get(HeaderOrigin)}, nil
 }

@@ -47,7 +47,7 @@ func Replay(ctx context.Context, js jetstream.JetStream, batch int, fn func([]St
 			if err != nil {
 				return fmt.Errorf("replay: event #%d: %w", md.Sequence.Stream, err)
 			}
-			stored = append(stored, Stored{Event: ev, StreamSeq: md.Sequence.Stream, Origin: m.Headers().Get(events.HeaderOrigin)})
+			stored = append(stored, Stored{Event: ev, StreamSeq: md.Sequence.Stream, Origin: m.Headers().Get(HeaderOrigin)})
 			pending = md.NumPending
 			if md.Sequence.Stream >= last {
 				pending = 0

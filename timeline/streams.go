@@ -17,8 +17,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/seqchat/seqchat/events"
 )
 
 // Stream and bucket names.
@@ -59,7 +57,7 @@ func Ensure(ctx context.Context, js jetstream.JetStream, s Settings) error {
 	streams := []jetstream.StreamConfig{{
 		Name:        CmdsStream,
 		Description: "chat commands waiting for a seq",
-		Subjects:    []string{events.CmdSubjects},
+		Subjects:    []string{CmdSubjects},
 		Retention:   jetstream.WorkQueuePolicy,
 		// A command is only a request: nobody has been acked for it, and a
 		// client resends until it is. So it need not survive a crash of its
@@ -74,7 +72,7 @@ func Ensure(ctx context.Context, js jetstream.JetStream, s Settings) error {
 	}, {
 		Name:               TimelineStream,
 		Description:        "every conversation's events, one subject per conversation",
-		Subjects:           []string{events.TimelineSubjects},
+		Subjects:           []string{TimelineSubjects},
 		Retention:          jetstream.LimitsPolicy,
 		Storage:            s.storage(),
 		Replicas:           s.Replicas,

@@ -48,7 +48,7 @@ func (s *Submitter) Close() { _ = s.sub.Unsubscribe() }
 
 func (s *Submitter) deliver(m *nats.Msg) {
 	token := m.Subject[len(s.prefix)+1:]
-	if token == events.ReplyBatchToken {
+	if token == ReplyBatchToken {
 		var answers []events.Answer
 		if err := json.Unmarshal(m.Data, &answers); err != nil {
 			return
@@ -107,9 +107,9 @@ type PendingCommand struct {
 func (s *Submitter) Publish(ctx context.Context, cmd events.Command, origin string) (*PendingCommand, error) {
 	p := s.expect()
 	data, _ := json.Marshal(cmd)
-	m := nats.NewMsg(events.CmdSubject(s.partitions, cmd.Conv))
+	m := nats.NewMsg(CmdSubject(s.partitions, cmd.Conv))
 	m.Data = data
-	m.Header.Set(events.HeaderReply, s.prefix+"."+p.token)
+	m.Header.Set(HeaderReply, s.prefix+"."+p.token)
 	if err := s.store(ctx, m, origin); err != nil {
 		p.forget()
 		return nil, err
@@ -143,9 +143,9 @@ func (s *Submitter) PublishBatch(ctx context.Context, cmds []events.Command, ori
 		q[i] = events.Queued{Reply: s.prefix + "." + ps[i].token, Cmd: cmds[i]}
 	}
 	data, _ := json.Marshal(q)
-	m := nats.NewMsg(events.CmdSubject(s.partitions, cmds[0].Conv))
+	m := nats.NewMsg(CmdSubject(s.partitions, cmds[0].Conv))
 	m.Data = data
-	m.Header.Set(events.HeaderBatch, "1")
+	m.Header.Set(HeaderBatch, "1")
 	if err := s.store(ctx, m, origin); err != nil {
 		for _, p := range ps {
 			p.forget()
@@ -173,7 +173,7 @@ func (s *Submitter) expect() *PendingCommand {
 // store appends m to CMDS, retrying until ctx ends.
 func (s *Submitter) store(ctx context.Context, m *nats.Msg, origin string) error {
 	if origin != "" {
-		m.Header.Set(events.HeaderOrigin, origin)
+		m.Header.Set(HeaderOrigin, origin)
 	}
 	// No Nats-Msg-Id here: a resend must reach the sequencer, which answers
 	// every copy with the original seq; CMDS dropping it would leave the

@@ -30,7 +30,6 @@ import (
 	"github.com/seqchat/seqchat/events"
 	"github.com/seqchat/seqchat/internal/auth"
 	"github.com/seqchat/seqchat/internal/presence"
-	"github.com/seqchat/seqchat/internal/projector/fanout"
 	"github.com/seqchat/seqchat/internal/ratelimit"
 	"github.com/seqchat/seqchat/internal/serve"
 	"github.com/seqchat/seqchat/timeline"
@@ -257,10 +256,10 @@ func New(nc *nats.Conn, cmds Publisher, hist History, pool *pgxpool.Pool, tokens
 			CheckOrigin: func(*http.Request) bool { return true },
 		},
 	}
-	sub, err := nc.Subscribe(events.DeliverSubject(opt.ID), e.deliver)
+	sub, err := nc.Subscribe(timeline.DeliverSubject(opt.ID), e.deliver)
 	if err != nil {
 		stop()
-		return nil, fmt.Errorf("subscribe to %s: %w", events.DeliverSubject(opt.ID), err)
+		return nil, fmt.Errorf("subscribe to %s: %w", timeline.DeliverSubject(opt.ID), err)
 	}
 	// A burst beyond this is dropped by NATS and repaired from history.
 	_ = sub.SetPendingLimits(1<<20, 1<<30)
@@ -578,7 +577,7 @@ type eventHead struct {
 // deliver hands an event fanout sent to this edge to its recipients'
 // connections. It runs on the subscription's goroutine and never blocks.
 func (e *Edge) deliver(m *nats.Msg) {
-	if m.Header.Get(fanout.HeaderKind) == fanout.KindFrame {
+	if m.Header.Get(timeline.HeaderKind) == timeline.KindFrame {
 		e.deliverFrame(m)
 		return
 	}
@@ -593,7 +592,7 @@ func (e *Edge) deliver(m *nats.Msg) {
 	frame := eventFrame(m.Data) // encoded once for every connection
 	var targets []*conn
 	e.mu.RLock()
-	for _, u := range strings.Fields(m.Header.Get(fanout.HeaderTo)) {
+	for _, u := range strings.Fields(m.Header.Get(timeline.HeaderTo)) {
 		for c := range e.byUser[u] {
 			targets = append(targets, c)
 		}
@@ -607,10 +606,10 @@ func (e *Edge) deliver(m *nats.Msg) {
 // deliverFrame writes a ready-made frame (a receipt, a presence change) to
 // the recipients' connections but the one it came from.
 func (e *Edge) deliverFrame(m *nats.Msg) {
-	origin := m.Header.Get(events.HeaderOrigin)
+	origin := m.Header.Get(timeline.HeaderOrigin)
 	var targets []*conn
 	e.mu.RLock()
-	for _, u := range strings.Fields(m.Header.Get(fanout.HeaderTo)) {
+	for _, u := range strings.Fields(m.Header.Get(timeline.HeaderTo)) {
 		for c := range e.byUser[u] {
 			if c.origin != origin {
 				targets = append(targets, c)

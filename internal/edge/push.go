@@ -5,16 +5,16 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/seqchat/seqchat/internal/projector/fanout"
+	"github.com/seqchat/seqchat/timeline"
 )
 
 // subscribeAll listens for frames meant for every live connection (a push
 // to everyone): one message reaches each edge, which writes it to each of
 // its connections.
 func (e *Edge) subscribeAll() error {
-	sub, err := e.nc.Subscribe(fanout.AllSubject, e.deliverAll)
+	sub, err := e.nc.Subscribe(timeline.AllSubject, e.deliverAll)
 	if err != nil {
-		return fmt.Errorf("subscribe to %s: %w", fanout.AllSubject, err)
+		return fmt.Errorf("subscribe to %s: %w", timeline.AllSubject, err)
 	}
 	_ = sub.SetPendingLimits(1<<16, 1<<28)
 	e.subAll = sub

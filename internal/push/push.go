@@ -24,7 +24,7 @@ import (
 
 	"github.com/seqchat/seqchat/events"
 	"github.com/seqchat/seqchat/internal/membership"
-	"github.com/seqchat/seqchat/internal/projector/fanout"
+	"github.com/seqchat/seqchat/timeline"
 )
 
 // Bucket holds the ids of recent pushes.
@@ -42,7 +42,8 @@ type Request struct {
 	All   bool
 }
 
-// Frames sends ready-made frames to users' connections (fanout.Frames).
+// Frames sends ready-made frames to users' connections (the fanout
+// projector's Frames).
 type Frames interface {
 	Send(ctx context.Context, users []string, frame []byte, origin string) error
 }
@@ -100,7 +101,7 @@ func (s *Service) Push(ctx context.Context, r Request) (bool, error) {
 	b, _ := json.Marshal(frame{Type: "push", ID: r.ID, Data: r.Data})
 	var err error
 	if r.All {
-		err = fanout.SendAll(s.nc, b)
+		err = sendAll(s.nc, b)
 	} else {
 		err = s.frames.Send(ctx, users, b, "")
 	}
@@ -111,4 +112,13 @@ func (s *Service) Push(ctx context.Context, r Request) (bool, error) {
 		return false, events.WrapError(events.CodeUnavailable, err, "push not delivered, try again")
 	}
 	return true, nil
+}
+
+// sendAll delivers frame to every live connection on every edge, at most
+// once.
+func sendAll(nc *nats.Conn, frame []byte) error {
+	if err := nc.Publish(timeline.AllSubject, frame); err != nil {
+		return fmt.Errorf("deliver frame to every edge: %w", err)
+	}
+	return nil
 }

@@ -69,7 +69,7 @@ func benchSequencer(b *testing.B, r *rig, convs int) {
 	for i := 0; i < b.N; i++ {
 		cmd := events.Command{Op: events.OpSend, ID: fmt.Sprintf("b%d", i), Conv: fmt.Sprintf("c%04d", i%convs), From: members[i%2], Body: body}
 		data, _ := json.Marshal(cmd)
-		if _, err := js.PublishAsync(events.CmdSubject(r.cfg.Partitions, cmd.Conv), data); err != nil {
+		if _, err := js.PublishAsync(timeline.CmdSubject(r.cfg.Partitions, cmd.Conv), data); err != nil {
 			b.Fatal(err)
 		}
 	}

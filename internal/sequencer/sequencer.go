@@ -197,7 +197,7 @@ func (s *Sequencer) runPartition(ctx context.Context, p int) error {
 	name := fmt.Sprintf("sequencer-p%d", p)
 	cons, err := timeline.ResetConsumer(ctx, s.js, timeline.CmdsStream, jetstream.ConsumerConfig{
 		Durable:       name,
-		FilterSubject: events.CmdPartitionFilter(p),
+		FilterSubject: timeline.CmdPartitionFilter(p),
 		AckPolicy:     jetstream.AckExplicitPolicy, // a work queue wants each one
 		AckWait:       30 * time.Second,
 		MaxAckPending: 20 * s.opt.Batch,
@@ -243,8 +243,8 @@ func (s *Sequencer) process(ctx context.Context, state map[string]*timeline.Posi
 		work = append(work, p)
 	}
 	for _, m := range msgs {
-		origin := m.Headers().Get(events.HeaderOrigin)
-		if m.Headers().Get(events.HeaderBatch) != "" {
+		origin := m.Headers().Get(timeline.HeaderOrigin)
+		if m.Headers().Get(timeline.HeaderBatch) != "" {
 			// Several commands of one connection, in the order it sent them.
 			q, err := events.DecodeBatch(m.Data())
 			if err != nil {
@@ -256,7 +256,7 @@ func (s *Sequencer) process(ctx context.Context, state map[string]*timeline.Posi
 			}
 			continue
 		}
-		p := &pending{reply: m.Headers().Get(events.HeaderReply), origin: origin}
+		p := &pending{reply: m.Headers().Get(timeline.HeaderReply), origin: origin}
 		if cmd, err := events.DecodeCommand(m.Data()); err != nil {
 			p.result = refusal(events.Errorf(events.CodeBadRequest, "malformed command"))
 			work = append(work, p)
@@ -672,7 +672,7 @@ func (s *Sequencer) answer(work []*pending) {
 			continue
 		}
 		b, _ := json.Marshal(answers)
-		if err := s.nc.Publish(prefix+"."+events.ReplyBatchToken, b); err != nil {
+		if err := s.nc.Publish(prefix+"."+timeline.ReplyBatchToken, b); err != nil {
 			s.opt.Log.Warn("answer commands", "err", err)
 		}
 	}

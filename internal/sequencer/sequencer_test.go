@@ -152,9 +152,9 @@ func testGapFreeOrdered(t *testing.T, r *rig) {
 			defer sub.Unsubscribe()
 			for i := 0; i < perSender; i++ {
 				cmd := events.Command{Op: events.OpSend, ID: fmt.Sprintf("s%dm%d", s, i), Conv: fmt.Sprintf("c%02d", (i+s)%convs), From: users[s], Body: json.RawMessage(fmt.Sprintf(`{"i":%d}`, i))}
-				m := nats.NewMsg(events.CmdSubject(r.cfg.Partitions, cmd.Conv))
+				m := nats.NewMsg(timeline.CmdSubject(r.cfg.Partitions, cmd.Conv))
 				m.Data, _ = json.Marshal(cmd)
-				m.Header.Set(events.HeaderReply, inbox+"."+cmd.ID)
+				m.Header.Set(timeline.HeaderReply, inbox+"."+cmd.ID)
 				if _, err := js.PublishMsgAsync(m); err != nil {
 					t.Error(err)
 					return
@@ -168,7 +168,7 @@ func testGapFreeOrdered(t *testing.T, r *rig) {
 				case m := <-replies:
 					// Answers come one by one or batched per waiting process.
 					var answers []events.Answer
-					if token := strings.TrimPrefix(m.Subject, inbox+"."); token == events.ReplyBatchToken {
+					if token := strings.TrimPrefix(m.Subject, inbox+"."); token == timeline.ReplyBatchToken {
 						json.Unmarshal(m.Data, &answers)
 					} else {
 						var res events.Result

@@ -31,10 +31,6 @@ import (
 // ConsumerName is the fanout projector's durable consumer on TIMELINE.
 const ConsumerName = "fanout"
 
-// HeaderTo carries the recipients of a delivery: user ids separated by
-// spaces. The event's origin connection travels in events.HeaderOrigin.
-const HeaderTo = "Chat-To"
-
 // Members answers who is in a conversation.
 type Members interface {
 	Get(ctx context.Context, conv string) (*membership.Conv, error)
@@ -128,7 +124,7 @@ func (p *Projector) handle(ctx context.Context, msgs []jetstream.Msg) error {
 		for _, u := range to {
 			users[u] = struct{}{}
 		}
-		items = append(items, item{msg: m, to: to, origin: m.Headers().Get(events.HeaderOrigin)})
+		items = append(items, item{msg: m, to: to, origin: m.Headers().Get(timeline.HeaderOrigin)})
 	}
 	list := make([]string, 0, len(users))
 	for u := range users {
@@ -147,11 +143,11 @@ func (p *Projector) handle(ctx context.Context, msgs []jetstream.Msg) error {
 			}
 		}
 		for edge, to := range byEdge {
-			out := nats.NewMsg(events.DeliverSubject(edge))
+			out := nats.NewMsg(timeline.DeliverSubject(edge))
 			out.Data = it.msg.Data()
-			out.Header.Set(HeaderTo, strings.Join(to, " "))
+			out.Header.Set(timeline.HeaderTo, strings.Join(to, " "))
 			if it.origin != "" {
-				out.Header.Set(events.HeaderOrigin, it.origin)
+				out.Header.Set(timeline.HeaderOrigin, it.origin)
 			}
 			if err := p.nc.PublishMsg(out); err != nil {
 				return fmt.Errorf("deliver to edge %s: %w", edge, err)

@@ -6,19 +6,8 @@ import (
 	"strings"
 
 	"github.com/nats-io/nats.go"
-
-	"github.com/seqchat/seqchat/events"
+	"github.com/seqchat/seqchat/timeline"
 )
-
-// HeaderKind marks a delivery that is not a TIMELINE event: its data is a
-// complete frame (a receipt, a presence change) that the edge writes as is
-// to the connections of the users in HeaderTo, except the one named in
-// events.HeaderOrigin. Such frames have no seq and take no part in a
-// conversation's order.
-const HeaderKind = "Chat-Kind"
-
-// KindFrame is HeaderKind's value for a ready-made frame.
-const KindFrame = "frame"
 
 // Frames sends ready-made frames to users' connections through the edges
 // that hold them, like events: one core NATS publish per edge, found with one
@@ -49,12 +38,12 @@ func (f *Frames) Send(ctx context.Context, users []string, frame []byte, origin 
 		}
 	}
 	for edge, to := range byEdge {
-		m := nats.NewMsg(events.DeliverSubject(edge))
+		m := nats.NewMsg(timeline.DeliverSubject(edge))
 		m.Data = frame
-		m.Header.Set(HeaderKind, KindFrame)
-		m.Header.Set(HeaderTo, strings.Join(to, " "))
+		m.Header.Set(timeline.HeaderKind, timeline.KindFrame)
+		m.Header.Set(timeline.HeaderTo, strings.Join(to, " "))
 		if origin != "" {
-			m.Header.Set(events.HeaderOrigin, origin)
+			m.Header.Set(timeline.HeaderOrigin, origin)
 		}
 		if err := f.nc.PublishMsg(m); err != nil {
 			return fmt.Errorf("deliver frame to edge %s: %w", edge, err)

@@ -7,14 +7,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-)
 
-// ConnectedSubject is where an edge tells the running fanout projector that
-// a user has a new connection on it, before it lets the connection sync:
-// "<user> <edge>". The fanout answers once it will route the user's events
-// there, so every event appended after the connection's sync reaches it
-// live (AnnounceConnect waits for that answer).
-const ConnectedSubject = "chat.fanout.connected"
+	"github.com/seqchat/seqchat/timeline"
+)
 
 // whereTTL is how long the fanout trusts what presence said about a user.
 // A new connection is announced and added at once; what goes stale is only
@@ -29,7 +24,7 @@ func AnnounceConnect(nc *nats.Conn) func(ctx context.Context, user, edge string)
 	return func(ctx context.Context, user, edge string) {
 		ctx, cancel := context.WithTimeout(ctx, 250*time.Millisecond)
 		defer cancel()
-		_, _ = nc.RequestWithContext(ctx, ConnectedSubject, []byte(user+" "+edge))
+		_, _ = nc.RequestWithContext(ctx, timeline.ConnectedSubject, []byte(user+" "+edge))
 	}
 }
 
@@ -140,7 +135,7 @@ func (c *edgeCache) clear() {
 
 // listen answers announcements until the returned stop is called.
 func (c *edgeCache) listen(nc *nats.Conn) (stop func(), err error) {
-	sub, err := nc.Subscribe(ConnectedSubject, func(m *nats.Msg) {
+	sub, err := nc.Subscribe(timeline.ConnectedSubject, func(m *nats.Msg) {
 		user, edge, ok := strings.Cut(string(m.Data), " ")
 		if ok && user != "" && edge != "" {
 			c.connected(user, edge)
