@@ -1,0 +1,151 @@
+package edge
+
+import (
+	"encoding/json"
+
+	"github.com/seqchat/seqchat/events"
+)
+
+// The frame protocol: what the client sends and what the edge answers.
+
+type ackFrame struct {
+	Type string `json:"type"`
+	ID   string `json:"id"`
+	Conv string `json:"conv"`
+	Seq  int64  `json:"seq,omitempty"`
+	TS   int64  `json:"ts,omitempty"`
+}
+
+type errorFrame struct {
+	Type    string `json:"type"`
+	ID      string `json:"id,omitempty"`
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+type pongFrame struct {
+	Type string `json:"type"`
+	ID   string `json:"id,omitempty"`
+}
+
+type syncedFrame struct {
+	Type  string           `json:"type"`
+	ID    string           `json:"id,omitempty"`
+	Heads map[string]int64 `json:"heads"`
+}
+
+func encode(v any) []byte {
+	b, _ := json.Marshal(v)
+	return b
+}
+
+// frame is any client frame.
+type frame struct {
+	Type    string           `json:"type"`
+	ID      string           `json:"id"`
+	Conv    string           `json:"conv"`
+	Body    json.RawMessage  `json:"body"`
+	Target  *int64           `json:"target"`
+	Seq     *int64           `json:"seq"`
+	Cursors map[string]int64 `json:"cursors"`
+	// Richer messages (rich.go).
+	ReplyTo  int64    `json:"reply_to"`
+	Mentions []string `json:"mentions"`
+	Emoji    string   `json:"emoji"`
+	On       *bool    `json:"on"`
+}
+
+func badRequest(format string, args ...any) error {
+	return events.Errorf(events.CodeBadRequest, format, args...)
+}
+
+// decodeFrame parses and checks one client frame. On error, id is the
+// frame's id when it has a valid one (the error frame names it).
+func decodeFrame(data []byte) (f frame, id string, err error) {
+	// A frame refused for a mistyped field still names its id when that
+	// parsed: json.Unmarshal fills what it can before it gives up.
+	if err := events.DecodeObject("frame", data, &f); err != nil {
+		id := f.ID
+		if !events.ValidID(id) {
+			id = ""
+		}
+		return f, id, err
+	}
+	if f.ID != "" && !events.ValidID(f.ID) {
+		return f, "", events.BadID()
+	}
+	if f.Type == "ping" {
+		return f, f.ID, nil
+	}
+	if err := check(&f); err != nil {
+		return f, f.ID, err
+	}
+	return f, f.ID, nil
+}
+
+// check validates a frame's fields for its type.
+func check(f *frame) error {
+	needConv := func() error {
+		if f.ID == "" {
+			return badRequest("%s needs an id", f.Type)
+		}
+		if f.Conv == "" {
+			return badRequest("%s needs a conv", f.Type)
+		}
+		if !events.ValidToken(f.Conv) {
+			return badRequest("conv %q is not a conversation id", f.Conv)
+		}
+		return nil
+	}
+	switch f.Type {
+	case "send":
+		if err := needConv(); err != nil {
+			return err
+		}
+		if len(f.Body) == 0 || string(f.Body) == "null" {
+			return badRequest("send needs a body")
+		}
+		if len(f.Body) > events.MaxBodySize {
+			return events.BodyTooLarge(events.MaxBodySize)
+		}
+		return checkRich(f)
+	case "edit", "react":
+		if err := needConv(); err != nil {
+			return err
+		}
+		return checkRich(f)
+	case "recall":
+		if err := needConv(); err != nil {
+			return err
+		}
+		if f.Target == nil || *f.Target < 1 {
+			return badRequest("recall needs a target seq")
+		}
+	case "read":
+		if err := needConv(); err != nil {
+			return err
+		}
+		if f.Seq == nil || *f.Seq < 0 {
+			return events.NotNonNegative("seq")
+		}
+	case "sync":
+		if len(f.Cursors) > maxSyncConvs {
+			return badRequest("a sync names at most %d conversations", maxSyncConvs)
+		}
+		for conv, cur := range f.Cursors {
+			if !events.ValidToken(conv) {
+				return badRequest("conv %q is not a conversation id", conv)
+			}
+			if cur < 0 {
+				return badRequest("cursor of %s must be a non-negative seq", conv)
+			}
+		}
+	case "typing":
+		return checkTyping(f)
+	case "":
+		return badRequest("frame needs a type")
+	default:
+		return badRequest("unknown frame type %q", f.Type)
+	}
+	return nil
+}

@@ -1,0 +1,157 @@
+package edge
+
+import (
+	"context"
+	"slices"
+	"time"
+
+	"github.com/seqchat/seqchat/events"
+	"github.com/seqchat/seqchat/timeline"
+)
+
+// The publish queue: commands go to the sequencer one batch at a time, in
+// frame order, and their answers come back as acks or errors.
+
+// job is a command waiting to be published.
+type job struct {
+	cmd   events.Command
+	start time.Time
+}
+
+func inFlightKey(conv, id string) string { return conv + "/" + id }
+
+// submit queues cmd for publishing. Commands are published one at a time in
+// frame order, so one connection's messages keep their order in the
+// timeline; their answers are awaited concurrently.
+func (c *conn) submit(cmd events.Command) {
+	key := inFlightKey(cmd.Conv, cmd.ID)
+	c.mu.Lock()
+	// A command refused for load may be resent after later ones were
+	// sent: admitted, those would overtake it. So after a refusal the
+	// connection takes nothing but that command again. The block lasts at
+	// most refusedBlock: it covers what the client sent before it saw the
+	// refusal and a resend after the retry hint; a client that has not
+	// resent by then has given up on that command, and blocking its
+	// connection longer would only cost goodput.
+	if c.refused != "" && c.refused != key && time.Since(c.refusedAt) < refusedBlock {
+		c.mu.Unlock()
+		c.e.m.refusedBehind.Inc()
+		c.fail(cmd.ID, events.Errorf(events.CodeUnavailable, "an earlier command of this connection was refused; resend it first, then this one, with the same ids"))
+		return
+	}
+	c.refused = ""
+	var refuse error
+	if c.nInFlight >= maxInFlight {
+		refuse = events.Errorf(events.CodeUnavailable, "too many commands in flight; retry later with the same id")
+	} else if !c.e.cmds.Admit() {
+		// Over the process's limit: refused now rather than queued
+		// behind a backlog it would not get through in time.
+		refuse = timeline.Busy()
+	}
+	if refuse != nil {
+		c.refused, c.refusedAt = key, time.Now()
+		c.mu.Unlock()
+		c.fail(cmd.ID, refuse)
+		return
+	}
+	c.nInFlight++
+	c.inFlight[key]++
+	c.queue = append(c.queue, job{cmd: cmd, start: time.Now()})
+	start := !c.publishing
+	c.publishing = true
+	c.mu.Unlock()
+	if start {
+		go c.publishLoop()
+	}
+}
+
+// publishLoop drains the publish queue and ends when it is empty, so that
+// an idle connection costs no goroutine. What queued up while a publish was
+// under way goes as one CMDS message (per partition, in frame order): the
+// queue then costs one store and one PubAck wait, not one per command.
+func (c *conn) publishLoop() {
+	for {
+		c.mu.Lock()
+		if len(c.queue) == 0 {
+			c.publishing = false
+			c.mu.Unlock()
+			return
+		}
+		n, size := 1, len(c.queue[0].cmd.Body)
+		for n < len(c.queue) && n < maxPublishBatch && c.e.cmds.SamePartition(c.queue[0].cmd.Conv, c.queue[n].cmd.Conv) {
+			if size += len(c.queue[n].cmd.Body); size > timeline.MaxCommandBatchBytes/2 {
+				break
+			}
+			n++
+		}
+		jobs := slices.Clone(c.queue[:n])
+		clear(c.queue[:n])
+		c.queue = c.queue[n:]
+		c.mu.Unlock()
+
+		cmds := make([]events.Command, len(jobs))
+		for i := range jobs {
+			cmds[i] = jobs[i].cmd
+		}
+		ctx, cancel := context.WithTimeout(c.ctx, c.e.opt.CommandTimeout)
+		ps, err := c.e.cmds.PublishBatch(ctx, cmds, c.origin)
+		if err != nil {
+			cancel()
+			// The commands queued behind them fail too: published now, they
+			// would overtake them when the client resends them.
+			// And so do the ones sent after them, until the first is resent.
+			c.mu.Lock()
+			rest := c.queue
+			c.queue = nil
+			c.refused, c.refusedAt = inFlightKey(jobs[0].cmd.Conv, jobs[0].cmd.ID), time.Now()
+			c.mu.Unlock()
+			for _, j := range append(jobs, rest...) {
+				c.answered(j, events.Result{}, err)
+			}
+			continue
+		}
+		// One message's commands are sequenced in one batch and answered
+		// together: one goroutine waits for them all.
+		go func() {
+			defer cancel()
+			for i, p := range ps {
+				res, err := p.Wait(ctx)
+				c.answered(jobs[i], res, err)
+			}
+		}()
+	}
+}
+
+// answered routes a command's result: the ack through the conversation's
+// stream (it is the arrival of its seq), an error straight out.
+func (c *conn) answered(j job, res events.Result, err error) {
+	c.e.cmds.Release() // taken in submit
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	// Once the ack is recorded (an ack tells nothing of where a stream
+	// without a cursor starts).
+	defer c.releaseIfDue()
+	key := inFlightKey(j.cmd.Conv, j.cmd.ID)
+	c.nInFlight--
+	if c.inFlight[key]--; c.inFlight[key] <= 0 {
+		delete(c.inFlight, key)
+	}
+	if err != nil {
+		// An event already held as this command's place gets delivered as
+		// an event after all: no ack will take its place.
+		if s := c.streams[j.cmd.Conv]; s != nil && c.inFlight[key] == 0 {
+			s.disown(j.cmd.ID)
+			c.flush(j.cmd.Conv, s)
+		}
+		c.fail(j.cmd.ID, err)
+		return
+	}
+	c.e.m.ackTime.Observe(time.Since(j.start).Seconds())
+	ack := encode(ackFrame{Type: "ack", ID: j.cmd.ID, Conv: j.cmd.Conv, Seq: res.Seq, TS: res.TS})
+	s := c.stream(j.cmd.Conv)
+	if s.addAck(res.Seq, ack) {
+		c.send(ack)
+		return
+	}
+	c.flush(j.cmd.Conv, s)
+}

@@ -1,0 +1,145 @@
+package edge
+
+import (
+	"context"
+	"slices"
+	"time"
+)
+
+// Reads from history: the replay a sync asks for and the repair of a gap.
+
+// sync replays what came after the client's cursors, then answers synced.
+// Live events of the named conversations that arrive meanwhile wait in their
+// streams and follow the synced frame, neither lost nor repeated.
+func (c *conn) sync(id string, cursors map[string]int64) {
+	ctx, cancel := context.WithTimeout(c.ctx, 30*time.Second)
+	defer cancel()
+	convs := make([]string, 0, len(cursors))
+	for conv := range cursors {
+		convs = append(convs, conv)
+	}
+	slices.Sort(convs)
+	joined, err := c.e.member(ctx, c.user, convs)
+	if err != nil {
+		c.fail(id, err)
+		return
+	}
+	// Hold the live events from here on: anything appended after the head
+	// read below arrives after this point.
+	c.mu.Lock()
+	c.nSyncs++
+	for _, conv := range convs {
+		c.stream(conv).syncing++
+	}
+	c.mu.Unlock()
+	settled := false
+	defer func() {
+		if settled {
+			return
+		}
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.nSyncs--
+		for _, conv := range convs {
+			s := c.streams[conv]
+			s.syncing--
+			if !c.holding() {
+				s.release() // no cursor from this sync: start at what is held
+			}
+			c.flush(conv, s)
+		}
+		// A failed sync is no first sync: the wait for one goes on.
+		c.releaseIfDue()
+		c.armHold()
+	}()
+
+	heads := make(map[string]int64, len(convs))
+	for _, conv := range convs {
+		head, err := c.e.hist.Head(ctx, conv)
+		if err != nil {
+			c.fail(id, err)
+			return
+		}
+		heads[conv] = head
+		from := max(cursors[conv]+1, joined[conv])
+		to := min(head, from+maxReplay-1)
+		if from > to {
+			continue // nothing after the cursor (or a cursor past the head)
+		}
+		list, err := c.e.hist.Range(ctx, conv, from, to)
+		if err != nil {
+			c.fail(id, err)
+			return
+		}
+		// Nothing else of conv enters the queue while it syncs, so these
+		// can go out without the lock, paced by the client's reading.
+		for i := range list {
+			if !c.sendPaced(eventFrame(list[i].Encode())) {
+				return
+			}
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	settled = true
+	c.nSyncs--
+	var acks [][]byte
+	for _, conv := range convs {
+		// Live delivery goes on above the head answered: what a replay
+		// cut at maxReplay left out, the client syncs again for.
+		acks = c.streams[conv].settle(heads[conv], acks)
+	}
+	for _, a := range acks {
+		c.send(a)
+	}
+	c.send(encode(syncedFrame{Type: "synced", ID: id, Heads: heads}))
+	// The first answer ends the hold of every conversation (release
+	// flushes them all); later ones flush their own.
+	if c.holding() {
+		c.release()
+		return
+	}
+	for _, conv := range convs {
+		c.flush(conv, c.streams[conv])
+	}
+}
+
+// repair reads a hole that did not fill by itself from history.
+func (c *conn) repair(conv string) {
+	c.mu.Lock()
+	s := c.streams[conv]
+	if s == nil {
+		c.mu.Unlock()
+		return
+	}
+	s.timer = nil
+	from, to, ok := s.hole()
+	if !ok || c.ctx.Err() != nil {
+		c.mu.Unlock()
+		return
+	}
+	to = min(to, from+maxReplay-1)
+	s.repairing = true
+	c.mu.Unlock()
+
+	ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
+	list, err := c.e.hist.Events(ctx, conv, from, to)
+	cancel()
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s.repairing = false
+	if err != nil {
+		if c.ctx.Err() == nil {
+			c.e.opt.Log.Warn("repair gap", "conv", conv, "from", from, "to", to, "err", err)
+			s.timer = time.AfterFunc(time.Second, func() { c.repair(conv) })
+		}
+		return
+	}
+	c.e.m.repairs.Inc()
+	for i := range list {
+		ev := &list[i]
+		s.addEvent(ev.Seq, eventFrame(ev.Encode()), c.ownID(conv, ev.ID, ev.From))
+	}
+	c.flush(conv, s)
+}
