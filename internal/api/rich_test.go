@@ -82,7 +82,7 @@ func (e *env) reactionsOf(t *testing.T, u user, conv string, seq int64) map[stri
 }
 
 // runHistory runs a history projector until the returned stop is called.
-func runHistory(t *testing.T, a *wiring.App) (stop func()) {
+func runHistory(t *testing.T, a *wiring.System) (stop func()) {
 	p := history.NewProjector(a.Pool, a.NATS.JS, 5, testenv.Logger(t), nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

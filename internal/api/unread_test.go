@@ -17,7 +17,7 @@ import (
 )
 
 // startApp is start with a chosen configuration and roles.
-func startApp(t *testing.T, cfg config.Config, roles ...wiring.Role) (*env, *wiring.App) {
+func startApp(t *testing.T, cfg config.Config, roles ...wiring.Role) (*env, *wiring.System) {
 	t.Helper()
 	a, err := wiring.Start(context.Background(), cfg, testenv.Logger(t), roles...)
 	if err != nil {

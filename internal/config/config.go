@@ -294,6 +294,12 @@ func (c Config) StreamSyncMode() (always bool, interval time.Duration, err error
 	return false, d, nil
 }
 
+// AtomicBatches reports whether the sequencer appends every batch as one
+// JetStream atomic batch (sequencer.Options.AtomicBatches): where
+// JetStream stages batches cheaply, on replicated or memory streams. A
+// single file-backed replica stages them in synced files.
+func (c Config) AtomicBatches() bool { return c.StreamReplicas > 1 || c.StreamStorage == "memory" }
+
 // onOff parses a switch; empty is not possible (every switch has a default).
 func onOff(env, v string) (bool, error) {
 	switch strings.ToLower(v) {

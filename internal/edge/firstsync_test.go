@@ -27,7 +27,7 @@ func startStoppable(t *testing.T, change func(*config.Config)) (s *system, stop,
 		t.Fatalf("start main: %v", err)
 	}
 	t.Cleanup(func() { _ = main.Stop() })
-	var proj *wiring.App
+	var proj *wiring.System
 	resume = func() {
 		t.Helper()
 		pcfg := cfg

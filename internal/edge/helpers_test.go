@@ -23,7 +23,7 @@ import (
 type system struct {
 	t          *testing.T
 	cfg        config.Config
-	main, edge *wiring.App
+	main, edge *wiring.System
 }
 
 func start(t *testing.T) *system { t.Helper(); return startWith(t, nil) }

@@ -30,6 +30,13 @@ import (
 // DefaultTTL is how long an entry holds without a refresh.
 const DefaultTTL = 15 * time.Second
 
+// TTLFor is the TTL of presence entries an edge refreshes every heartbeat:
+// a heartbeat and a quarter, so a refresh has a quarter heartbeat to land,
+// and with sweeps every tenth of the TTL (SweepEvery) a dead edge's users
+// are offline within 1.375 heartbeats of its last refresh: within two of
+// its death.
+func TTLFor(heartbeat time.Duration) time.Duration { return heartbeat * 5 / 4 }
+
 // Conn is one connection an edge holds.
 type Conn struct {
 	User string

@@ -114,8 +114,12 @@ type shared struct {
 	pending int64 // this process's hits not yet added to Redis
 }
 
-// NewShared returns a shared limit; Run must flush it.
-func NewShared(w *Windows, limit Limit, every time.Duration) *Shared {
+// NewShared returns a shared limit; Run must flush it. It flushes every
+// tenth of the window, at most every 100 ms: often enough that the other
+// processes' counts arrive well within a window, and a round trip per
+// tenth of a second per process costs Redis nothing.
+func NewShared(w *Windows, limit Limit) *Shared {
+	every := min(100*time.Millisecond, limit.Window/10)
 	return &Shared{w: w, limit: limit, every: every, keys: map[string]*shared{}}
 }
 

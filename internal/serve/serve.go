@@ -61,14 +61,8 @@ func Mount(mux Router, reg *prometheus.Registry, checks []Check) {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 }
 
-// Serve serves h on ln until ctx ends, then stops accepting and waits up to
-// grace for requests in flight.
-func Serve(ctx context.Context, ln net.Listener, h http.Handler, grace time.Duration, log *slog.Logger) error {
-	return ServeWith(ctx, ln, h, ServeOptions{Grace: grace, Log: log})
-}
-
-// ServeOptions configure ServeWith.
-type ServeOptions struct {
+// Options configure Serve.
+type Options struct {
 	Grace time.Duration // how long shutdown waits for requests in flight
 	// TLSCert and TLSKey are PEM files; both set: the listener serves TLS.
 	TLSCert, TLSKey string
@@ -83,11 +77,11 @@ type ServeOptions struct {
 // MaxHeaderBytes bounds a request's headers (431 beyond).
 const MaxHeaderBytes = 32 << 10
 
-// ServeWith serves h on ln until ctx ends, then stops accepting and waits up
+// Serve serves h on ln until ctx ends, then stops accepting and waits up
 // to opt.Grace for requests in flight. A client that dribbles its headers
 // is cut off by ReadHeaderTimeout, one that dribbles its body or reads its
 // answer slowly by the per-request deadlines.
-func ServeWith(ctx context.Context, ln net.Listener, h http.Handler, opt ServeOptions) error {
+func Serve(ctx context.Context, ln net.Listener, h http.Handler, opt Options) error {
 	srv := &http.Server{
 		Handler:           Deadlines(h, opt.ReadTimeout, opt.WriteTimeout),
 		ReadHeaderTimeout: 10 * time.Second,

@@ -57,7 +57,7 @@ func TestServeTLS(t *testing.T) {
 	mux := http.NewServeMux()
 	Mount(mux, NewRegistry(), nil)
 	go func() {
-		done <- ServeWith(ctx, ln, mux, ServeOptions{Grace: time.Second, TLSCert: certFile, TLSKey: keyFile,
+		done <- Serve(ctx, ln, mux, Options{Grace: time.Second, TLSCert: certFile, TLSKey: keyFile,
 			ReadTimeout: time.Second, WriteTimeout: time.Second, Log: slog.New(slog.DiscardHandler)})
 	}()
 	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: 5 * time.Second}

@@ -2,32 +2,18 @@ package wiring
 
 import (
 	"context"
-	"log/slog"
-	"strings"
 	"time"
-
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/seqchat/seqchat/internal/api"
 	"github.com/seqchat/seqchat/internal/auth"
 	"github.com/seqchat/seqchat/internal/config"
 	"github.com/seqchat/seqchat/internal/edge"
 	"github.com/seqchat/seqchat/internal/membership"
-	"github.com/seqchat/seqchat/internal/presence"
+	"github.com/seqchat/seqchat/internal/postgres"
 	"github.com/seqchat/seqchat/internal/projector/fanout"
 	"github.com/seqchat/seqchat/internal/ratelimit"
 	"github.com/seqchat/seqchat/internal/receipts"
-	"github.com/seqchat/seqchat/internal/serve"
-	"github.com/seqchat/seqchat/timeline"
 )
-
-// presenceTTL is how long a presence entry holds without a refresh: a
-// heartbeat and a quarter, so a refresh has a quarter heartbeat to land,
-// and with sweeps every tenth of the TTL a dead edge's users are offline
-// within 1.375 heartbeats of its last refresh: within two of its death.
-func presenceTTL(cfg config.Config) time.Duration { return cfg.PresenceHeartbeat * 5 / 4 }
 
 // guards is what the api and the edges share beyond commands: the revoked
 // sessions, the abuse limits, and the frames pushed to connections
@@ -37,23 +23,27 @@ type guards struct {
 	limits    *ratelimit.Windows
 	userLimit *ratelimit.Shared
 	frames    *fanout.Frames
-	pool      *pgxpool.Pool
+	friends   func(ctx context.Context, user string) ([]string, error)
 }
 
-func newGuards(ctx context.Context, cfg config.Config, pool *pgxpool.Pool, nc *timeline.Conn, rdb redis.Cmdable, pres *presence.Store, reads *receipts.Service, log *slog.Logger) (*guards, error) {
-	revs, err := auth.NewRevocations(ctx, pool, nc.NC, log.With("role", "sessions"))
+func (p *process) newGuards(ctx context.Context) (*guards, error) {
+	cfg := p.cfg
+	revs, err := auth.NewRevocations(ctx, p.pool, p.nc.NC, p.log.With("role", "sessions"))
 	if err != nil {
 		return nil, err
 	}
-	g := &guards{revs: revs, frames: fanout.NewFrames(nc.NC, pres), pool: pool}
+	pool := p.pool
+	g := &guards{
+		revs: revs, frames: fanout.NewFrames(p.nc.NC, p.pres),
+		friends: func(ctx context.Context, user string) ([]string, error) { return postgres.FriendIDs(ctx, pool, user) },
+	}
 	if cfg.RateLimits {
-		g.limits = ratelimit.New(rdb, cfg.RedisPrefix)
-		g.userLimit = ratelimit.NewShared(g.limits, ratelimit.Limit{Max: cfg.UserCommands, Window: cfg.UserCommandWindow},
-			min(100*time.Millisecond, cfg.UserCommandWindow/10))
+		g.limits = ratelimit.New(p.rdb, cfg.RedisPrefix)
+		g.userLimit = ratelimit.NewShared(g.limits, ratelimit.Limit{Max: cfg.UserCommands, Window: cfg.UserCommandWindow})
 	}
 	// Receipts go out like events; a direct conversation's members come
 	// from the membership cache, not a query per receipt.
-	reads.SetNotify(receipts.Deliver(membership.New(pool, 0), g.frames))
+	p.reads.SetNotify(receipts.Deliver(membership.New(p.pool, 0), g.frames))
 	return g, nil
 }
 
@@ -89,26 +79,5 @@ func (g *guards) edge(cfg config.Config, reads *receipts.Service, o *edge.Option
 	if g.userLimit != nil {
 		o.UserLimit = g.userLimit
 	}
-	for _, origin := range strings.Split(cfg.AllowedOrigins, ",") {
-		if origin = strings.TrimSpace(origin); origin != "" {
-			o.AllowedOrigins = append(o.AllowedOrigins, origin)
-		}
-	}
-}
-
-// friends lists whom user's presence changes go to.
-func (g *guards) friends(ctx context.Context, user string) ([]string, error) {
-	rows, err := g.pool.Query(ctx, "SELECT friend_id FROM friends WHERE user_id=$1", user)
-	if err != nil {
-		return nil, err
-	}
-	return pgx.CollectRows(rows, pgx.RowTo[string])
-}
-
-// serveOptions is how the HTTP listener runs.
-func serveOptions(cfg config.Config, log *slog.Logger) serve.ServeOptions {
-	return serve.ServeOptions{
-		Grace: cfg.ShutdownTimeout, TLSCert: cfg.TLSCert, TLSKey: cfg.TLSKey,
-		ReadTimeout: cfg.HTTPReadTimeout, WriteTimeout: cfg.HTTPWriteTimeout, Log: log,
-	}
+	o.AllowedOrigins = config.List(cfg.AllowedOrigins)
 }

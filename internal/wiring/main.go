@@ -7,9 +7,10 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
-
-	"github.com/redis/go-redis/v9"
 
 	"github.com/seqchat/seqchat/internal/config"
 	"github.com/seqchat/seqchat/internal/projector/history"
@@ -18,12 +19,21 @@ import (
 )
 
 // Main is the body of a cmd/<role>: configuration from flags and the
-// environment, JSON logs, SIGTERM and SIGINT drain and stop.
+// environment, JSON logs, SIGTERM and SIGINT drain and stop. A binary that
+// runs the projector (cmd/projector, cmd/chatd) also takes "rebuild" as
+// its first argument: it then replays TIMELINE into the emptied
+// projections instead of running (Rebuild). Any other argument that is not
+// a flag is refused, so that "api rebuild" says so instead of running the
+// api.
 func Main(roles ...Role) {
 	args := os.Args[1:]
-	rebuild := len(args) > 0 && args[0] == "rebuild"
-	if rebuild {
-		args = args[1:]
+	rebuild := false
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		if args[0] != "rebuild" || !slices.Contains(roles, Projector) {
+			fmt.Fprintf(os.Stderr, "%s: unknown command %q (only the binaries that run the projector take \"rebuild\")\n", filepath.Base(os.Args[0]), args[0])
+			os.Exit(2)
+		}
+		rebuild, args = true, args[1:]
 	}
 	cfg, err := config.Load(args, os.Getenv)
 	if err != nil {
@@ -68,11 +78,10 @@ func Rebuild(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		return err
 	}
 	log.Info("history rebuilt", "events", n)
-	ropt, err := redis.ParseURL(cfg.RedisURL)
+	rdb, err := openRedis(cfg.RedisURL)
 	if err != nil {
-		return fmt.Errorf("parse redis url: %w", err)
+		return err
 	}
-	rdb := redis.NewClient(ropt)
 	defer rdb.Close()
 	if n, err = unread.Rebuild(ctx, unread.New(rdb, cfg.RedisPrefix), pool, nc.JS, cfg.ProjectorBatch); err != nil {
 		return err

@@ -18,7 +18,7 @@ import (
 // unstructured lines on stderr in the middle of the JSON log. go-redis
 // keeps its logger in a package variable shared by every client of the
 // process, so Main sets it once for the whole process; Start does not,
-// since tests start several Apps in one process, each with its own logger.
+// since tests start several Systems in one process, each with its own logger.
 func RouteRedisLogs(log *slog.Logger) {
 	redis.SetLogger(&redisLogger{log: log.With("component", "go-redis"), repeats: serve.NewRepeats(time.Minute)})
 }

@@ -468,7 +468,7 @@ func TestWebClient(t *testing.T) {
 
 type server struct {
 	cfg config.Config
-	a   *wiring.App
+	a   *wiring.System
 	t   *testing.T
 }
 

@@ -92,7 +92,7 @@ func (r *receiver) got() ([]json.RawMessage, []hooks.Notification, int) {
 type system struct {
 	t      *testing.T
 	cfg    config.Config
-	app    *wiring.App
+	app    *wiring.System
 	js     jetstream.JetStream
 	client *http.Client
 }
@@ -115,7 +115,7 @@ func startSystem(t *testing.T, change func(*config.Config), roles ...wiring.Role
 }
 
 // startRole starts another process of the same deployment.
-func (s *system) startRole(roles ...wiring.Role) *wiring.App {
+func (s *system) startRole(roles ...wiring.Role) *wiring.System {
 	s.t.Helper()
 	cfg := s.cfg
 	cfg.InstanceID = ""

@@ -1,0 +1,133 @@
+package wiring
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/seqchat/seqchat/internal/api"
+	"github.com/seqchat/seqchat/internal/auth"
+	"github.com/seqchat/seqchat/internal/edge"
+	"github.com/seqchat/seqchat/internal/membership"
+	"github.com/seqchat/seqchat/internal/projector/fanout"
+	"github.com/seqchat/seqchat/internal/projector/history"
+	"github.com/seqchat/seqchat/internal/sequencer"
+	"github.com/seqchat/seqchat/internal/webui"
+	"github.com/seqchat/seqchat/timeline"
+	"github.com/seqchat/seqchat/unread"
+)
+
+// One function per role: each wires its role to the process's stores and
+// adds what it runs; Start calls those of the roles it was asked for.
+
+// wireSequencer adds the sequencer: it takes the partitions it can lease.
+func (p *process) wireSequencer(ctx context.Context) error {
+	cfg := p.cfg
+	seq, err := sequencer.New(ctx, p.nc.NC, p.nc.JS, membership.New(p.pool, 0), sequencer.Options{
+		InstanceID: cfg.InstanceID, Partitions: cfg.Partitions, Batch: cfg.SequencerBatch,
+		LeaseTTL: cfg.LeaseTTL, RecallWindow: cfg.RecallWindow, Log: p.log.With("role", "sequencer"), Metrics: p.reg,
+		AtomicBatches: cfg.AtomicBatches(),
+		History:       p.hist,
+	})
+	if err != nil {
+		return err
+	}
+	p.run(seq.Run)
+	return nil
+}
+
+// wireProjectors adds the projectors (history, unread, fanout, and the
+// webhooks and offline push when configured), each under its own lease.
+func (p *process) wireProjectors(ctx context.Context) error {
+	cfg := p.cfg
+	leases, err := p.nc.JS.KeyValue(ctx, timeline.LeaseBucket)
+	if err != nil {
+		return fmt.Errorf("open bucket %s: %w", timeline.LeaseBucket, err)
+	}
+	// Each projector runs in one process at a time (it acks a batch at
+	// once and applies events in order); replicas stand by and take
+	// over within a lease TTL.
+	leased := func(name string, run func(context.Context) error) func(context.Context) error {
+		return func(ctx context.Context) error {
+			timeline.HoldLease(ctx, leases, name, cfg.InstanceID, cfg.LeaseTTL, p.log.With("role", name), run)
+			return nil
+		}
+	}
+	projector := func(name string, run func(context.Context) error) func(context.Context) error {
+		return leased("projector-"+name, run)
+	}
+	p.run(
+		projector("history", history.NewProjector(p.pool, p.nc.JS, cfg.ProjectorBatch, p.log.With("role", "projector"), p.reg).Run),
+		projector("unread", unread.NewProjector(p.unreads, p.pool, membership.New(p.pool, 0), p.nc.JS, cfg.ProjectorBatch, p.log.With("role", "unread"), p.reg).Run),
+		projector("fanout", fanout.New(p.nc.NC, p.nc.JS, membership.New(p.pool, 0), p.pres, cfg.ProjectorBatch, p.log.With("role", "fanout"), p.reg).Run))
+	// Webhooks and offline push: one leased consumer per URL (server.go).
+	p.run(p.hookRuns(leased)...)
+	return nil
+}
+
+// front is what the api and the edges share: tokens, the command client,
+// and the guards (guard.go).
+type front struct {
+	tokens *auth.Tokens
+	sub    *timeline.Submitter
+	guards *guards
+}
+
+// wireFront opens what the api and the edges share.
+func (p *process) wireFront(ctx context.Context) (*front, error) {
+	cfg := p.cfg
+	tokens, err := auth.NewTokens(cfg.TokenSecret, cfg.TokenTTL)
+	if err != nil {
+		return nil, err
+	}
+	sub, err := timeline.NewSubmitter(ctx, p.nc.NC, p.nc.JS, cfg.Partitions)
+	if err != nil {
+		return nil, err
+	}
+	p.onClose(sub.Close)
+	sub.Limit(cfg.CommandsInFlight, p.reg)
+	g, err := p.newGuards(ctx)
+	if err != nil {
+		return nil, err
+	}
+	p.onClose(g.close)
+	p.run(g.runs()...)
+	return &front{tokens: tokens, sub: sub, guards: g}, nil
+}
+
+// wireAPI mounts REST (and the web client at "/", web/).
+func (p *process) wireAPI(ctx context.Context, f *front) error {
+	cfg := p.cfg
+	opt := api.Options{
+		PasswordCost: cfg.PasswordCost, CommandTimeout: cfg.CommandTimeout,
+		MaxGroupMembers: cfg.MaxGroupMembers, Log: p.log.With("role", "api"),
+		Online: p.pres.Online, Reads: p.reads, Unread: p.unreads,
+		Metrics: p.reg, AccessLog: cfg.AccessLog,
+	}
+	f.guards.api(cfg, &opt)
+	var err error
+	if opt.Server, err = p.serverOptions(ctx, f.guards.frames); err != nil {
+		return err
+	}
+	api.New(p.pool, f.tokens, f.sub, p.hist, opt).Mount(p.mux)
+	webui.New().Mount(p.mux)
+	return nil
+}
+
+// wireEdge mounts /v1/ws (beside REST in the one-process mode) and adds
+// the edge's presence refresh and sweeps.
+func (p *process) wireEdge(f *front) error {
+	cfg := p.cfg
+	opt := edge.Options{
+		ID: cfg.InstanceID, OutboundSize: cfg.EdgeOutboundSize, RateLimits: cfg.RateLimits,
+		CommandRate: cfg.CommandRate, CommandBurst: cfg.CommandBurst, CommandTimeout: cfg.CommandTimeout,
+		FirstSyncWait: cfg.EdgeFirstSyncWait, Log: p.log.With("role", "edge"), Metrics: p.reg,
+	}
+	f.guards.edge(cfg, p.reads, &opt)
+	e, err := edge.New(p.nc.NC, f.sub, p.hist, p.pool, f.tokens, p.pres, opt)
+	if err != nil {
+		return err
+	}
+	e.Mount(p.mux)
+	p.run(e.Run)
+	return nil
+}
