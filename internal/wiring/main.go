@@ -26,14 +26,10 @@ import (
 // a flag is refused, so that "api rebuild" says so instead of running the
 // api.
 func Main(roles ...Role) {
-	args := os.Args[1:]
-	rebuild := false
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		if args[0] != "rebuild" || !slices.Contains(roles, Projector) {
-			fmt.Fprintf(os.Stderr, "%s: unknown command %q (only the binaries that run the projector take \"rebuild\")\n", filepath.Base(os.Args[0]), args[0])
-			os.Exit(2)
-		}
-		rebuild, args = true, args[1:]
+	rebuild, args, err := command(os.Args[1:], roles)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", filepath.Base(os.Args[0]), err)
+		os.Exit(2)
 	}
 	cfg, err := config.Load(args, os.Getenv)
 	if err != nil {
@@ -53,6 +49,18 @@ func Main(roles ...Role) {
 		log.Error("exit", "err", err)
 		os.Exit(1)
 	}
+}
+
+// command reads the command a binary running roles was given before its
+// flags: none, or "rebuild" where roles include the projector.
+func command(args []string, roles []Role) (rebuild bool, flags []string, err error) {
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		return false, args, nil
+	}
+	if args[0] != "rebuild" || !slices.Contains(roles, Projector) {
+		return false, nil, fmt.Errorf("unknown command %q (only the binaries that run the projector take \"rebuild\")", args[0])
+	}
+	return true, args[1:], nil
 }
 
 // Logger is the process's logger: JSON lines at cfg's level.
