@@ -14,8 +14,8 @@ import (
 	"github.com/oklog/ulid/v2"
 
 	"github.com/seqchat/seqchat/events"
+	"github.com/seqchat/seqchat/internal/activity"
 	"github.com/seqchat/seqchat/internal/auth"
-	"github.com/seqchat/seqchat/internal/ratelimit"
 )
 
 var usernameRE = regexp.MustCompile(`^[a-z0-9_.-]{3,32}$`)
@@ -56,7 +56,7 @@ func (a *API) register(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	addrKey := "signup:addr:" + a.clientAddr(r)
-	if err := a.over(r.Context(), ratelimit.SignupsPerAddr, addrKey, a.opt.SignupsPerAddr, "too many accounts created from this address"); err != nil {
+	if err := a.over(r.Context(), activity.SignupsPerAddr, addrKey, a.opt.SignupsPerAddr, "too many accounts created from this address"); err != nil {
 		return err
 	}
 	hash, err := auth.HashPassword(req.Password, a.opt.PasswordCost)
@@ -92,12 +92,12 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) error {
 	// many addresses, or many accounts' from one, both hit a wall.
 	ctx := r.Context()
 	keys := []string{"login-fail:addr:" + a.clientAddr(r)}
-	limits := []ratelimit.Limit{a.opt.LoginFailuresPerAddr}
-	names := []string{ratelimit.LoginFailuresPerAddr}
+	limits := []activity.Limit{a.opt.LoginFailuresPerAddr}
+	names := []string{activity.LoginFailuresPerAddr}
 	if usernameRE.MatchString(req.Username) {
 		keys = append(keys, "login-fail:user:"+req.Username)
 		limits = append(limits, a.opt.LoginFailuresPerUser)
-		names = append(names, ratelimit.LoginFailuresPerUser)
+		names = append(names, activity.LoginFailuresPerUser)
 	}
 	for i, k := range keys {
 		if err := a.over(ctx, names[i], k, limits[i], "too many failed logins"); err != nil {
@@ -275,7 +275,7 @@ func unavailable(what string, err error) error {
 // over answers rate_limited when key used up its limit. A limit that cannot
 // be read lets the request through: Redis being down must not lock
 // everyone out.
-func (a *API) over(ctx context.Context, name, key string, l ratelimit.Limit, msg string) error {
+func (a *API) over(ctx context.Context, name, key string, l activity.Limit, msg string) error {
 	if a.opt.Limits == nil || l.Max <= 0 {
 		return nil
 	}
@@ -291,7 +291,7 @@ func (a *API) over(ctx context.Context, name, key string, l ratelimit.Limit, msg
 }
 
 // hit counts one against key's limit.
-func (a *API) hit(ctx context.Context, key string, l ratelimit.Limit) {
+func (a *API) hit(ctx context.Context, key string, l activity.Limit) {
 	if a.opt.Limits == nil || l.Max <= 0 {
 		return
 	}

@@ -20,9 +20,9 @@ import (
 
 	"github.com/seqchat/seqchat/docs"
 	"github.com/seqchat/seqchat/events"
+	"github.com/seqchat/seqchat/internal/activity"
 	"github.com/seqchat/seqchat/internal/auth"
 	"github.com/seqchat/seqchat/internal/projector/history"
-	"github.com/seqchat/seqchat/internal/ratelimit"
 	"github.com/seqchat/seqchat/internal/receipts"
 	"github.com/seqchat/seqchat/internal/serve"
 )
@@ -51,9 +51,9 @@ type Options struct {
 	// request asks Postgres.
 	Revocations *auth.Revocations
 	// Limits counts failed logins and sign-ups; nil: no such limits.
-	Limits                                     *ratelimit.Windows
-	LoginFailuresPerUser, LoginFailuresPerAddr ratelimit.Limit
-	SignupsPerAddr                             ratelimit.Limit
+	Limits                                     *activity.Windows
+	LoginFailuresPerUser, LoginFailuresPerAddr activity.Limit
+	SignupsPerAddr                             activity.Limit
 	// UserLimit limits commands (sends, recalls) per user, shared with
 	// the edges; nil: none.
 	UserLimit interface {
@@ -169,7 +169,7 @@ func (a *API) authed(h authedFunc) http.HandlerFunc {
 }
 
 // retryError is a rate_limited error that says when to come back, and
-// which limit refused (ratelimit's names, for chat_rate_limited_total).
+// which limit refused (activity's limit names, for chat_rate_limited_total).
 type retryError struct {
 	error
 	after time.Duration

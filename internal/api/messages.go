@@ -6,8 +6,8 @@ import (
 	"net/http"
 
 	"github.com/seqchat/seqchat/events"
+	"github.com/seqchat/seqchat/internal/activity"
 	"github.com/seqchat/seqchat/internal/auth"
-	"github.com/seqchat/seqchat/internal/ratelimit"
 )
 
 const (
@@ -229,7 +229,7 @@ func (a *API) allowCommand(user string) error {
 		return nil
 	}
 	if ok, retry := a.opt.UserLimit.Allow(user); !ok {
-		return &retryError{error: events.TooManyUserCommands(retry), after: retry, limit: ratelimit.UserCommands}
+		return &retryError{error: events.TooManyUserCommands(retry), after: retry, limit: activity.UserCommands}
 	}
 	return nil
 }

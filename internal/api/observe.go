@@ -10,7 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
-	"github.com/seqchat/seqchat/internal/ratelimit"
+	"github.com/seqchat/seqchat/internal/activity"
 )
 
 // observer counts every REST request by its route pattern (never the raw
@@ -36,7 +36,7 @@ func newObserver(opt Options) *observer {
 			Name: "chat_http_request_duration_seconds", Help: "Time to answer a REST request, by method and route pattern.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16), // 0.5 ms … 16 s
 		}, []string{"method", "route"}),
-		rejected: ratelimit.Rejections(reg),
+		rejected: activity.Rejections(reg),
 	}
 	if opt.AccessLog && opt.Log != nil {
 		o.log = opt.Log.With("log", "access")

@@ -18,9 +18,9 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/seqchat/seqchat/events"
+	"github.com/seqchat/seqchat/internal/activity"
 	"github.com/seqchat/seqchat/internal/auth"
 	"github.com/seqchat/seqchat/internal/push"
-	"github.com/seqchat/seqchat/internal/ratelimit"
 )
 
 // The /v1/server/ calls are for the app's own backend: they carry a server
@@ -140,7 +140,7 @@ func (a *API) serverAuthed(limit int64, h handlerFunc) http.HandlerFunc {
 		}
 		if a.opt.Limits != nil { // nil: CHAT_RATE_LIMITS=off
 			if ok, retry := a.server.allow(i); !ok {
-				return rateLimited(ratelimit.ServerKey, retry, "too many server calls with this key; retry in %dms", int(math.Ceil(float64(retry)/float64(time.Millisecond))))
+				return rateLimited(activity.ServerKey, retry, "too many server calls with this key; retry in %dms", int(math.Ceil(float64(retry)/float64(time.Millisecond))))
 			}
 		}
 		return h(w, r)

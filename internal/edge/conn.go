@@ -10,9 +10,8 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/seqchat/seqchat/events"
+	"github.com/seqchat/seqchat/internal/activity"
 	"github.com/seqchat/seqchat/internal/auth"
-	"github.com/seqchat/seqchat/internal/presence"
-	"github.com/seqchat/seqchat/internal/ratelimit"
 )
 
 // conn is one client connection. Its reader runs on the HTTP handler's
@@ -23,7 +22,7 @@ type conn struct {
 	user    string
 	session string // the token's session: a logout closes the connection
 	origin  string // "<edge>/<conn>", what the sequencer stores as Chat-Origin
-	pc      presence.Conn
+	pc      activity.Conn
 	limit   *rate.Limiter // nil: no limit
 
 	ctx    context.Context
@@ -63,7 +62,7 @@ func newConn(e *Edge, claims auth.Claims, id string) *conn {
 	ctx, cancel := context.WithCancel(e.ctx)
 	c := &conn{
 		e: e, user: claims.UserID, session: claims.SessionID, origin: e.opt.ID + "/" + id,
-		pc:  presence.Conn{User: claims.UserID, ID: id},
+		pc:  activity.Conn{User: claims.UserID, ID: id},
 		ctx: ctx, cancel: cancel,
 		out: outbox{max: e.opt.OutboundSize, wake: make(chan struct{}, 1)}, done: make(chan struct{}),
 		streams: map[string]*stream{}, inFlight: map[string]int{},
@@ -172,13 +171,13 @@ func (c *conn) handle(data []byte) {
 		return
 	}
 	if c.limit != nil && !c.limit.Allow() {
-		c.e.m.rejected.WithLabelValues(ratelimit.ConnectionCommands).Inc()
+		c.e.m.rejected.WithLabelValues(activity.ConnectionCommands).Inc()
 		c.fail(f.ID, events.Errorf(events.CodeRateLimited, "too many commands; retry later with the same id"))
 		return
 	}
 	if l := c.e.opt.UserLimit; l != nil {
 		if ok, retry := l.Allow(c.user); !ok {
-			c.e.m.rejected.WithLabelValues(ratelimit.UserCommands).Inc()
+			c.e.m.rejected.WithLabelValues(activity.UserCommands).Inc()
 			c.fail(f.ID, events.TooManyUserCommands(retry))
 			return
 		}

@@ -28,9 +28,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/seqchat/seqchat/events"
+	"github.com/seqchat/seqchat/internal/activity"
 	"github.com/seqchat/seqchat/internal/auth"
-	"github.com/seqchat/seqchat/internal/presence"
-	"github.com/seqchat/seqchat/internal/ratelimit"
 	"github.com/seqchat/seqchat/internal/serve"
 	"github.com/seqchat/seqchat/timeline"
 )
@@ -57,9 +56,9 @@ type History interface {
 // Presence records which connections this edge holds and reports when a
 // user goes online (first connection) or offline (last one).
 type Presence interface {
-	Connect(ctx context.Context, edge string, c presence.Conn) (online bool, err error)
-	Disconnect(ctx context.Context, edge string, c presence.Conn) (offline bool, err error)
-	Refresh(ctx context.Context, edge string, conns ...presence.Conn) (online []string, err error)
+	Connect(ctx context.Context, edge string, c activity.Conn) (online bool, err error)
+	Disconnect(ctx context.Context, edge string, c activity.Conn) (offline bool, err error)
+	Refresh(ctx context.Context, edge string, conns ...activity.Conn) (online []string, err error)
 	Sweep(ctx context.Context, limit int) (offline []string, err error)
 	SweepEvery() time.Duration
 	TTL() time.Duration
@@ -197,7 +196,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		slow:      f.NewCounter(prometheus.CounterOpts{Name: "chat_edge_slow_consumers_total", Help: "Connections dropped because they did not drain their outbound queue."}),
 		repairs:   f.NewCounter(prometheus.CounterOpts{Name: "chat_edge_gap_repairs_total", Help: "Holes in a connection's event stream filled from history."}),
 		presence:  f.NewCounter(prometheus.CounterOpts{Name: "chat_edge_presence_transitions_total", Help: "Users this edge announced online or offline."}),
-		rejected:  ratelimit.Rejections(reg),
+		rejected:  activity.Rejections(reg),
 		refusedBehind: f.NewCounter(prometheus.CounterOpts{Name: "chat_edge_commands_refused_behind_total",
 			Help: "Commands refused with unavailable because an earlier command of their connection was refused and not resent yet."}),
 	}
@@ -380,7 +379,7 @@ func (e *Edge) announce(ctx context.Context, user string, online bool) {
 
 func (e *Edge) refresh(ctx context.Context) {
 	e.mu.RLock()
-	list := make([]presence.Conn, 0, len(e.conns))
+	list := make([]activity.Conn, 0, len(e.conns))
 	for c := range e.conns {
 		list = append(list, c.pc)
 	}

@@ -383,7 +383,7 @@ func TestPresenceEdgeKilled(t *testing.T) {
 	t.Parallel()
 	// The requirement is relative to the heartbeat: offline within two of
 	// them. The server's own design takes at most 1.375 heartbeats from
-	// the last refresh (see presence.TTLFor), so the rest of
+	// the last refresh (see activity.PresenceTTL), so the rest of
 	// the bound is what the announcement needs to reach bob (Redis, NATS,
 	// the edge's writer). At 3 s that margin is over 1.8 s, and a refresh
 	// has 750 ms to land (it must, or alice would go offline while her

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/seqchat/seqchat/internal/activity"
 	"github.com/seqchat/seqchat/internal/api"
 	"github.com/seqchat/seqchat/internal/auth"
 	"github.com/seqchat/seqchat/internal/config"
@@ -11,7 +12,6 @@ import (
 	"github.com/seqchat/seqchat/internal/membership"
 	"github.com/seqchat/seqchat/internal/postgres"
 	"github.com/seqchat/seqchat/internal/projector/fanout"
-	"github.com/seqchat/seqchat/internal/ratelimit"
 	"github.com/seqchat/seqchat/internal/receipts"
 )
 
@@ -20,8 +20,8 @@ import (
 // (receipts, presence).
 type guards struct {
 	revs      *auth.Revocations
-	limits    *ratelimit.Windows
-	userLimit *ratelimit.Shared
+	limits    *activity.Windows
+	userLimit *activity.Shared
 	frames    *fanout.Frames
 	friends   func(ctx context.Context, user string) ([]string, error)
 }
@@ -38,8 +38,8 @@ func (p *process) newGuards(ctx context.Context) (*guards, error) {
 		friends: func(ctx context.Context, user string) ([]string, error) { return postgres.FriendIDs(ctx, pool, user) },
 	}
 	if cfg.RateLimits {
-		g.limits = ratelimit.New(p.rdb, cfg.RedisPrefix)
-		g.userLimit = ratelimit.NewShared(g.limits, ratelimit.Limit{Max: cfg.UserCommands, Window: cfg.UserCommandWindow})
+		g.limits = activity.NewWindows(p.rdb, cfg.RedisPrefix)
+		g.userLimit = activity.NewShared(g.limits, activity.Limit{Max: cfg.UserCommands, Window: cfg.UserCommandWindow})
 	}
 	// Receipts go out like events; a direct conversation's members come
 	// from the membership cache, not a query per receipt.
@@ -63,9 +63,9 @@ func (g *guards) api(cfg config.Config, o *api.Options) {
 	o.ClientIPHeader = cfg.ClientIPHeader
 	if g.limits != nil {
 		o.Limits = g.limits
-		o.LoginFailuresPerUser = ratelimit.Limit{Max: cfg.LoginFailuresPerUser, Window: cfg.LoginFailureWindow}
-		o.LoginFailuresPerAddr = ratelimit.Limit{Max: cfg.LoginFailuresPerAddr, Window: cfg.LoginFailureWindow}
-		o.SignupsPerAddr = ratelimit.Limit{Max: cfg.SignupsPerAddr, Window: cfg.SignupWindow}
+		o.LoginFailuresPerUser = activity.Limit{Max: cfg.LoginFailuresPerUser, Window: cfg.LoginFailureWindow}
+		o.LoginFailuresPerAddr = activity.Limit{Max: cfg.LoginFailuresPerAddr, Window: cfg.LoginFailureWindow}
+		o.SignupsPerAddr = activity.Limit{Max: cfg.SignupsPerAddr, Window: cfg.SignupWindow}
 		o.UserLimit = g.userLimit
 	}
 }

@@ -17,9 +17,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/seqchat/seqchat/internal/activity"
 	"github.com/seqchat/seqchat/internal/config"
 	"github.com/seqchat/seqchat/internal/postgres"
-	"github.com/seqchat/seqchat/internal/presence"
 	"github.com/seqchat/seqchat/internal/projector/fanout"
 	"github.com/seqchat/seqchat/internal/projector/history"
 	"github.com/seqchat/seqchat/internal/receipts"
@@ -43,7 +43,7 @@ type process struct {
 	hist    *history.Reader
 	unreads *unread.Store
 	reads   *receipts.Service
-	pres    *presence.Store
+	pres    *activity.Presence
 
 	runs    []func(context.Context) error
 	closers []func()
@@ -98,7 +98,7 @@ func connect(ctx context.Context, cfg config.Config, log *slog.Logger) (*process
 	p.unreads = unread.New(p.rdb, cfg.RedisPrefix)
 	p.hist = history.NewReader(p.pool, timeline.New(nc.NC, nc.JS)) // stateless: one for every role
 	p.reads = receipts.New(p.pool, p.hist, p.unreads, nil)
-	p.pres = presence.New(p.rdb, cfg.RedisPrefix, presence.TTLFor(cfg.PresenceHeartbeat))
+	p.pres = activity.NewPresence(p.rdb, cfg.RedisPrefix, activity.PresenceTTL(cfg.PresenceHeartbeat))
 	// The fanout projector keeps presence in memory; a new connection is
 	// announced to it before the edge lets the connection sync.
 	p.pres.OnConnect(fanout.AnnounceConnect(nc.NC))

@@ -11,8 +11,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/seqchat/seqchat/events"
+	"github.com/seqchat/seqchat/internal/activity"
 	"github.com/seqchat/seqchat/internal/membership"
-	"github.com/seqchat/seqchat/internal/presence"
 	"github.com/seqchat/seqchat/internal/projector/fanout"
 	"github.com/seqchat/seqchat/internal/testenv"
 	"github.com/seqchat/seqchat/timeline"
@@ -47,7 +47,7 @@ func BenchmarkFanout(b *testing.B) {
 			}
 			rdb := redis.NewClient(ropt)
 			defer rdb.Close()
-			pres := presence.New(rdb, testenv.Name("fb")+":", time.Minute)
+			pres := activity.NewPresence(rdb, testenv.Name("fb")+":", time.Minute)
 			const convs = 100
 			m := members{}
 			for c := range convs {
@@ -55,7 +55,7 @@ func BenchmarkFanout(b *testing.B) {
 				for u := range 2 {
 					user := fmt.Sprintf("u%d-%d", c, u)
 					cv.Members[user] = "member"
-					if _, err := pres.Connect(ctx, "e1", presence.Conn{User: user, ID: user}); err != nil {
+					if _, err := pres.Connect(ctx, "e1", activity.Conn{User: user, ID: user}); err != nil {
 						b.Fatal(err)
 					}
 				}

@@ -1,4 +1,16 @@
-// Package presence records in Redis which user has which connections on which
+package activity
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Presence records in Redis which user has which connections on which
 // edge, so that fanout knows where to send a conversation's events and the
 // api can tell whether a friend is online.
 //
@@ -15,27 +27,16 @@
 //
 // Readers look many users up in one pipelined round trip (Edges, Online):
 // fanout asks once per batch of events, never once per user.
-package presence
 
-import (
-	"context"
-	"fmt"
-	"strconv"
-	"strings"
-	"time"
+// DefaultPresenceTTL is how long an entry holds without a refresh.
+const DefaultPresenceTTL = 15 * time.Second
 
-	"github.com/redis/go-redis/v9"
-)
-
-// DefaultTTL is how long an entry holds without a refresh.
-const DefaultTTL = 15 * time.Second
-
-// TTLFor is the TTL of presence entries an edge refreshes every heartbeat:
+// PresenceTTL is the TTL of presence entries an edge refreshes every heartbeat:
 // a heartbeat and a quarter, so a refresh has a quarter heartbeat to land,
 // and with sweeps every tenth of the TTL (SweepEvery) a dead edge's users
 // are offline within 1.375 heartbeats of its last refresh: within two of
 // its death.
-func TTLFor(heartbeat time.Duration) time.Duration { return heartbeat * 5 / 4 }
+func PresenceTTL(heartbeat time.Duration) time.Duration { return heartbeat * 5 / 4 }
 
 // Conn is one connection an edge holds.
 type Conn struct {
@@ -43,8 +44,8 @@ type Conn struct {
 	ID   string // unique on its edge
 }
 
-// Store reads and writes presence.
-type Store struct {
+// Presence reads and writes who holds which connections where.
+type Presence struct {
 	rdb    redis.Cmdable
 	prefix string
 	ttl    time.Duration
@@ -58,27 +59,27 @@ type Store struct {
 // before it returns: whoever keeps presence in memory (the fanout
 // projector) learns of the connection before the edge lets it sync. Set it
 // before the store is used.
-func (s *Store) OnConnect(f func(ctx context.Context, user, edge string)) { s.announce = f }
+func (s *Presence) OnConnect(f func(ctx context.Context, user, edge string)) { s.announce = f }
 
-// New returns a store whose keys start with prefix; entries hold for ttl
-// without a refresh (DefaultTTL if ttl <= 0).
-func New(rdb redis.Cmdable, prefix string, ttl time.Duration) *Store {
+// NewPresence returns presence whose keys start with prefix; entries hold
+// for ttl without a refresh (DefaultPresenceTTL if ttl <= 0).
+func NewPresence(rdb redis.Cmdable, prefix string, ttl time.Duration) *Presence {
 	if ttl <= 0 {
-		ttl = DefaultTTL
+		ttl = DefaultPresenceTTL
 	}
-	return &Store{rdb: rdb, prefix: prefix, ttl: ttl, now: time.Now}
+	return &Presence{rdb: rdb, prefix: prefix, ttl: ttl, now: time.Now}
 }
 
 // TTL is how long an entry holds; an edge refreshes well within it.
-func (s *Store) TTL() time.Duration { return s.ttl }
+func (s *Presence) TTL() time.Duration { return s.ttl }
 
-func (s *Store) key(user string) string { return s.prefix + "presence:{" + user + "}" }
+func (s *Presence) key(user string) string { return s.prefix + "presence:{" + user + "}" }
 
 func field(edge, conn string) string { return edge + "/" + conn }
 
 // Add records conns as held by edge, or refreshes them: an edge calls it for
 // a new connection, and every TTL/3 for all it holds.
-func (s *Store) Add(ctx context.Context, edge string, conns ...Conn) error {
+func (s *Presence) Add(ctx context.Context, edge string, conns ...Conn) error {
 	if len(conns) == 0 {
 		return nil
 	}
@@ -101,7 +102,7 @@ func (s *Store) Add(ctx context.Context, edge string, conns ...Conn) error {
 
 // Remove forgets conns of edge (closed connections, or all of them when the
 // edge shuts down).
-func (s *Store) Remove(ctx context.Context, edge string, conns ...Conn) error {
+func (s *Presence) Remove(ctx context.Context, edge string, conns ...Conn) error {
 	if len(conns) == 0 {
 		return nil
 	}
@@ -119,7 +120,7 @@ func (s *Store) Remove(ctx context.Context, edge string, conns ...Conn) error {
 
 // Edges returns, for each of users with a live connection, the edges that
 // hold one, in one round trip.
-func (s *Store) Edges(ctx context.Context, users []string) (map[string][]string, error) {
+func (s *Presence) Edges(ctx context.Context, users []string) (map[string][]string, error) {
 	out := make(map[string][]string, len(users))
 	err := s.scan(ctx, users, func(user, edge string) {
 		for _, e := range out[user] {
@@ -133,7 +134,7 @@ func (s *Store) Edges(ctx context.Context, users []string) (map[string][]string,
 }
 
 // Online reports which of users have a live connection on any edge.
-func (s *Store) Online(ctx context.Context, users []string) (map[string]bool, error) {
+func (s *Presence) Online(ctx context.Context, users []string) (map[string]bool, error) {
 	out := make(map[string]bool, len(users))
 	err := s.scan(ctx, users, func(user, _ string) { out[user] = true })
 	return out, err
@@ -142,7 +143,7 @@ func (s *Store) Online(ctx context.Context, users []string) (map[string]bool, er
 // scan reads the hashes of users in one pipeline and calls live for each
 // entry still within its time. Stale fields of dead edges are deleted on the
 // way, in the background of the next round trip's caller.
-func (s *Store) scan(ctx context.Context, users []string, live func(user, edge string)) error {
+func (s *Presence) scan(ctx context.Context, users []string, live func(user, edge string)) error {
 	if len(users) == 0 {
 		return nil
 	}
@@ -182,7 +183,7 @@ func (s *Store) scan(ctx context.Context, users []string, live func(user, edge s
 	return nil
 }
 
-func (s *Store) prune(ctx context.Context, stale map[string][]string) {
+func (s *Presence) prune(ctx context.Context, stale map[string][]string) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {

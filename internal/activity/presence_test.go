@@ -1,4 +1,4 @@
-package presence
+package activity
 
 import (
 	"context"
@@ -19,7 +19,7 @@ func TestPresence(t *testing.T) {
 	rdb := redis.NewClient(opt)
 	defer rdb.Close()
 	ctx := context.Background()
-	s := New(rdb, testenv.Name("test:")+":", time.Minute)
+	s := NewPresence(rdb, testenv.Name("test:")+":", time.Minute)
 	now := time.Now()
 	s.now = func() time.Time { return now }
 
@@ -78,7 +78,7 @@ func TestTransitions(t *testing.T) {
 	rdb := redis.NewClient(opt)
 	defer rdb.Close()
 	ctx := context.Background()
-	s := New(rdb, testenv.Name("test:")+":", time.Minute)
+	s := NewPresence(rdb, testenv.Name("test:")+":", time.Minute)
 	now := time.Now()
 	s.now = func() time.Time { return now }
 	want := func(what string, got bool, err error, w bool) {
@@ -138,7 +138,7 @@ func TestRefreshAfterSweep(t *testing.T) {
 	rdb := redis.NewClient(opt)
 	defer rdb.Close()
 	ctx := context.Background()
-	s := New(rdb, testenv.Name("test:")+":", time.Minute)
+	s := NewPresence(rdb, testenv.Name("test:")+":", time.Minute)
 	now := time.Now()
 	s.now = func() time.Time { return now }
 	c := Conn{User: "u1", ID: "1"}

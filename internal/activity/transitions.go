@@ -1,4 +1,4 @@
-package presence
+package activity
 
 import (
 	"context"
@@ -58,12 +58,12 @@ local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if s and tonumber(s) < tonumber(ARGV[2]) then redis.call('ZREM', KEYS[1], ARGV[1]) end
 return 0`)
 
-func (s *Store) markerKey(user string) string { return s.key(user) + ":on" }
-func (s *Store) deadlinesKey() string         { return s.prefix + "presence:deadlines" }
+func (s *Presence) markerKey(user string) string { return s.key(user) + ":on" }
+func (s *Presence) deadlinesKey() string         { return s.prefix + "presence:deadlines" }
 
 // Connect records a new connection of edge and reports whether it is the
 // user's first live one (they went online).
-func (s *Store) Connect(ctx context.Context, edge string, c Conn) (online bool, err error) {
+func (s *Presence) Connect(ctx context.Context, edge string, c Conn) (online bool, err error) {
 	until := s.now().Add(s.ttl).UnixMilli()
 	var res *redis.Cmd
 	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
@@ -84,7 +84,7 @@ func (s *Store) Connect(ctx context.Context, edge string, c Conn) (online bool, 
 
 // Disconnect forgets a closed connection of edge and reports whether it was
 // the user's last live one (they went offline).
-func (s *Store) Disconnect(ctx context.Context, edge string, c Conn) (offline bool, err error) {
+func (s *Presence) Disconnect(ctx context.Context, edge string, c Conn) (offline bool, err error) {
 	offline, _, err = s.pruneUser(ctx, c.User, field(edge, c.ID))
 	if err != nil {
 		return false, fmt.Errorf("remove connection: %w", err)
@@ -92,7 +92,7 @@ func (s *Store) Disconnect(ctx context.Context, edge string, c Conn) (offline bo
 	return offline, nil
 }
 
-func (s *Store) pruneUser(ctx context.Context, user, f string) (offline bool, latest int64, err error) {
+func (s *Presence) pruneUser(ctx context.Context, user, f string) (offline bool, latest int64, err error) {
 	v, err := pruneScript.Run(ctx, s.rdb, []string{s.key(user), s.markerKey(user)},
 		s.now().UnixMilli(), f).Int64Slice()
 	if err != nil {
@@ -107,7 +107,7 @@ func (s *Store) pruneUser(ctx context.Context, user, f string) (offline bool, la
 // Sweep announces the users whose every entry expired (their edges died or
 // lost Redis): it returns those it took offline, at most limit of them per
 // call. Any number of edges may sweep at once; each transition goes to one.
-func (s *Store) Sweep(ctx context.Context, limit int) ([]string, error) {
+func (s *Presence) Sweep(ctx context.Context, limit int) ([]string, error) {
 	now := s.now().UnixMilli()
 	users, err := s.rdb.ZRangeByScore(ctx, s.deadlinesKey(), &redis.ZRangeBy{
 		Min: "-inf", Max: strconv.FormatInt(now-1, 10), Count: int64(limit),
@@ -139,13 +139,13 @@ func (s *Store) Sweep(ctx context.Context, limit int) ([]string, error) {
 
 // SweepEvery is how often edges sweep for a store of this TTL: a user whose
 // edge died is offline within TTL + TTL/10 of its last refresh.
-func (s *Store) SweepEvery() time.Duration { return max(s.ttl/10, 5*time.Millisecond) }
+func (s *Presence) SweepEvery() time.Duration { return max(s.ttl/10, 5*time.Millisecond) }
 
 // Refresh rewrites the entries of conns held by edge (Add), and returns the
 // users among them whose online marker was gone: a refresh that came too
 // late let a sweeper announce them offline, so they are announced online
 // again rather than left online without a marker.
-func (s *Store) Refresh(ctx context.Context, edge string, conns ...Conn) ([]string, error) {
+func (s *Presence) Refresh(ctx context.Context, edge string, conns ...Conn) ([]string, error) {
 	if len(conns) == 0 {
 		return nil, nil
 	}

@@ -1,12 +1,4 @@
-// Package ratelimit counts what clients do in fixed windows kept in Redis,
-// so that a limit holds across every replica: failed logins per username and
-// per address, sign-ups per address, commands per user across connections.
-//
-// A key's counter for window w is "<prefix>rl:<key>:<w>", where w is the
-// Unix time divided by the window: it needs no reset and expires by itself.
-// A fixed window lets at most twice the limit through around a window's
-// edge, which is fine for abuse limits and costs one round trip.
-package ratelimit
+package activity
 
 import (
 	"context"
@@ -17,6 +9,15 @@ import (
 
 	"github.com/redis/go-redis/v9"
 )
+
+// The rate limits count what clients do in fixed windows kept in Redis,
+// so that a limit holds across every replica: failed logins per username and
+// per address, sign-ups per address, commands per user across connections.
+//
+// A key's counter for window w is "<prefix>rl:<key>:<w>", where w is the
+// Unix time divided by the window: it needs no reset and expires by itself.
+// A fixed window lets at most twice the limit through around a window's
+// edge, which is fine for abuse limits and costs one round trip.
 
 // Limit is how many hits a key may take per window.
 type Limit struct {
@@ -31,8 +32,8 @@ type Windows struct {
 	now    func() time.Time
 }
 
-// New returns counters whose keys start with prefix.
-func New(rdb redis.Cmdable, prefix string) *Windows {
+// NewWindows returns counters whose keys start with prefix.
+func NewWindows(rdb redis.Cmdable, prefix string) *Windows {
 	return &Windows{rdb: rdb, prefix: prefix, now: time.Now}
 }
 
