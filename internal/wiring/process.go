@@ -121,37 +121,36 @@ func ensureStreams(ctx context.Context, nc *timeline.Conn, cfg config.Config, lo
 		Replicas: cfg.StreamReplicas, Storage: cfg.StreamStorage, MaxAge: cfg.TimelineMaxAge,
 		DuplicateWindow: cfg.DuplicateWindow, DedupeTTL: cfg.DedupeTTL, LeaseTTL: cfg.LeaseTTL,
 	}
-	for attempt := 1; ; attempt++ {
+	return untilUp(ctx, log, "jetstream", func() error {
 		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err := timeline.Ensure(actx, nc.JS, settings)
-		cancel()
-		if err == nil || attempt >= 30 || ctx.Err() != nil {
-			return err
-		}
-		log.Warn("jetstream not ready; retrying", "err", err, "attempt", attempt)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Second):
-		}
-	}
+		defer cancel()
+		return timeline.Ensure(actx, nc.JS, settings)
+	})
 }
 
 // openPostgres opens the pool, waiting for Postgres while it is not up yet
 // (a process started beside its database should not crash-loop).
 func openPostgres(ctx context.Context, url string, log *slog.Logger) (*pgxpool.Pool, error) {
+	var pool *pgxpool.Pool
+	err := untilUp(ctx, log, "postgres", func() (err error) {
+		pool, err = postgres.Open(ctx, url)
+		return err
+	})
+	return pool, err
+}
+
+// untilUp tries once a second, 30 times at most, until try succeeds: a
+// dependency that starts beside the process gets half a minute to come up.
+func untilUp(ctx context.Context, log *slog.Logger, what string, try func() error) error {
 	for attempt := 1; ; attempt++ {
-		pool, err := postgres.Open(ctx, url)
-		if err == nil {
-			return pool, nil
+		err := try()
+		if err == nil || attempt >= 30 || ctx.Err() != nil {
+			return err
 		}
-		if attempt >= 30 || ctx.Err() != nil {
-			return nil, err
-		}
-		log.Warn("postgres not ready; retrying", "err", err, "attempt", attempt)
+		log.Warn(what+" not ready; retrying", "err", err, "attempt", attempt)
 		select {
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return ctx.Err()
 		case <-time.After(time.Second):
 		}
 	}
