@@ -2,8 +2,8 @@
 // /v1/server/push): a {"type":"push","id","data"} frame to every live
 // connection of some users, of a conversation's members or of everyone. A
 // push is not stored and not sequenced: delivery is at most once, and the
-// same id within DedupeWindow is not delivered again, across api replicas
-// (the ids live in a JetStream KV bucket whose entries expire).
+// same id within timeline.PushIDsWindow is not delivered again, across api
+// replicas (timeline.PushIDs).
 //
 // No push costs one publish per connection: pushes to users and to a
 // conversation go once to each edge that holds one of the recipients, a
@@ -14,9 +14,7 @@ package push
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
@@ -26,12 +24,6 @@ import (
 	"github.com/seqchat/seqchat/internal/membership"
 	"github.com/seqchat/seqchat/timeline"
 )
-
-// Bucket holds the ids of recent pushes.
-const Bucket = "PUSH_IDS"
-
-// DedupeWindow is how long a push id is remembered.
-const DedupeWindow = 2 * time.Minute
 
 // Request is one push: to Users, to Conv's members, or to All.
 type Request struct {
@@ -51,24 +43,18 @@ type Frames interface {
 // Service delivers pushes.
 type Service struct {
 	nc     *nats.Conn
-	ids    jetstream.KeyValue
+	ids    *timeline.PushIDs
 	frames Frames
 	pool   *pgxpool.Pool
 }
 
 // New opens (creating it if needed) the bucket of recent push ids.
 func New(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, replicas int, frames Frames, pool *pgxpool.Pool) (*Service, error) {
-	kv, err := js.KeyValue(ctx, Bucket)
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		kv, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket: Bucket, Description: "ids of recent server pushes, for dedupe",
-			TTL: DedupeWindow, Storage: jetstream.MemoryStorage, Replicas: max(replicas, 1),
-		})
-	}
+	ids, err := timeline.OpenPushIDs(ctx, js, replicas)
 	if err != nil {
-		return nil, fmt.Errorf("open bucket %s: %w", Bucket, err)
+		return nil, err
 	}
-	return &Service{nc: nc, ids: kv, frames: frames, pool: pool}, nil
+	return &Service{nc: nc, ids: ids, frames: frames, pool: pool}, nil
 }
 
 type frame struct {
@@ -92,14 +78,14 @@ func (s *Service) Push(ctx context.Context, r Request) (bool, error) {
 			users = append(users, u)
 		}
 	}
-	if _, err := s.ids.Create(ctx, r.ID, nil); err != nil {
-		if errors.Is(err, jetstream.ErrKeyExists) {
-			return false, nil
-		}
+	fresh, err := s.ids.Claim(ctx, r.ID)
+	if err != nil {
 		return false, events.WrapError(events.CodeUnavailable, err, "push dedupe unavailable, try again")
 	}
+	if !fresh {
+		return false, nil
+	}
 	b, _ := json.Marshal(frame{Type: "push", ID: r.ID, Data: r.Data})
-	var err error
 	if r.All {
 		err = sendAll(s.nc, b)
 	} else {
@@ -108,7 +94,7 @@ func (s *Service) Push(ctx context.Context, r Request) (bool, error) {
 	if err != nil {
 		// Nothing (or not everything) went out: let a retry with the same id
 		// deliver it.
-		_ = s.ids.Delete(context.WithoutCancel(ctx), r.ID)
+		_ = s.ids.Forget(context.WithoutCancel(ctx), r.ID)
 		return false, events.WrapError(events.CodeUnavailable, err, "push not delivered, try again")
 	}
 	return true, nil
