@@ -178,11 +178,15 @@ func (r *Revocations) load(ctx context.Context) error {
 	return nil
 }
 
-// Run reloads the stored revocations every interval (a safety net for
+// reloadEvery is how often Run reloads the stored revocations: a session
+// revoked during a NATS outage is refused within this long of it.
+const reloadEvery = 30 * time.Second
+
+// Run reloads the stored revocations every reloadEvery (a safety net for
 // announcements missed during a NATS outage) and forgets expired ones, in
 // memory and in Postgres, until ctx ends.
-func (r *Revocations) Run(ctx context.Context, interval time.Duration) error {
-	t := time.NewTicker(interval)
+func (r *Revocations) Run(ctx context.Context) error {
+	t := time.NewTicker(reloadEvery)
 	defer t.Stop()
 	for {
 		select {
@@ -198,7 +202,7 @@ func (r *Revocations) Run(ctx context.Context, interval time.Duration) error {
 			}
 		}
 		r.mu.Unlock()
-		lctx, cancel := context.WithTimeout(ctx, interval)
+		lctx, cancel := context.WithTimeout(ctx, reloadEvery)
 		if err := r.load(lctx); err != nil && ctx.Err() == nil {
 			r.log.Warn("reload revoked sessions", "err", err)
 		}

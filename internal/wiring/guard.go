@@ -2,7 +2,6 @@ package wiring
 
 import (
 	"context"
-	"time"
 
 	"github.com/seqchat/seqchat/internal/activity"
 	"github.com/seqchat/seqchat/internal/api"
@@ -49,7 +48,7 @@ func (p *process) newGuards(ctx context.Context) (*guards, error) {
 
 // runs returns the guards' background work.
 func (g *guards) runs() []func(context.Context) error {
-	runs := []func(context.Context) error{func(ctx context.Context) error { return g.revs.Run(ctx, 30*time.Second) }}
+	runs := []func(context.Context) error{g.revs.Run}
 	if g.userLimit != nil {
 		runs = append(runs, g.userLimit.Run)
 	}
