@@ -2,15 +2,12 @@ package api
 
 import (
 	"context"
-	"errors"
 	"math"
 	"net/http"
 	"regexp"
 	"time"
 	"unicode/utf8"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/oklog/ulid/v2"
 
 	"github.com/seqchat/seqchat/events"
@@ -23,11 +20,6 @@ var usernameRE = regexp.MustCompile(`^[a-z0-9_.-]{3,32}$`)
 // dummyHash is compared against when a username is unknown, so that a
 // failed login takes as long whether or not the user exists.
 var dummyHash, _ = auth.HashPassword("not a real password", 4)
-
-func isUniqueViolation(err error) bool {
-	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && pgErr.Code == "23505"
-}
 
 type registerRequest struct {
 	Username string `json:"username"`
@@ -64,12 +56,8 @@ func (a *API) register(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	id := ulid.Make().String()
-	_, err = a.pool.Exec(r.Context(), "INSERT INTO users (id, username, password_hash) VALUES ($1, $2, $3)", id, req.Username, hash)
-	if isUniqueViolation(err) {
-		return events.Errorf(events.CodeConflict, "username %q is taken", req.Username)
-	}
-	if err != nil {
-		return unavailable("create user", err)
+	if err := a.stores.Accounts.CreateUser(r.Context(), id, req.Username, hash); err != nil {
+		return err
 	}
 	a.hit(r.Context(), addrKey, a.opt.SignupsPerAddr)
 	writeJSON(w, http.StatusCreated, map[string]string{"id": id, "username": req.Username})
@@ -110,16 +98,15 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) error {
 		}
 		return events.Errorf(events.CodeUnauthorized, "wrong username or password")
 	}
-	var id, hash string
 	// A user created by the app's backend has no password hash: no
 	// password logs in as them.
-	err := a.pool.QueryRow(ctx, "SELECT id, coalesce(password_hash, '') FROM users WHERE username=$1", req.Username).Scan(&id, &hash)
-	if errors.Is(err, pgx.ErrNoRows) || err == nil && hash == "" {
+	id, hash, err := a.stores.Accounts.Credentials(ctx, req.Username)
+	if err != nil {
+		return err
+	}
+	if hash == "" {
 		auth.CheckPassword(dummyHash, req.Password)
 		return failed()
-	}
-	if err != nil {
-		return unavailable("look up user", err)
 	}
 	if !auth.CheckPassword(hash, req.Password) {
 		return failed()
@@ -151,9 +138,8 @@ func (a *API) logout(w http.ResponseWriter, r *http.Request, c auth.Claims) erro
 		w.WriteHeader(http.StatusNoContent)
 		return nil
 	}
-	_, err := a.pool.Exec(r.Context(), "INSERT INTO revoked_sessions (session_id, expires_at) VALUES ($1, $2) ON CONFLICT DO NOTHING", c.SessionID, c.ExpiresAt)
-	if err != nil {
-		return unavailable("revoke session", err)
+	if err := a.stores.Sessions.Revoke(r.Context(), c.SessionID, c.ExpiresAt); err != nil {
+		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
@@ -165,10 +151,9 @@ func (a *API) checkRevoked(ctx context.Context, c auth.Claims) error {
 	if a.opt.Revocations != nil {
 		return a.opt.Revocations.Check(c)
 	}
-	var revoked bool
-	err := a.pool.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM revoked_sessions WHERE session_id=$1)", c.SessionID).Scan(&revoked)
+	revoked, err := a.stores.Sessions.IsRevoked(ctx, c.SessionID)
 	if err != nil {
-		return unavailable("check session", err)
+		return err
 	}
 	if revoked {
 		return events.LoggedOut()
@@ -177,13 +162,12 @@ func (a *API) checkRevoked(ctx context.Context, c auth.Claims) error {
 }
 
 func (a *API) me(w http.ResponseWriter, r *http.Request, c auth.Claims) error {
-	var name string
-	err := a.pool.QueryRow(r.Context(), "SELECT username FROM users WHERE id=$1", c.UserID).Scan(&name)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return events.Errorf(events.CodeUnauthorized, "user no longer exists")
-	}
+	name, ok, err := a.stores.Accounts.Username(r.Context(), c.UserID)
 	if err != nil {
-		return unavailable("look up user", err)
+		return err
+	}
+	if !ok {
+		return events.Errorf(events.CodeUnauthorized, "user no longer exists")
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"id": c.UserID, "username": name})
 	return nil
@@ -191,15 +175,7 @@ func (a *API) me(w http.ResponseWriter, r *http.Request, c auth.Claims) error {
 
 // resolveUser accepts a user id or a username.
 func (a *API) resolveUser(ctx context.Context, ref string) (string, error) {
-	var id string
-	err := a.pool.QueryRow(ctx, "SELECT id FROM users WHERE id=$1 OR username=$1 ORDER BY id=$1 DESC LIMIT 1", ref).Scan(&id)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return "", events.Errorf(events.CodeNotFound, "no user %q", ref)
-	}
-	if err != nil {
-		return "", unavailable("look up user", err)
-	}
-	return id, nil
+	return a.stores.Accounts.ResolveUser(ctx, ref)
 }
 
 func (a *API) addFriend(w http.ResponseWriter, r *http.Request, c auth.Claims) error {
@@ -210,10 +186,9 @@ func (a *API) addFriend(w http.ResponseWriter, r *http.Request, c auth.Claims) e
 	if id == c.UserID {
 		return events.Errorf(events.CodeBadRequest, "you cannot befriend yourself")
 	}
-	// Friendship is mutual: one row each way.
-	_, err = a.pool.Exec(r.Context(), `INSERT INTO friends (user_id, friend_id) VALUES ($1, $2), ($2, $1) ON CONFLICT DO NOTHING`, c.UserID, id)
-	if err != nil {
-		return unavailable("add friend", err)
+	// Friendship is mutual: befriending is for both.
+	if err := a.stores.Friends.Add(r.Context(), c.UserID, id); err != nil {
+		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
@@ -224,9 +199,8 @@ func (a *API) removeFriend(w http.ResponseWriter, r *http.Request, c auth.Claims
 	if err != nil {
 		return err
 	}
-	_, err = a.pool.Exec(r.Context(), `DELETE FROM friends WHERE (user_id=$1 AND friend_id=$2) OR (user_id=$2 AND friend_id=$1)`, c.UserID, id)
-	if err != nil {
-		return unavailable("remove friend", err)
+	if err := a.stores.Friends.Remove(r.Context(), c.UserID, id); err != nil {
+		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
@@ -239,17 +213,13 @@ type friend struct {
 }
 
 func (a *API) friends(w http.ResponseWriter, r *http.Request, c auth.Claims) error {
-	rows, err := a.pool.Query(r.Context(), `SELECT u.id, u.username FROM friends f JOIN users u ON u.id=f.friend_id
-		WHERE f.user_id=$1 ORDER BY u.username`, c.UserID)
+	users, err := a.stores.Friends.List(r.Context(), c.UserID)
 	if err != nil {
-		return unavailable("list friends", err)
+		return err
 	}
-	list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (friend, error) {
-		var f friend
-		return f, row.Scan(&f.ID, &f.Username)
-	})
-	if err != nil {
-		return unavailable("list friends", err)
+	list := make([]friend, len(users))
+	for i, u := range users {
+		list[i] = friend{ID: u.ID, Username: u.Username}
 	}
 	if a.opt.Online != nil && len(list) > 0 {
 		ids := make([]string, len(list))

@@ -15,7 +15,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/seqchat/seqchat/docs"
@@ -73,7 +72,7 @@ type Options struct {
 
 // API is the REST api.
 type API struct {
-	pool   *pgxpool.Pool
+	stores Stores
 	tokens *auth.Tokens
 	submit Submitter
 	reader *history.Reader
@@ -83,14 +82,14 @@ type API struct {
 }
 
 // New returns the api.
-func New(pool *pgxpool.Pool, tokens *auth.Tokens, submit Submitter, reader *history.Reader, opt Options) *API {
+func New(stores Stores, tokens *auth.Tokens, submit Submitter, reader *history.Reader, opt Options) *API {
 	if opt.CommandTimeout <= 0 {
 		opt.CommandTimeout = 10 * time.Second
 	}
 	if opt.MaxGroupMembers <= 0 {
 		opt.MaxGroupMembers = 10000
 	}
-	return &API{pool: pool, tokens: tokens, submit: submit, reader: reader, opt: opt, server: newServerKeys(opt.Server), obs: newObserver(opt)}
+	return &API{stores: stores, tokens: tokens, submit: submit, reader: reader, opt: opt, server: newServerKeys(opt.Server), obs: newObserver(opt)}
 }
 
 // maxBody bounds every request body: a 16 KiB message body plus its frame.

@@ -2,17 +2,13 @@ package api
 
 import (
 	"context"
-	"errors"
 	"net/http"
-	"slices"
-	"strings"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/oklog/ulid/v2"
 
 	"github.com/seqchat/seqchat/events"
 	"github.com/seqchat/seqchat/internal/auth"
-	"github.com/seqchat/seqchat/internal/membership"
+	"github.com/seqchat/seqchat/internal/postgres"
 )
 
 type conversationJSON struct {
@@ -69,58 +65,37 @@ func (a *API) createConversation(w http.ResponseWriter, r *http.Request, c auth.
 	default:
 		return events.Errorf(events.CodeBadRequest, `kind must be "direct" or "group"`)
 	}
-	var known int
-	if err := a.pool.QueryRow(ctx, "SELECT count(*) FROM users WHERE id = ANY($1)", members).Scan(&known); err != nil {
-		return unavailable("look up members", err)
+	known, err := a.stores.Accounts.CountExisting(ctx, members)
+	if err != nil {
+		return err
 	}
 	if known != len(members) {
 		return events.Errorf(events.CodeNotFound, "some members do not exist")
 	}
 	conv := conversationJSON{ID: ulid.Make().String(), Kind: req.Kind, Title: req.Title, Members: members}
-	status := http.StatusCreated
-	create := func(tx pgx.Tx) error {
-		var directKey, owner *string
-		if req.Kind == "direct" {
-			pair := slices.Clone(members)
-			slices.Sort(pair)
-			k := strings.Join(pair, ":")
-			directKey = &k
-			// A direct conversation between two users is unique.
-			var existing string
-			err := tx.QueryRow(ctx, "SELECT id FROM conversations WHERE direct_key=$1", k).Scan(&existing)
-			if err == nil {
-				conv.ID, status = existing, http.StatusOK
-				return nil
-			}
-			if !errors.Is(err, pgx.ErrNoRows) {
-				return err
-			}
-		} else {
-			owner = &c.UserID
+	var owner string
+	if req.Kind == "group" {
+		owner = c.UserID
+	}
+	roles := make([]string, len(members))
+	for i, m := range members {
+		roles[i] = "member"
+		if owner != "" && m == owner {
+			roles[i] = "owner"
 		}
-		_, err := tx.Exec(ctx, "INSERT INTO conversations (id, kind, title, owner_id, direct_key) VALUES ($1, $2, $3, $4, $5)",
-			conv.ID, req.Kind, req.Title, owner, directKey)
-		if err != nil {
-			return err
-		}
-		roles := make([]string, len(members))
-		for i, m := range members {
-			roles[i] = "member"
-			if owner != nil && m == *owner {
-				roles[i] = "owner"
-			}
-		}
-		_, err = tx.Exec(ctx, `INSERT INTO members (conv_id, user_id, role) SELECT $1, * FROM unnest($2::text[], $3::text[])`, conv.ID, members, roles)
+	}
+	// A direct conversation between two users is unique: asking again
+	// answers the one there is.
+	id, created, err := a.stores.Conversations.Create(ctx, postgres.NewConversation{
+		ID: conv.ID, Kind: req.Kind, Title: req.Title, Owner: owner, Members: members, Roles: roles,
+	})
+	if err != nil {
 		return err
 	}
-	err := pgx.BeginFunc(ctx, a.pool, create)
-	if isUniqueViolation(err) && req.Kind == "direct" {
-		// Created by a concurrent request: run again to answer with that one.
-		// (The body is already read, so retry the transaction, not the handler.)
-		err = pgx.BeginFunc(ctx, a.pool, create)
-	}
-	if err != nil {
-		return unavailable("create conversation", err)
+	conv.ID = id
+	status := http.StatusCreated
+	if !created {
+		status = http.StatusOK
 	}
 	writeJSON(w, status, conv)
 	return nil
@@ -130,33 +105,21 @@ func (a *API) createConversation(w http.ResponseWriter, r *http.Request, c auth.
 // the protocol's error: not_found when conv does not exist, forbidden when
 // the caller is not in it.
 func (a *API) member(ctx context.Context, conv, user string) (role string, joined int64, err error) {
-	ms, err := membership.Check(ctx, a.pool, user, conv)
+	ms, err := a.stores.Members.Check(ctx, user, conv)
 	if err != nil {
 		return "", 0, err
 	}
 	return ms[conv].Role, ms[conv].Joined, nil
 }
 
-const listQuery = `SELECT c.id, c.kind, c.title, coalesce(h.last_seq, 0), m.read_seq
-	FROM members m JOIN conversations c ON c.id=m.conv_id LEFT JOIN heads h ON h.conv_id=c.id
-	WHERE m.user_id=$1 AND ` + membership.Current
-
 func (a *API) listConversations(ctx context.Context, user, only string) ([]conversationJSON, error) {
-	q, args := listQuery+" ORDER BY coalesce(h.last_seq, 0) DESC, c.id", []any{user}
-	if only != "" {
-		q, args = listQuery+" AND c.id=$2", []any{user, only}
-	}
-	rows, err := a.pool.Query(ctx, q, args...)
+	rows, err := a.stores.Conversations.List(ctx, user, only)
 	if err != nil {
-		return nil, unavailable("list conversations", err)
+		return nil, err
 	}
-	list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (conversationJSON, error) {
-		var cv conversationJSON
-		cv.LastSeq, cv.ReadSeq, cv.Unread = new(int64), new(int64), new(int64)
-		return cv, row.Scan(&cv.ID, &cv.Kind, &cv.Title, cv.LastSeq, cv.ReadSeq)
-	})
-	if err != nil {
-		return nil, unavailable("list conversations", err)
+	list := make([]conversationJSON, len(rows))
+	for i, s := range rows {
+		list[i] = conversationJSON{ID: s.ID, Kind: s.Kind, Title: s.Title, LastSeq: &s.LastSeq, ReadSeq: &s.ReadSeq, Unread: new(int64)}
 	}
 	counts, err := a.opt.Unread.Counts(ctx, user)
 	if err != nil {
@@ -201,12 +164,8 @@ func (a *API) conversation(w http.ResponseWriter, r *http.Request, c auth.Claims
 		return events.NotMember(id)
 	}
 	cv := list[0]
-	rows, err := a.pool.Query(r.Context(), "SELECT m.user_id FROM members m WHERE m.conv_id=$1 AND "+membership.Current+" ORDER BY m.user_id", id)
-	if err != nil {
-		return unavailable("list members", err)
-	}
-	if cv.Members, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
-		return unavailable("list members", err)
+	if cv.Members, err = a.stores.Conversations.Members(r.Context(), id); err != nil {
+		return err
 	}
 	writeJSON(w, http.StatusOK, cv)
 	return nil
@@ -222,10 +181,9 @@ func (a *API) addMember(w http.ResponseWriter, r *http.Request, c auth.Claims) e
 	if err != nil {
 		return err
 	}
-	var kind string
-	var count int
-	if err := a.pool.QueryRow(ctx, "SELECT kind, (SELECT count(*) FROM members WHERE conv_id=$1) FROM conversations WHERE id=$1", conv).Scan(&kind, &count); err != nil {
-		return unavailable("look up conversation", err)
+	kind, count, err := a.stores.Conversations.Kind(ctx, conv)
+	if err != nil {
+		return err
 	}
 	if kind != "group" {
 		return events.Errorf(events.CodeBadRequest, "members can only be added to groups")
@@ -243,28 +201,23 @@ func (a *API) addMember(w http.ResponseWriter, r *http.Request, c auth.Claims) e
 	// History is hidden until the join is sequenced; then it starts there.
 	// The join's command id is kept with the row, so that a retry after a
 	// failure sequences that same join (once) rather than none.
-	var op, id, by *string
-	err = a.pool.QueryRow(ctx, `INSERT INTO members (conv_id, user_id, role, joined_seq, pending_op, pending_id, pending_by)
-		VALUES ($1, $2, 'member', $3, 'join', $4, $5)
-		ON CONFLICT (conv_id, user_id) DO UPDATE SET pending_op = members.pending_op
-		RETURNING pending_op, pending_id, pending_by`, conv, user, int64(1)<<62, ulid.Make().String(), c.UserID).Scan(&op, &id, &by)
-	if err != nil {
-		return unavailable("add member", err)
-	}
-	switch {
-	case op == nil:
-		w.WriteHeader(http.StatusNoContent) // already a member
-		return nil
-	case *op == "leave":
-		return events.Errorf(events.CodeConflict, "%q is leaving this conversation; try again", user)
-	}
-	res, err := a.sequence(ctx, events.Command{Op: events.OpJoin, ID: *id, Conv: conv, From: *by, User: user})
+	p, err := a.stores.Conversations.BeginJoin(ctx, conv, user, ulid.Make().String(), c.UserID)
 	if err != nil {
 		return err
 	}
-	if _, err := a.pool.Exec(ctx, `UPDATE members SET joined_seq=$3, pending_op=NULL, pending_id=NULL, pending_by=NULL
-		WHERE conv_id=$1 AND user_id=$2 AND pending_id=$4`, conv, user, res.Seq, *id); err != nil {
-		return unavailable("add member", err)
+	switch p.Op {
+	case "":
+		w.WriteHeader(http.StatusNoContent) // already a member
+		return nil
+	case "leave":
+		return events.Errorf(events.CodeConflict, "%q is leaving this conversation; try again", user)
+	}
+	res, err := a.sequence(ctx, events.Command{Op: events.OpJoin, ID: p.ID, Conv: conv, From: p.By, User: user})
+	if err != nil {
+		return err
+	}
+	if err := a.stores.Conversations.FinishJoin(ctx, conv, user, res.Seq, p.ID); err != nil {
+		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
@@ -278,9 +231,9 @@ func (a *API) removeMember(w http.ResponseWriter, r *http.Request, c auth.Claims
 	}
 	// Like adding, groups only: a direct conversation is unique per pair, so
 	// one that lost a member could never be joined or asked for again.
-	var kind string
-	if err := a.pool.QueryRow(ctx, "SELECT kind FROM conversations WHERE id=$1", conv).Scan(&kind); err != nil {
-		return unavailable("look up conversation", err)
+	kind, _, err := a.stores.Conversations.Kind(ctx, conv)
+	if err != nil {
+		return err
 	}
 	if kind != "group" {
 		return events.Errorf(events.CodeBadRequest, "members can only leave or be removed from groups")
@@ -292,22 +245,15 @@ func (a *API) removeMember(w http.ResponseWriter, r *http.Request, c auth.Claims
 	// Mark the member leaving first (they stop reading and sending), then
 	// sequence the leave, then drop the row: a retry after a failure finds
 	// the mark and sequences that same leave.
-	var id, by string
-	err = a.pool.QueryRow(ctx, `UPDATE members SET pending_op='leave',
-			pending_id = CASE WHEN pending_op='leave' THEN pending_id ELSE $3 END,
-			pending_by = CASE WHEN pending_op='leave' THEN pending_by ELSE $4 END
-		WHERE conv_id=$1 AND user_id=$2 RETURNING pending_id, pending_by`, conv, user, ulid.Make().String(), c.UserID).Scan(&id, &by)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return events.Errorf(events.CodeNotFound, "%q is not a member", user)
-	}
+	p, err := a.stores.Conversations.BeginLeave(ctx, conv, user, ulid.Make().String(), c.UserID)
 	if err != nil {
-		return unavailable("remove member", err)
-	}
-	if _, err := a.sequence(ctx, events.Command{Op: events.OpLeave, ID: id, Conv: conv, From: by, User: user}); err != nil {
 		return err
 	}
-	if _, err := a.pool.Exec(ctx, "DELETE FROM members WHERE conv_id=$1 AND user_id=$2 AND pending_op='leave'", conv, user); err != nil {
-		return unavailable("remove member", err)
+	if _, err := a.sequence(ctx, events.Command{Op: events.OpLeave, ID: p.ID, Conv: conv, From: p.By, User: user}); err != nil {
+		return err
+	}
+	if err := a.stores.Conversations.FinishLeave(ctx, conv, user); err != nil {
+		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil

@@ -42,7 +42,7 @@ func served(t *testing.T) (*http.ServeMux, []string) {
 	t.Helper()
 	r := &routes{mux: http.NewServeMux()}
 	serve.Mount(r, prometheus.NewRegistry(), nil)
-	api.New(nil, nil, nil, nil, api.Options{Log: slog.New(slog.DiscardHandler)}).Mount(r)
+	api.New(api.Stores{}, nil, nil, nil, api.Options{Log: slog.New(slog.DiscardHandler)}).Mount(r)
 	var calls []string
 	for _, p := range r.patterns {
 		if method, path, ok := strings.Cut(p, " "); ok {

@@ -6,14 +6,12 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
-	"errors"
 	"math"
 	"net/http"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/oklog/ulid/v2"
 	"golang.org/x/time/rate"
 
@@ -163,20 +161,9 @@ func (a *API) serverSession(w http.ResponseWriter, r *http.Request) error {
 		return events.Errorf(events.CodeBadRequest, "username must be 3–32 of [a-z0-9_.-]")
 	}
 	ctx := r.Context()
-	var id string
-	err := a.pool.QueryRow(ctx, "SELECT id FROM users WHERE username=$1", req.Username).Scan(&id)
-	if errors.Is(err, pgx.ErrNoRows) {
-		err = a.pool.QueryRow(ctx, "INSERT INTO users (id, username, password_hash) VALUES ($1, $2, NULL) ON CONFLICT (username) DO NOTHING RETURNING id",
-			ulid.Make().String(), req.Username).Scan(&id)
-		if errors.Is(err, pgx.ErrNoRows) {
-			// Two first sign-ins at once create the user once: the loser of
-			// the race reads the winner's row (committed by now: the insert
-			// waited for it).
-			err = a.pool.QueryRow(ctx, "SELECT id FROM users WHERE username=$1", req.Username).Scan(&id)
-		}
-	}
+	id, err := a.stores.Accounts.EnsureUser(ctx, ulid.Make().String(), req.Username)
 	if err != nil {
-		return unavailable("sign in user", err)
+		return err
 	}
 	return a.issueSession(w, id, req.Device)
 }

@@ -8,7 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/seqchat/seqchat/events"
 )
@@ -31,20 +30,32 @@ type revocation struct {
 // process was disconnected. An entry lives until the token would have
 // expired anyway.
 type Revocations struct {
-	pool *pgxpool.Pool
-	nc   *nats.Conn
-	log  *slog.Logger
-	sub  *nats.Subscription
+	store RevocationStore
+	nc    *nats.Conn
+	log   *slog.Logger
+	sub   *nats.Subscription
 
 	mu       sync.RWMutex
 	sessions map[string]time.Time // session id to the token's expiry
 	watchers []func(session, user string)
 }
 
+// RevocationStore is the durable copy of the revocations
+// (internal/postgres's Sessions).
+type RevocationStore interface {
+	// Revoke stores session's revocation; its token expires at expires.
+	Revoke(ctx context.Context, session string, expires time.Time) error
+	// Revoked returns the stored revocations whose tokens have not
+	// expired, session id to expiry.
+	Revoked(ctx context.Context) (map[string]time.Time, error)
+	// DeleteExpired forgets the revocations of expired tokens.
+	DeleteExpired(ctx context.Context) error
+}
+
 // NewRevocations subscribes to revocations, then loads the stored ones (in
 // that order, so none falls between the two).
-func NewRevocations(ctx context.Context, pool *pgxpool.Pool, nc *nats.Conn, log *slog.Logger) (*Revocations, error) {
-	r := &Revocations{pool: pool, nc: nc, log: log, sessions: map[string]time.Time{}}
+func NewRevocations(ctx context.Context, store RevocationStore, nc *nats.Conn, log *slog.Logger) (*Revocations, error) {
+	r := &Revocations{store: store, nc: nc, log: log, sessions: map[string]time.Time{}}
 	sub, err := nc.Subscribe(RevokedSubject, r.receive)
 	if err != nil {
 		return nil, fmt.Errorf("subscribe to %s: %w", RevokedSubject, err)
@@ -87,9 +98,8 @@ func (r *Revocations) Check(c Claims) error {
 // Revoke logs c's session out: stored first (it must survive a restart),
 // then in this process, then announced to every replica.
 func (r *Revocations) Revoke(ctx context.Context, c Claims) error {
-	_, err := r.pool.Exec(ctx, "INSERT INTO revoked_sessions (session_id, expires_at) VALUES ($1, $2) ON CONFLICT DO NOTHING", c.SessionID, c.ExpiresAt)
-	if err != nil {
-		return events.WrapError(events.CodeUnavailable, err, "revoke session: store unavailable, try again")
+	if err := r.store.Revoke(ctx, c.SessionID, c.ExpiresAt); err != nil {
+		return err
 	}
 	rv := revocation{Session: c.SessionID, User: c.UserID, Expires: c.ExpiresAt}
 	r.add(rv)
@@ -153,22 +163,9 @@ func (r *Revocations) add(rv revocation) {
 
 // load adds every unexpired stored revocation.
 func (r *Revocations) load(ctx context.Context) error {
-	rows, err := r.pool.Query(ctx, "SELECT session_id, expires_at FROM revoked_sessions WHERE expires_at > now()")
+	loaded, err := r.store.Revoked(ctx)
 	if err != nil {
-		return fmt.Errorf("load revoked sessions: %w", err)
-	}
-	defer rows.Close()
-	loaded := map[string]time.Time{}
-	for rows.Next() {
-		var s string
-		var exp time.Time
-		if err := rows.Scan(&s, &exp); err != nil {
-			return fmt.Errorf("load revoked sessions: %w", err)
-		}
-		loaded[s] = exp
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("load revoked sessions: %w", err)
+		return err
 	}
 	r.mu.Lock()
 	for s, exp := range loaded {
@@ -207,7 +204,7 @@ func (r *Revocations) Run(ctx context.Context) error {
 			r.log.Warn("reload revoked sessions", "err", err)
 		}
 		// Any replica may tidy up; a token past its expiry fails anyway.
-		_, _ = r.pool.Exec(lctx, "DELETE FROM revoked_sessions WHERE expires_at < now() - interval '1 minute'")
+		_ = r.store.DeleteExpired(lctx)
 		cancel()
 	}
 }

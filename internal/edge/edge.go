@@ -22,7 +22,6 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
@@ -30,6 +29,7 @@ import (
 	"github.com/seqchat/seqchat/events"
 	"github.com/seqchat/seqchat/internal/activity"
 	"github.com/seqchat/seqchat/internal/auth"
+	"github.com/seqchat/seqchat/internal/membership"
 	"github.com/seqchat/seqchat/internal/serve"
 	"github.com/seqchat/seqchat/timeline"
 )
@@ -51,6 +51,17 @@ type History interface {
 	Head(ctx context.Context, conv string) (int64, error)
 	Range(ctx context.Context, conv string, from, to int64) ([]events.Event, error)
 	Events(ctx context.Context, conv string, from, to int64) ([]events.Event, error)
+}
+
+// Members answers the membership rule from the store, never a cache: a
+// request's authorisation must not rest on one another process may not have
+// invalidated yet.
+type Members interface {
+	// Check answers not_found when a conversation does not exist,
+	// forbidden when user is not a member of one.
+	Check(ctx context.Context, user string, convs ...string) (map[string]membership.Member, error)
+	// Load returns conv's members; not_found when it does not exist.
+	Load(ctx context.Context, conv string) (*membership.Conv, error)
 }
 
 // Presence records which connections this edge holds and reports when a
@@ -208,7 +219,7 @@ type Edge struct {
 	nc       *nats.Conn
 	cmds     Publisher
 	hist     History
-	pool     *pgxpool.Pool
+	members  Members
 	tokens   *auth.Tokens
 	presence Presence
 	upgrader websocket.Upgrader
@@ -235,14 +246,14 @@ type Edge struct {
 
 // New returns an edge listening on deliver.<opt.ID>. It serves connections
 // once mounted, and until Run's context ends.
-func New(nc *nats.Conn, cmds Publisher, hist History, pool *pgxpool.Pool, tokens *auth.Tokens, pres Presence, opt Options) (*Edge, error) {
+func New(nc *nats.Conn, cmds Publisher, hist History, members Members, tokens *auth.Tokens, pres Presence, opt Options) (*Edge, error) {
 	opt.defaults()
 	if !events.ValidToken(opt.ID) {
 		return nil, fmt.Errorf("edge id %q cannot be a subject token", opt.ID)
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	e := &Edge{
-		opt: opt, nc: nc, cmds: cmds, hist: hist, pool: pool, tokens: tokens, presence: pres,
+		opt: opt, nc: nc, cmds: cmds, hist: hist, members: members, tokens: tokens, presence: pres,
 		m: newMetrics(opt.Metrics), ctx: ctx, stop: stop, failing: serve.NewRepeats(time.Minute),
 		conns: map[*conn]struct{}{}, byUser: map[string]map[*conn]struct{}{},
 		upgrader: websocket.Upgrader{

@@ -4,7 +4,6 @@ import (
 	"context"
 
 	"github.com/seqchat/seqchat/events"
-	"github.com/seqchat/seqchat/internal/membership"
 )
 
 // read stores the user's read pointer.
@@ -31,7 +30,7 @@ func (c *conn) read(id, conv string, seq int64) {
 // member checks that user belongs to each of convs (membership's one rule)
 // and returns the seq each one's history starts at for them.
 func (e *Edge) member(ctx context.Context, user string, convs []string) (map[string]int64, error) {
-	ms, err := membership.Check(ctx, e.pool, user, convs...)
+	ms, err := e.members.Check(ctx, user, convs...)
 	if err != nil {
 		return nil, err
 	}

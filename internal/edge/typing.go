@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/seqchat/seqchat/events"
-	"github.com/seqchat/seqchat/internal/membership"
 )
 
 // Typing: {"type":"typing","conv","on"?} goes through the edges only, never
@@ -74,7 +73,7 @@ func (c *conn) typing(f frame) {
 	go func() {
 		ctx, cancel := context.WithTimeout(c.ctx, typingEvery)
 		defer cancel()
-		cv, err := membership.Load(ctx, c.e.pool, f.Conv)
+		cv, err := c.e.members.Load(ctx, f.Conv)
 		if err == nil && cv.Members[c.user] == "" {
 			err = events.NotMember(f.Conv)
 		}

@@ -27,7 +27,7 @@ type guards struct {
 
 func (p *process) newGuards(ctx context.Context) (*guards, error) {
 	cfg := p.cfg
-	revs, err := auth.NewRevocations(ctx, p.pool, p.nc.NC, p.log.With("role", "sessions"))
+	revs, err := auth.NewRevocations(ctx, postgres.NewSessions(p.pool), p.nc.NC, p.log.With("role", "sessions"))
 	if err != nil {
 		return nil, err
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/seqchat/seqchat/internal/auth"
 	"github.com/seqchat/seqchat/internal/edge"
 	"github.com/seqchat/seqchat/internal/membership"
+	"github.com/seqchat/seqchat/internal/postgres"
 	"github.com/seqchat/seqchat/internal/projector/fanout"
 	"github.com/seqchat/seqchat/internal/projector/history"
 	"github.com/seqchat/seqchat/internal/sequencer"
@@ -108,7 +109,12 @@ func (p *process) wireAPI(ctx context.Context, f *front) error {
 	if opt.Server, err = p.serverOptions(ctx, f.guards.frames); err != nil {
 		return err
 	}
-	api.New(p.pool, f.tokens, f.sub, p.hist, opt).Mount(p.mux)
+	convs := postgres.NewConversations(p.pool)
+	stores := api.Stores{
+		Accounts: postgres.NewAccounts(p.pool), Friends: postgres.NewFriends(p.pool),
+		Sessions: postgres.NewSessions(p.pool), Conversations: convs, Members: convs,
+	}
+	api.New(stores, f.tokens, f.sub, p.hist, opt).Mount(p.mux)
 	webui.New().Mount(p.mux)
 	return nil
 }
@@ -123,7 +129,7 @@ func (p *process) wireEdge(f *front) error {
 		FirstSyncWait: cfg.EdgeFirstSyncWait, Log: p.log.With("role", "edge"), Metrics: p.reg,
 	}
 	f.guards.edge(cfg, p.reads, &opt)
-	e, err := edge.New(p.nc.NC, f.sub, p.hist, p.pool, f.tokens, p.pres, opt)
+	e, err := edge.New(p.nc.NC, f.sub, p.hist, postgres.NewConversations(p.pool), f.tokens, p.pres, opt)
 	if err != nil {
 		return err
 	}
