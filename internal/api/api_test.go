@@ -37,14 +37,14 @@ func start(t *testing.T) *env {
 	cfg := testenv.Config(t)
 	a, err := wiring.Start(context.Background(), cfg, testenv.Logger(t), wiring.API, wiring.Sequencer, wiring.Projector)
 	if err != nil {
-		t.Fatalf("start app: %v", err)
+		t.Fatalf("start system: %v", err)
 	}
 	// Registered after testenv's own cleanups, so it runs before them (LIFO):
 	// the app stops while its NATS server and database still exist, and
 	// nothing logs through t after the test ends.
 	t.Cleanup(func() {
 		if err := a.Stop(); err != nil {
-			t.Errorf("stop app: %v", err)
+			t.Errorf("stop system: %v", err)
 		}
 	})
 	return &env{base: "http://" + a.Addr, pool: a.Pool, cfg: cfg, client: &http.Client{Timeout: 30 * time.Second}}

@@ -22,7 +22,7 @@ func startWith(t *testing.T, change func(*config.Config)) *env {
 	change(&cfg)
 	a, err := wiring.Start(context.Background(), cfg, testenv.Logger(t), wiring.API, wiring.Sequencer, wiring.Projector)
 	if err != nil {
-		t.Fatalf("start app: %v", err)
+		t.Fatalf("start system: %v", err)
 	}
 	t.Cleanup(func() { _ = a.Stop() })
 	return &env{base: "http://" + a.Addr, pool: a.Pool, cfg: cfg, client: &http.Client{Timeout: 30 * time.Second}}

@@ -17,7 +17,7 @@ func TestMembershipChangeRetried(t *testing.T) {
 	t.Parallel()
 	cfg := testenv.Config(t)
 	cfg.CommandTimeout = 500 * time.Millisecond
-	e, _ := startApp(t, cfg, wiring.API, wiring.Projector) // no sequencer yet
+	e, _ := startRoles(t, cfg, wiring.API, wiring.Projector) // no sequencer yet
 	owner, joiner := e.register(t, "mowner"), e.register(t, "mjoiner")
 	g := e.createConv(t, owner, "group", "retries")
 	add := func() resp {
@@ -28,14 +28,14 @@ func TestMembershipChangeRetried(t *testing.T) {
 
 	cfg2 := cfg
 	cfg2.HTTPAddr, cfg2.InstanceID = "127.0.0.1:0", "sequencer-late"
-	startApp(t, cfg2, wiring.Sequencer)
+	startRoles(t, cfg2, wiring.Sequencer)
 	// From here on commands are sequenced: an api with the usual timeout
 	// serves the rest, so that a loaded machine does not turn a slow
 	// answer into a 503 (the first api's 500 ms only made the failures
 	// above quick).
 	cfg3 := cfg
 	cfg3.HTTPAddr, cfg3.InstanceID, cfg3.CommandTimeout = "127.0.0.1:0", "api-2", 10*time.Second
-	e, _ = startApp(t, cfg3, wiring.API)
+	e, _ = startRoles(t, cfg3, wiring.API)
 	deadline := time.Now().Add(20 * time.Second)
 	for r := add(); r.status != http.StatusNoContent; r = add() {
 		if time.Now().After(deadline) {

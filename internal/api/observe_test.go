@@ -27,7 +27,7 @@ func TestRequestMetricsAndAccessLog(t *testing.T) {
 	cfg.AccessLog = true
 	a, err := wiring.Start(context.Background(), cfg, log, wiring.API, wiring.Sequencer, wiring.Projector)
 	if err != nil {
-		t.Fatalf("start app: %v", err)
+		t.Fatalf("start system: %v", err)
 	}
 	t.Cleanup(func() { _ = a.Stop() })
 	e := &env{base: "http://" + a.Addr, pool: a.Pool, cfg: cfg, client: &http.Client{Timeout: 30 * time.Second}}

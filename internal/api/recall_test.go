@@ -17,7 +17,7 @@ import (
 func TestRecallReadYourWritesWithProjectorStopped(t *testing.T) {
 	t.Parallel()
 	cfg := testenv.Config(t)
-	e, _ := startApp(t, cfg, wiring.API, wiring.Sequencer)
+	e, _ := startRoles(t, cfg, wiring.API, wiring.Sequencer)
 	proj, err := wiring.Start(context.Background(), cfg, testenv.Logger(t), wiring.Projector)
 	if err != nil {
 		t.Fatal(err)

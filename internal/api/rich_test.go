@@ -111,7 +111,7 @@ func (e *env) waitProjected(t *testing.T, conv string, seq int64) {
 // caught up, and after a rebuild from TIMELINE.
 func TestRichMessages(t *testing.T) {
 	t.Parallel()
-	e, a := startApp(t, testenv.Config(t), wiring.API, wiring.Sequencer) // the history projector runs by hand
+	e, a := startRoles(t, testenv.Config(t), wiring.API, wiring.Sequencer) // the history projector runs by hand
 	x, y, z := e.register(t, "richx"), e.register(t, "richy"), e.register(t, "richz")
 	g := e.createConv(t, x, "group", "rich", y.ID)
 	other := e.createConv(t, x, "direct", "", z.ID)
@@ -293,7 +293,7 @@ func (e *env) waitMentions(t *testing.T, conv string, want map[user]int64) {
 func TestMentionCounts(t *testing.T) {
 	t.Parallel()
 	cfg := testenv.Config(t)
-	e, a := startApp(t, cfg, wiring.API, wiring.Sequencer, wiring.Projector)
+	e, a := startRoles(t, cfg, wiring.API, wiring.Sequencer, wiring.Projector)
 	x, y, z := e.register(t, "menx"), e.register(t, "meny"), e.register(t, "menz")
 	g := e.createConv(t, x, "group", "mentions", y.ID, z.ID)
 	sendM := func(u user, id string, mentions ...string) int64 {
@@ -363,7 +363,7 @@ func (e *env) search(t *testing.T, u user, query string) []int64 {
 // recalls never; the same after a rebuild.
 func TestSearch(t *testing.T) {
 	t.Parallel()
-	e, a := startApp(t, testenv.Config(t), wiring.API, wiring.Sequencer, wiring.Projector)
+	e, a := startRoles(t, testenv.Config(t), wiring.API, wiring.Sequencer, wiring.Projector)
 	x, y, z := e.register(t, "srchx"), e.register(t, "srchy"), e.register(t, "srchz")
 	g := e.createConv(t, x, "group", "search", y.ID)
 	h := e.createConv(t, x, "direct", "", y.ID)

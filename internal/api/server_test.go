@@ -35,7 +35,7 @@ func startServer(t *testing.T, change func(*config.Config)) *serverEnv {
 	}
 	a, err := wiring.Start(context.Background(), cfg, testenv.Logger(t), wiring.AllRoles...)
 	if err != nil {
-		t.Fatalf("start app: %v", err)
+		t.Fatalf("start system: %v", err)
 	}
 	t.Cleanup(func() { _ = a.Stop() })
 	ecfg := cfg

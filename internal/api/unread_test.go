@@ -17,11 +17,11 @@ import (
 )
 
 // startApp is start with a chosen configuration and roles.
-func startApp(t *testing.T, cfg config.Config, roles ...wiring.Role) (*env, *wiring.System) {
+func startRoles(t *testing.T, cfg config.Config, roles ...wiring.Role) (*env, *wiring.System) {
 	t.Helper()
 	a, err := wiring.Start(context.Background(), cfg, testenv.Logger(t), roles...)
 	if err != nil {
-		t.Fatalf("start app: %v", err)
+		t.Fatalf("start system: %v", err)
 	}
 	t.Cleanup(func() { a.Stop() })
 	return &env{base: "http://" + a.Addr, pool: a.Pool, cfg: cfg, client: &http.Client{Timeout: 30 * time.Second}}, a
@@ -105,7 +105,7 @@ func TestRecall(t *testing.T) {
 	// messages, are within it on a loaded machine; the late one waits for
 	// it to pass.
 	cfg.RecallWindow = 10 * time.Second
-	e, _ := startApp(t, cfg, wiring.API, wiring.Sequencer, wiring.Projector)
+	e, _ := startRoles(t, cfg, wiring.API, wiring.Sequencer, wiring.Projector)
 	owner, a, b := e.register(t, "rowner"), e.register(t, "reca"), e.register(t, "recb")
 	g := e.createConv(t, owner, "group", "recalls", a.ID, b.ID)
 	e.send(t, a, g.ID, "a1", "first")        // 1
@@ -167,7 +167,7 @@ func TestRecall(t *testing.T) {
 func TestUnreadProjectorRedeliveryAndRebuild(t *testing.T) {
 	t.Parallel()
 	cfg := testenv.Config(t)
-	e, a := startApp(t, cfg, wiring.API, wiring.Sequencer) // no projectors: we run the unread one by hand
+	e, a := startRoles(t, cfg, wiring.API, wiring.Sequencer) // no projectors: we run the unread one by hand
 	x, y, z := e.register(t, "unx"), e.register(t, "uny"), e.register(t, "unz")
 	g := e.createConv(t, x, "group", "crash", y.ID, z.ID)
 	for i := 0; i < 200; i++ {

@@ -92,7 +92,7 @@ func (r *receiver) got() ([]json.RawMessage, []hooks.Notification, int) {
 type system struct {
 	t      *testing.T
 	cfg    config.Config
-	app    *wiring.System
+	sys    *wiring.System
 	js     jetstream.JetStream
 	client *http.Client
 }
@@ -111,7 +111,7 @@ func startSystem(t *testing.T, change func(*config.Config), roles ...wiring.Role
 		t.Fatalf("start: %v", err)
 	}
 	t.Cleanup(func() { _ = a.Stop() })
-	return &system{t: t, cfg: cfg, app: a, js: a.NATS.JS, client: &http.Client{Timeout: 30 * time.Second}}
+	return &system{t: t, cfg: cfg, sys: a, js: a.NATS.JS, client: &http.Client{Timeout: 30 * time.Second}}
 }
 
 // startRole starts another process of the same deployment.
@@ -130,7 +130,7 @@ func (s *system) startRole(roles ...wiring.Role) *wiring.System {
 func (s *system) call(method, path, token string, body, out any) int {
 	s.t.Helper()
 	b, _ := json.Marshal(body)
-	req, _ := http.NewRequest(method, "http://"+s.app.Addr+path, bytes.NewReader(b))
+	req, _ := http.NewRequest(method, "http://"+s.sys.Addr+path, bytes.NewReader(b))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Authorization", "Bearer "+token)
 	res, err := s.client.Do(req)
@@ -414,8 +414,8 @@ func TestOfflinePush(t *testing.T) {
 	alice, bob, carol, dave := s.user("alice"), s.user("bob"), s.user("carol"), s.user("dave")
 	c1 := s.group(alice, bob, carol, dave)
 	c2 := s.group(alice, carol)
-	dialWS(t, s.app.Addr, bob.Token) // bob is online; alice too, but she sends
-	dialWS(t, s.app.Addr, alice.Token)
+	dialWS(t, s.sys.Addr, bob.Token) // bob is online; alice too, but she sends
+	dialWS(t, s.sys.Addr, alice.Token)
 
 	s2 := s.send(alice, c2, "a1", map[string]string{"text": "one"})
 	s1 := s.send(alice, c1, "a2", map[string]string{"text": "two"})
