@@ -47,7 +47,7 @@ type Options struct {
 		MentionCounts(ctx context.Context, user string) (map[string]int64, error)
 	}
 	// Revocations holds the logged-out sessions in memory; nil: each
-	// request asks Postgres.
+	// request asks Stores.Sessions.
 	Revocations *auth.Revocations
 	// Limits counts failed logins and sign-ups; nil: no such limits.
 	Limits                                     *activity.Windows
