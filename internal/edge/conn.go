@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"sync"
@@ -14,8 +15,9 @@ import (
 	"github.com/seqchat/seqchat/internal/auth"
 )
 
-// conn is one client connection. Its reader runs on the HTTP handler's
-// goroutine, its writer on one of its own; commands wait for their seq on
+// conn is one client connection. Its reader runs on a goroutine of its
+// own, the only one an idle connection has (readFrames); a writer runs while there is
+// something to write (outbox.go); commands wait for their seq on
 // goroutines of their own, so that a slow command never stalls reading.
 type conn struct {
 	e       *Edge
@@ -28,8 +30,9 @@ type conn struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	ws     *websocket.Conn
-	out    outbox        // the bounded outbound queue
-	done   chan struct{} // closed when the connection is to close
+	br     *bufio.Reader // what ws reads from (corkWriter): frames buffered
+	out    outbox        // the bounded outbound queue and its writer
+	pinger *time.Timer   // the next ping; guarded by out.mu
 
 	closeOnce sync.Once
 	closeCode int
@@ -64,8 +67,7 @@ func newConn(e *Edge, claims auth.Claims, id string) *conn {
 		e: e, user: claims.UserID, session: claims.SessionID, origin: e.opt.ID + "/" + id,
 		pc:  activity.Conn{User: claims.UserID, ID: id},
 		ctx: ctx, cancel: cancel,
-		out: outbox{max: e.opt.OutboundSize, wake: make(chan struct{}, 1)}, done: make(chan struct{}),
-		streams: map[string]*stream{}, inFlight: map[string]int{},
+		out:       outbox{max: e.opt.OutboundSize},
 		holdUntil: time.Now().Add(e.opt.FirstSyncWait),
 	}
 	if e.opt.RateLimits {
@@ -74,26 +76,90 @@ func newConn(e *Edge, claims auth.Claims, id string) *conn {
 	return c
 }
 
-// serve runs the connection until it ends.
+// serve runs the connection until it ends: it reads on the caller's
+// goroutine and on those readFrames hands the reading to; writers come and
+// go with what there is to write (outbox.go). The last reader ends the
+// connection (end).
 func (c *conn) serve(ws *websocket.Conn) {
 	c.ws = ws
-	writerDone := make(chan struct{})
-	go func() { defer close(writerDone); c.writeLoop() }()
-	err := c.readLoop()
-	if err != nil && !errorIs(err) && !errors.Is(err, websocket.ErrReadLimit) {
+	if cc, ok := ws.NetConn().(*corkConn); ok {
+		c.br = cc.br
+	}
+	c.out.mu.Lock()
+	c.pinger = time.AfterFunc(c.e.opt.PingInterval, c.ping)
+	c.out.mu.Unlock()
+	if c.out.start() {
+		go c.writeOut()
+	}
+	idle := c.e.opt.IdleTimeout
+	c.ws.SetReadLimit(maxFrame) // gorilla answers a bigger frame with 1009
+	_ = c.ws.SetReadDeadline(time.Now().Add(idle))
+	c.ws.SetPongHandler(func(string) error { return c.ws.SetReadDeadline(time.Now().Add(idle)) })
+	c.readFrames()
+}
+
+// readFrames reads and handles frames while they come. Handling a frame
+// grows the goroutine's stack (JSON decoding), and the garbage collector
+// gives that back only slowly: so when no frame is buffered the wait for the
+// next one goes to a fresh goroutine, whose stack stays small for as long as
+// the connection is idle, and this one ends.
+func (c *conn) readFrames() {
+	idle := c.e.opt.IdleTimeout
+	for {
+		_, data, err := c.ws.ReadMessage()
+		if err != nil {
+			c.end(err)
+			return
+		}
+		_ = c.ws.SetReadDeadline(time.Now().Add(idle))
+		c.e.m.framesIn.Inc()
+		c.handle(data)
+		if c.br != nil && c.br.Buffered() == 0 {
+			go c.readFrames()
+			return
+		}
+	}
+}
+
+// end closes the connection after its reading ended with err.
+func (c *conn) end(err error) {
+	if !errorIs(err) && !errors.Is(err, websocket.ErrReadLimit) {
 		c.e.opt.Log.Debug("connection ended", "user", c.user, "conn", c.origin, "err", err)
 	}
 	c.close(websocket.CloseNormalClosure, "")
 	c.cancel()
-	<-writerDone
-	_ = ws.Close()
+	c.out.mu.Lock()
+	c.pinger.Stop() // closing: ping sets it no more
+	c.out.mu.Unlock()
+	c.out.writers.Wait()
+	_ = c.ws.Close()
+	c.e.remove(c)
+}
+
+// ping has the writer send a ping, every PingInterval until the connection
+// closes: a timer, not a goroutine, waits for it.
+func (c *conn) ping() {
+	ok, start := c.out.pingDue()
+	if !ok {
+		return
+	}
+	c.out.mu.Lock()
+	if !c.out.closing {
+		c.pinger.Reset(c.e.opt.PingInterval)
+	}
+	c.out.mu.Unlock()
+	if start {
+		go c.writeOut()
+	}
 }
 
 // close asks the writer to send a close frame and end the connection.
 func (c *conn) close(code int, text string) {
 	c.closeOnce.Do(func() {
 		c.closeCode, c.closeText = code, text
-		close(c.done)
+		if c.out.shut() {
+			go c.writeOut()
+		}
 	})
 }
 
@@ -110,36 +176,6 @@ func (c *conn) readLoop() error {
 		_ = c.ws.SetReadDeadline(time.Now().Add(idle))
 		c.e.m.framesIn.Inc()
 		c.handle(data)
-	}
-}
-
-func (c *conn) writeLoop() {
-	ping := time.NewTicker(c.e.opt.PingInterval)
-	defer ping.Stop()
-	for {
-		select {
-		case <-c.out.wake:
-			// Everything queued goes out in one write (cork.go).
-			n, err := writeFrames(c.ws, c.out.take(), func() { _ = c.ws.SetWriteDeadline(time.Now().Add(writeWait)) })
-			c.e.m.framesOut.Add(float64(n))
-			if err != nil {
-				c.close(websocket.CloseAbnormalClosure, "")
-				_ = c.ws.NetConn().Close() // wake the reader
-				return
-			}
-		case <-ping.C:
-			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait)); err != nil {
-				_ = c.ws.NetConn().Close()
-				return
-			}
-		case <-c.done:
-			if c.closeCode != websocket.CloseAbnormalClosure {
-				_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(c.closeCode, c.closeText), time.Now().Add(time.Second))
-			}
-			// The reader sees the socket closed and returns.
-			_ = c.ws.NetConn().Close()
-			return
-		}
 	}
 }
 

@@ -26,9 +26,14 @@ var corkBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); retu
 
 type corkConn struct {
 	net.Conn
+	br  *bufio.Reader // what the WebSocket reads from (corkWriter)
 	mu  sync.Mutex
 	buf *[]byte // non-nil while corked
 }
+
+// readBufferSize is the read buffer of a connection, which it holds for
+// life: small, as a frame bigger than it is read straight into the message.
+const readBufferSize = 512
 
 // Write sends p, or gathers it while corked.
 func (c *corkConn) Write(p []byte) (int, error) {
@@ -94,7 +99,16 @@ func (w corkWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	return &corkConn{Conn: nc}, brw, nil
+	if brw.Reader.Buffered() > 0 {
+		return nc, brw, nil // the upgrader refuses it
+	}
+	// The upgrader (ReadBufferSize 0) reads from brw.Reader when it holds
+	// more than 256 bytes, else from a 4 KiB one of its own: this one is
+	// ours, so that the connection sees whether a frame is buffered
+	// (readFrames), and smaller than net/http's.
+	cc := &corkConn{Conn: nc}
+	cc.br = bufio.NewReaderSize(cc, readBufferSize)
+	return cc, bufio.NewReadWriter(cc.br, brw.Writer), nil
 }
 
 // writeFrames writes text frames, in one write syscall when the socket is

@@ -15,6 +15,9 @@ func (c *conn) stream(conv string) *stream {
 	if s == nil {
 		s = newStream()
 		s.hold = c.holding()
+		if c.streams == nil {
+			c.streams = map[string]*stream{} // made once something arrives
+		}
 		c.streams[conv] = s
 	}
 	return s

@@ -257,7 +257,10 @@ func New(nc *nats.Conn, cmds Publisher, hist History, members Members, tokens *a
 		m: newMetrics(opt.Metrics), ctx: ctx, stop: stop, failing: serve.NewRepeats(time.Minute),
 		conns: map[*conn]struct{}{}, byUser: map[string]map[*conn]struct{}{},
 		upgrader: websocket.Upgrader{
-			ReadBufferSize:  1024,
+			// corkWriter hands it the read buffer, which every connection
+			// holds for life: small, as a frame bigger than it is read
+			// straight into the message.
+			ReadBufferSize:  0,
 			WriteBufferSize: 1024,
 			// One pool for all connections: an idle connection holds no
 			// write buffer.
@@ -467,10 +470,7 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Serve on a goroutine of our own and let net/http's handler return:
 	// it would otherwise hold its request buffers (8 KiB) and the stack
 	// that parsed the request for the whole life of the socket.
-	go func() {
-		defer e.remove(c)
-		c.serve(ws)
-	}()
+	go c.serve(ws) // its end removes it
 }
 
 func httpError(w http.ResponseWriter, err error) {

@@ -55,6 +55,9 @@ func (c *conn) submit(cmd events.Command) {
 		return
 	}
 	c.nInFlight++
+	if c.inFlight == nil {
+		c.inFlight = map[string]int{} // made once the connection sends
+	}
 	c.inFlight[key]++
 	c.queue = append(c.queue, job{cmd: cmd, start: time.Now()})
 	start := !c.publishing
