@@ -31,10 +31,9 @@ func (p *process) newGuards(ctx context.Context) (*guards, error) {
 	if err != nil {
 		return nil, err
 	}
-	pool := p.pool
 	g := &guards{
 		revs: revs, frames: fanout.NewFrames(p.nc.NC, p.pres),
-		friends: func(ctx context.Context, user string) ([]string, error) { return postgres.FriendIDs(ctx, pool, user) },
+		friends: postgres.NewFriends(p.pool).IDs,
 	}
 	if cfg.RateLimits {
 		g.limits = activity.NewWindows(p.rdb, cfg.RedisPrefix)
