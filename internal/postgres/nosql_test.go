@@ -27,7 +27,6 @@ var sqlPending = []string{
 	"internal/projector/history",
 	"internal/push",
 	"internal/receipts",
-	"internal/wiring",
 	"unread",
 }
 

@@ -16,6 +16,11 @@ import (
 	"github.com/seqchat/seqchat/migrations"
 )
 
+// Pool is the connection pool the stores are opened on. Code that only
+// hands it from Open to the stores (the wiring) names it here and needs
+// no pgx of its own.
+type Pool = pgxpool.Pool
+
 // Open connects to dsn, creating its database if it does not exist, and
 // brings the schema up to date.
 func Open(ctx context.Context, dsn string) (*pgxpool.Pool, error) {

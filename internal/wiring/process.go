@@ -13,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
@@ -35,7 +34,7 @@ type process struct {
 	cfg  config.Config
 	log  *slog.Logger
 	nc   *timeline.Conn
-	pool *pgxpool.Pool
+	pool *postgres.Pool
 	rdb  *redis.Client
 	reg  *prometheus.Registry
 	mux  *http.ServeMux
@@ -130,8 +129,8 @@ func ensureStreams(ctx context.Context, nc *timeline.Conn, cfg config.Config, lo
 
 // openPostgres opens the pool, waiting for Postgres while it is not up yet
 // (a process started beside its database should not crash-loop).
-func openPostgres(ctx context.Context, url string, log *slog.Logger) (*pgxpool.Pool, error) {
-	var pool *pgxpool.Pool
+func openPostgres(ctx context.Context, url string, log *slog.Logger) (*postgres.Pool, error) {
+	var pool *postgres.Pool
 	err := untilUp(ctx, log, "postgres", func() (err error) {
 		pool, err = postgres.Open(ctx, url)
 		return err

@@ -17,10 +17,10 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/oklog/ulid/v2"
 
 	"github.com/seqchat/seqchat/internal/config"
+	"github.com/seqchat/seqchat/internal/postgres"
 	"github.com/seqchat/seqchat/internal/serve"
 	"github.com/seqchat/seqchat/timeline"
 )
@@ -44,7 +44,7 @@ type System struct {
 	Addr string
 	// NATS is the process's connection (and embedded server, if any).
 	NATS *timeline.Conn
-	Pool *pgxpool.Pool
+	Pool *postgres.Pool
 
 	cancel context.CancelFunc
 	done   chan struct{}
