@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"io"
 	"sync"
 	"time"
 
@@ -105,15 +106,18 @@ func (c *conn) serve(ws *websocket.Conn) {
 // the connection is idle, and this one ends.
 func (c *conn) readFrames() {
 	idle := c.e.opt.IdleTimeout
+	var buf frameBuffer
 	for {
-		_, data, err := c.ws.ReadMessage()
+		data, err := buf.read(c.ws)
 		if err != nil {
+			buf.release()
 			c.end(err)
 			return
 		}
 		_ = c.ws.SetReadDeadline(time.Now().Add(idle))
 		c.e.m.framesIn.Inc()
 		c.handle(data)
+		buf.release()
 		if c.br != nil && c.br.Buffered() == 0 {
 			go c.readFrames()
 			return
@@ -232,4 +236,50 @@ func (c *conn) handle(data []byte) {
 	case "sync":
 		go c.sync(f.ID, f.Cursors)
 	}
+}
+
+// frameBuffers hold inbound frames while they are handled, so that reading
+// a frame allocates nothing and an idle connection holds no buffer.
+var frameBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// frameBuffer holds one inbound frame while it is handled: nothing of the
+// frame may be kept past release (decoding copies what it keeps).
+type frameBuffer struct{ buf *[]byte }
+
+// read reads the next frame, as ws.ReadMessage would, into a pooled buffer.
+func (f *frameBuffer) read(ws *websocket.Conn) ([]byte, error) {
+	_, r, err := ws.NextReader()
+	if err != nil {
+		return nil, err
+	}
+	if f.buf == nil {
+		f.buf = frameBuffers.Get().(*[]byte)
+	}
+	b := (*f.buf)[:0]
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			*f.buf = b
+			return b, nil
+		}
+		if err != nil {
+			*f.buf = b
+			return nil, err
+		}
+	}
+}
+
+// release gives the buffer back; a big one goes to the garbage collector.
+func (f *frameBuffer) release() {
+	if f.buf == nil {
+		return
+	}
+	if cap(*f.buf) <= 16<<10 {
+		frameBuffers.Put(f.buf)
+	}
+	f.buf = nil
 }

@@ -1,9 +1,13 @@
 package edge
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"slices"
 	"time"
+
+	"github.com/seqchat/seqchat/events"
 )
 
 // Reads from history: the replay a sync asks for and the repair of a gap.
@@ -73,8 +77,8 @@ func (c *conn) sync(id string, cursors map[string]int64) {
 		}
 		// Nothing else of conv enters the queue while it syncs, so these
 		// can go out without the lock, paced by the client's reading.
-		for i := range list {
-			if !c.sendPaced(eventFrame(list[i].Encode())) {
+		for _, f := range replayFrames(list, nil) {
+			if !c.sendPaced(f) {
 				return
 			}
 		}
@@ -142,4 +146,28 @@ func (c *conn) repair(conv string) {
 		s.addEvent(ev.Seq, eventFrame(ev.Encode()), c.ownID(conv, ev.ID, ev.From))
 	}
 	c.flush(conv, s)
+}
+
+// replayFrames appends the event frames of list to out: the bytes
+// eventFrame(ev.Encode()) gives, encoded into one buffer for the page
+// rather than twice into two of their own per event.
+func replayFrames(list []events.Event, out [][]byte) [][]byte {
+	var page bytes.Buffer
+	page.Grow(len(list) * 256)
+	enc := json.NewEncoder(&page) // escapes HTML as json.Marshal does
+	const prefix = `{"type":"event"`
+	for i := range list {
+		start := page.Len()
+		page.WriteString(prefix)
+		if err := enc.Encode(&list[i]); err != nil {
+			continue // an Event always encodes (Event.Encode); skipped like an unframeable one
+		}
+		b := page.Bytes()[start : page.Len()-1] // the newline Encode ends with
+		if len(b) < len(prefix)+2 || b[len(prefix)] != '{' {
+			continue
+		}
+		b[len(prefix)] = ',' // an Event is never an empty object
+		out = append(out, b[:len(b):len(b)])
+	}
+	return out
 }
