@@ -11,12 +11,13 @@ import (
 // reflection costs a dozen allocations each time. It only accepts the plain
 // form (exact lower-case field names, strings without escapes, integers,
 // bodies json.Valid accepts); anything else goes to encoding/json, which
-// stays the definition of what these decode to.
+// stays the definition of what these decode to. The edge decodes its
+// client frames the same way (ScanFlat and the Plain* helpers).
 
-// scanFlat calls field for each member of the JSON object b with the
+// ScanFlat calls field for each member of the JSON object b with the
 // member's raw value. It returns false, having maybe called field for some
 // members, when b is not a plain object or field returns false.
-func scanFlat(b []byte, field func(key, val []byte) bool) bool {
+func ScanFlat(b []byte, field func(key, val []byte) bool) bool {
 	i := skipSpace(b, 0)
 	if i >= len(b) || b[i] != '{' {
 		return false
@@ -69,7 +70,7 @@ func skipSpace(b []byte, i int) int {
 }
 
 // skipValue returns the end of the JSON value starting at b[i]. It finds
-// the extent only; callers check what they take (plainString, plainInt,
+// the extent only; callers check what they take (PlainString, PlainInt,
 // json.Valid).
 func skipValue(b []byte, i int) (int, bool) {
 	if i >= len(b) {
@@ -120,9 +121,9 @@ func skipString(b []byte, i int) (int, bool) {
 	return 0, false
 }
 
-// plainString decodes a JSON string without escapes, control characters
+// PlainString decodes a JSON string without escapes, control characters
 // or invalid UTF-8 (encoding/json would rewrite those).
-func plainString(v []byte) (string, bool) {
+func PlainString(v []byte) (string, bool) {
 	if len(v) < 2 || v[0] != '"' || v[len(v)-1] != '"' {
 		return "", false
 	}
@@ -141,8 +142,8 @@ func plainString(v []byte) (string, bool) {
 	return string(s), true
 }
 
-// plainInt decodes a JSON integer that fits an int64.
-func plainInt(v []byte) (int64, bool) {
+// PlainInt decodes a JSON integer that fits an int64.
+func PlainInt(v []byte) (int64, bool) {
 	neg := len(v) > 0 && v[0] == '-'
 	d := v
 	if neg {
@@ -164,8 +165,8 @@ func plainInt(v []byte) (int64, bool) {
 	return n, true
 }
 
-// plainBody copies a raw body that is valid JSON and not null.
-func plainBody(v []byte) (json.RawMessage, bool) {
+// PlainBody copies a raw body that is valid JSON and not null.
+func PlainBody(v []byte) (json.RawMessage, bool) {
 	if len(v) == 0 || v[0] == 'n' || !json.Valid(v) {
 		return nil, false
 	}
@@ -173,12 +174,12 @@ func plainBody(v []byte) (json.RawMessage, bool) {
 }
 
 func fastEvent(b []byte, e *Event) bool {
-	return scanFlat(b, func(key, v []byte) (ok bool) {
+	return ScanFlat(b, func(key, v []byte) (ok bool) {
 		switch string(key) {
 		case "conv":
-			e.Conv, ok = plainString(v)
+			e.Conv, ok = PlainString(v)
 		case "seq":
-			e.Seq, ok = plainInt(v)
+			e.Seq, ok = PlainInt(v)
 		case "kind":
 			switch string(v) { // the kinds need no copy of their own
 			case `"` + KindMessage + `"`:
@@ -186,20 +187,20 @@ func fastEvent(b []byte, e *Event) bool {
 			case `"` + KindRecall + `"`:
 				e.Kind, ok = KindRecall, true
 			default:
-				e.Kind, ok = plainString(v)
+				e.Kind, ok = PlainString(v)
 			}
 		case "id":
-			e.ID, ok = plainString(v)
+			e.ID, ok = PlainString(v)
 		case "from":
-			e.From, ok = plainString(v)
+			e.From, ok = PlainString(v)
 		case "ts":
-			e.TS, ok = plainInt(v)
+			e.TS, ok = PlainInt(v)
 		case "body":
-			e.Body, ok = plainBody(v)
+			e.Body, ok = PlainBody(v)
 		case "target":
-			e.Target, ok = plainInt(v)
+			e.Target, ok = PlainInt(v)
 		case "user":
-			e.User, ok = plainString(v)
+			e.User, ok = PlainString(v)
 		case "recalled":
 			switch string(v) {
 			case "true":
@@ -213,26 +214,26 @@ func fastEvent(b []byte, e *Event) bool {
 }
 
 func fastCommand(b []byte, c *Command) bool {
-	return scanFlat(b, func(key, v []byte) (ok bool) {
+	return ScanFlat(b, func(key, v []byte) (ok bool) {
 		switch string(key) {
 		case "op":
 			if string(v) == `"`+OpSend+`"` {
 				c.Op, ok = OpSend, true
 			} else {
-				c.Op, ok = plainString(v)
+				c.Op, ok = PlainString(v)
 			}
 		case "id":
-			c.ID, ok = plainString(v)
+			c.ID, ok = PlainString(v)
 		case "conv":
-			c.Conv, ok = plainString(v)
+			c.Conv, ok = PlainString(v)
 		case "from":
-			c.From, ok = plainString(v)
+			c.From, ok = PlainString(v)
 		case "body":
-			c.Body, ok = plainBody(v)
+			c.Body, ok = PlainBody(v)
 		case "target":
-			c.Target, ok = plainInt(v)
+			c.Target, ok = PlainInt(v)
 		case "user":
-			c.User, ok = plainString(v)
+			c.User, ok = PlainString(v)
 		}
 		return ok
 	})

@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 
@@ -65,6 +66,36 @@ func FuzzDecodeFrame(f *testing.F) {
 			}
 		default:
 			t.Fatalf("accepted type %q", fr.Type)
+		}
+	})
+}
+
+// What the fast path decodes, it decodes as encoding/json does.
+func FuzzFastFrame(f *testing.F) {
+	for _, s := range []string{
+		`{"type":"send","id":"01J","conv":"c1","body":{"text":"hi"}}`,
+		`{"type":"send","id":"01J","conv":"c1","body":{"text":"hi \"x\""} , "type":"edit"}`,
+		`{"type":"recall","id":"r1","conv":"c1","target":3}`,
+		`{"type":"read","id":"x","conv":"c1","seq":-0}`,
+		`{"type":"ping","id":"p"}`,
+		`{"Type":"ping"}`,
+		`{"type":"send","body":null}`,
+		`{"type":"send","body":[1,2,{"a":"]"}]}`,
+		"{\"type\":\"s\xc3\xa9nd\"}",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var fast frame
+		if !fastFrame(data, &fast) {
+			return
+		}
+		var slow frame
+		if err := events.DecodeObject("frame", data, &slow); err != nil {
+			t.Fatalf("fast path took %q, encoding/json refuses it: %v", data, err)
+		}
+		if !reflect.DeepEqual(fast, slow) {
+			t.Fatalf("%q: fast path %+v, encoding/json %+v", data, fast, slow)
 		}
 	})
 }
