@@ -1,0 +1,213 @@
+package sequencer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/seqchat/seqchat/events"
+	"github.com/seqchat/seqchat/timeline"
+)
+
+// event builds the event a command becomes.
+func (s *Sequencer) event(c *events.Command, ts int64) events.Event {
+	ev := events.Event{Conv: c.Conv, ID: c.ID, From: c.From, TS: ts}
+	switch c.Op {
+	case events.OpSend:
+		ev.Kind, ev.Body, ev.ReplyTo, ev.Mentions = events.KindMessage, c.Body, c.ReplyTo, c.Mentions
+	case events.OpEdit:
+		ev.Kind, ev.Target, ev.Body = events.KindEdit, c.Target, c.Body
+	case events.OpReact:
+		ev.Kind, ev.Target, ev.Emoji, ev.On = events.KindReaction, c.Target, c.Emoji, c.On
+	case events.OpRecall:
+		ev.Kind, ev.Target = events.KindRecall, c.Target
+	case events.OpJoin:
+		ev.Kind, ev.User = events.KindMemberJoined, c.User
+	case events.OpLeave:
+		ev.Kind, ev.User = events.KindMemberLeft, c.User
+	}
+	return ev
+}
+
+// position returns conv's position, reading it from TIMELINE on a cold start.
+func (s *Sequencer) position(ctx context.Context, state map[string]*timeline.Position, conv string) (*timeline.Position, error) {
+	if pos, ok := state[conv]; ok {
+		return pos, nil
+	}
+	pos, err := s.tl.Last(ctx, conv)
+	if err != nil {
+		return nil, err
+	}
+	if len(state) > 1_000_000 {
+		clear(state)
+	}
+	state[conv] = &pos
+	return &pos, nil
+}
+
+// append stores the accepted commands' events. Commands of one conversation
+// go in order, one per round; the rounds pipeline every conversation of the
+// batch at once, each append carrying the stream sequence its conversation
+// must be at. With AtomicBatches the whole batch is first tried as one atomic
+// append.
+func (s *Sequencer) append(ctx context.Context, state map[string]*timeline.Position, work []*pending) error {
+	ts := s.opt.Now().UnixMilli()
+	queues := map[string][]*pending{}
+	var order []string
+	for _, p := range work {
+		if p.result != nil {
+			continue
+		}
+		if _, ok := queues[p.cmd.Conv]; !ok {
+			order = append(order, p.cmd.Conv)
+		}
+		queues[p.cmd.Conv] = append(queues[p.cmd.Conv], p)
+	}
+	if len(order) == 0 {
+		return nil
+	}
+	deepest := 0
+	for _, q := range queues {
+		deepest = max(deepest, len(q))
+	}
+	// Rounds cost a round trip per command of the busiest conversation;
+	// an atomic batch one for all (plus, on a single file replica, staging
+	// it in a synced file): worth it once a conversation is busy.
+	if s.opt.AtomicBatches || deepest > 2 {
+		done, err := s.appendAtomic(ctx, state, work, ts)
+		if done || err != nil {
+			return err
+		}
+	}
+	return s.appendRounds(ctx, state, queues, order, ts)
+}
+
+// appendRounds appends queues (each conversation's commands, in order) in
+// rounds: each round appends the next command of every conversation in
+// order at once, each carrying the stream sequence its conversation must be
+// at, and retries those that lost a race.
+func (s *Sequencer) appendRounds(ctx context.Context, state map[string]*timeline.Position, queues map[string][]*pending, order []string, ts int64) error {
+	conflicts := 0
+	for len(order) > 0 {
+		type flight struct {
+			p   *pending
+			pos *timeline.Position
+			f   jetstream.PubAckFuture
+		}
+		flights := make([]flight, 0, len(order))
+		for _, conv := range order {
+			p := queues[conv][0]
+			pos, err := s.position(ctx, state, conv)
+			if err != nil {
+				return err
+			}
+			p.ev = s.event(&p.cmd, ts)
+			p.ev.Seq = pos.Seq + 1
+			expect := pos.StreamSeq
+			f, err := s.tl.AppendAsync(timeline.Entry{Event: &p.ev, MsgID: p.cmd.DedupeKey(), Origin: p.origin, Expect: &expect})
+			if err != nil {
+				return err
+			}
+			flights = append(flights, flight{p, pos, f})
+		}
+		var next []string
+		for _, fl := range flights {
+			conv := fl.p.cmd.Conv
+			streamSeq, dup, err := timeline.Settle(ctx, fl.f)
+			switch {
+			case errors.Is(err, timeline.ErrConflict):
+				// Another sequencer appended first: reload and retry this one.
+				s.conflicts.Inc()
+				delete(state, conv)
+				if conflicts++; conflicts > 100*len(flights) {
+					return fmt.Errorf("append to %s: still conflicting after %d attempts", conv, conflicts)
+				}
+			case err != nil:
+				return err
+			case dup:
+				// Appended before (a redelivery, a resend within the window):
+				// answer with the original.
+				orig, err := s.tl.Get(ctx, streamSeq)
+				if err != nil {
+					return fmt.Errorf("resolve duplicate %s: %w", fl.p.cmd.DedupeKey(), err)
+				}
+				s.dups.Inc()
+				fl.p.ev = orig.Event
+				delete(state, conv) // the original need not be the last event
+				s.settle(fl.p)
+				queues[conv] = queues[conv][1:]
+			default:
+				fl.pos.Seq, fl.pos.StreamSeq = fl.p.ev.Seq, streamSeq
+				s.appended.Inc()
+				s.settle(fl.p)
+				queues[conv] = queues[conv][1:]
+			}
+			if len(queues[conv]) > 0 {
+				next = append(next, conv)
+			}
+		}
+		order = next
+	}
+	return nil
+}
+
+// appendAtomic tries the whole batch as one atomic append; done is false
+// when it failed and the caller should append in rounds.
+func (s *Sequencer) appendAtomic(ctx context.Context, state map[string]*timeline.Position, work []*pending, ts int64) (done bool, err error) {
+	var entries []timeline.Entry
+	var batch []*pending
+	next := map[string]int64{}
+	for _, p := range work {
+		if p.result != nil {
+			continue
+		}
+		pos, err := s.position(ctx, state, p.cmd.Conv)
+		if err != nil {
+			return false, err
+		}
+		p.ev = s.event(&p.cmd, ts)
+		e := timeline.Entry{Event: &p.ev, MsgID: p.cmd.DedupeKey(), Origin: p.origin}
+		if n, ok := next[p.cmd.Conv]; ok {
+			p.ev.Seq = n + 1
+		} else {
+			p.ev.Seq = pos.Seq + 1
+			expect := pos.StreamSeq
+			e.Expect = &expect
+		}
+		next[p.cmd.Conv] = p.ev.Seq
+		entries = append(entries, e)
+		batch = append(batch, p)
+	}
+	first, err := s.tl.AppendBatch(ctx, entries)
+	if err != nil {
+		if ctx.Err() != nil {
+			return false, ctx.Err()
+		}
+		s.opt.Log.Debug("atomic batch failed; appending in rounds", "err", err, "size", len(batch))
+		for conv := range next {
+			delete(state, conv)
+		}
+		return false, nil
+	}
+	for i, p := range batch {
+		pos := state[p.cmd.Conv]
+		pos.Seq, pos.StreamSeq = p.ev.Seq, first+uint64(i)
+		s.settle(p)
+	}
+	s.appended.Add(float64(len(batch)))
+	return true, nil
+}
+
+// settle records the result of an appended command.
+func (s *Sequencer) settle(p *pending) {
+	p.result = &events.Result{Conv: p.ev.Conv, Seq: p.ev.Seq, TS: p.ev.TS}
+	s.recent.put(p.cmd.DedupeKey(), *p.result)
+	if p.cmd.Op == events.OpRecall && p.ev.Kind == events.KindRecall {
+		s.recent.put(recallKey(p.cmd.Conv, p.cmd.Target), *p.result)
+	}
+	if p.cmd.Op == events.OpJoin || p.cmd.Op == events.OpLeave {
+		s.members.Invalidate(p.cmd.Conv)
+	}
+}
