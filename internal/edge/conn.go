@@ -63,7 +63,9 @@ type conn struct {
 }
 
 func newConn(e *Edge, claims auth.Claims, id string) *conn {
-	ctx, cancel := context.WithCancel(e.ctx)
+	// Not a child of a context of the edge's: the parent would hold every
+	// connection in its map of children (shutdown cancels them instead).
+	ctx, cancel := context.WithCancel(context.Background())
 	c := &conn{
 		e: e, user: claims.UserID, session: claims.SessionID, origin: e.opt.ID + "/" + id,
 		pc:  activity.Conn{User: claims.UserID, ID: id},

@@ -232,10 +232,7 @@ type Edge struct {
 	failing *serve.Repeats
 	typists typingGate // typing.go
 
-	// ctx is the parent of every connection's context; stop ends it.
-	ctx  context.Context
-	stop context.CancelFunc
-	wg   sync.WaitGroup // connections being served
+	wg sync.WaitGroup // connections being served
 
 	mu      sync.RWMutex
 	closing bool
@@ -251,10 +248,9 @@ func New(nc *nats.Conn, cmds Publisher, hist History, members Members, tokens *a
 	if !events.ValidToken(opt.ID) {
 		return nil, fmt.Errorf("edge id %q cannot be a subject token", opt.ID)
 	}
-	ctx, stop := context.WithCancel(context.Background())
 	e := &Edge{
 		opt: opt, nc: nc, cmds: cmds, hist: hist, members: members, tokens: tokens, presence: pres,
-		m: newMetrics(opt.Metrics), ctx: ctx, stop: stop, failing: serve.NewRepeats(time.Minute),
+		m: newMetrics(opt.Metrics), failing: serve.NewRepeats(time.Minute),
 		conns: map[*conn]struct{}{}, byUser: map[string]map[*conn]struct{}{},
 		upgrader: websocket.Upgrader{
 			// corkWriter hands it the read buffer, which every connection
@@ -271,7 +267,6 @@ func New(nc *nats.Conn, cmds Publisher, hist History, members Members, tokens *a
 	}
 	sub, err := nc.Subscribe(timeline.DeliverSubject(opt.ID), e.deliver)
 	if err != nil {
-		stop()
 		return nil, fmt.Errorf("subscribe to %s: %w", timeline.DeliverSubject(opt.ID), err)
 	}
 	// A burst beyond this is dropped by NATS and repaired from history.
@@ -279,7 +274,6 @@ func New(nc *nats.Conn, cmds Publisher, hist History, members Members, tokens *a
 	e.sub = sub
 	if err := e.subscribeAll(); err != nil {
 		_ = sub.Unsubscribe()
-		stop()
 		return nil, err
 	}
 	if opt.Revocations != nil {
@@ -431,7 +425,10 @@ func (e *Edge) shutdown() {
 	case <-time.After(5 * time.Second):
 		e.opt.Log.Warn("connections still open at shutdown")
 	}
-	e.stop()
+	// What is still open loses its context: its commands and reads end.
+	for _, c := range list {
+		c.cancel()
+	}
 }
 
 // ServeHTTP authenticates and upgrades a connection, then serves it.
