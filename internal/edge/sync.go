@@ -30,62 +30,81 @@ func (c *conn) sync(id string, cursors map[string]int64) {
 	}
 	// Hold the live events from here on: anything appended after the head
 	// read below arrives after this point.
+	c.beginSync(convs)
+	heads := make(map[string]int64, len(convs))
+	for _, conv := range convs {
+		head, sent, err := c.replay(ctx, conv, max(cursors[conv]+1, joined[conv]))
+		if err != nil {
+			c.fail(id, err)
+		}
+		if err != nil || !sent {
+			c.abandonSync(convs)
+			return
+		}
+		heads[conv] = head
+	}
+	c.settleSync(id, convs, heads)
+}
+
+// beginSync holds the live events of convs until the sync settles.
+func (c *conn) beginSync(convs []string) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.nSyncs++
 	for _, conv := range convs {
 		c.stream(conv).syncing++
 	}
-	c.mu.Unlock()
-	settled := false
-	defer func() {
-		if settled {
-			return
-		}
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		c.nSyncs--
-		for _, conv := range convs {
-			s := c.streams[conv]
-			s.syncing--
-			if !c.holding() {
-				s.release() // no cursor from this sync: start at what is held
-			}
-			c.flush(conv, s)
-		}
-		// A failed sync is no first sync: the wait for one goes on.
-		c.releaseIfDue()
-		c.armHold()
-	}()
+}
 
-	heads := make(map[string]int64, len(convs))
-	for _, conv := range convs {
-		head, err := c.e.hist.Head(ctx, conv)
-		if err != nil {
-			c.fail(id, err)
-			return
-		}
-		heads[conv] = head
-		from := max(cursors[conv]+1, joined[conv])
-		to := min(head, from+maxReplay-1)
-		if from > to {
-			continue // nothing after the cursor (or a cursor past the head)
-		}
-		list, err := c.e.hist.Range(ctx, conv, from, to)
-		if err != nil {
-			c.fail(id, err)
-			return
-		}
-		// Nothing else of conv enters the queue while it syncs, so these
-		// can go out without the lock, paced by the client's reading.
-		for _, f := range replayFrames(list, nil) {
-			if !c.sendPaced(f) {
-				return
-			}
+// replay sends conv's events from seq from on, up to its head (at most
+// maxReplay of them), and returns that head; sent is false when the
+// connection closed meanwhile.
+func (c *conn) replay(ctx context.Context, conv string, from int64) (head int64, sent bool, err error) {
+	head, err = c.e.hist.Head(ctx, conv)
+	if err != nil {
+		return 0, false, err
+	}
+	to := min(head, from+maxReplay-1)
+	if from > to {
+		return head, true, nil // nothing after the cursor (or a cursor past the head)
+	}
+	list, err := c.e.hist.Range(ctx, conv, from, to)
+	if err != nil {
+		return 0, false, err
+	}
+	// Nothing else of conv enters the queue while it syncs, so these
+	// can go out without the lock, paced by the client's reading.
+	for _, f := range replayFrames(list, nil) {
+		if !c.sendPaced(f) {
+			return head, false, nil
 		}
 	}
+	return head, true, nil
+}
+
+// abandonSync ends a sync that failed or whose connection is closing: the
+// live events it held go on as if it had not been asked for.
+func (c *conn) abandonSync(convs []string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	settled = true
+	c.nSyncs--
+	for _, conv := range convs {
+		s := c.streams[conv]
+		s.syncing--
+		if !c.holding() {
+			s.release() // no cursor from this sync: start at what is held
+		}
+		c.flush(conv, s)
+	}
+	// A failed sync is no first sync: the wait for one goes on.
+	c.releaseIfDue()
+	c.armHold()
+}
+
+// settleSync answers synced with heads: live delivery goes on above them.
+func (c *conn) settleSync(id string, convs []string, heads map[string]int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.nSyncs--
 	var acks [][]byte
 	for _, conv := range convs {
