@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"sync"
 	"time"
 
@@ -32,6 +33,7 @@ type conn struct {
 	cancel context.CancelFunc
 	ws     *websocket.Conn
 	br     *bufio.Reader // what ws reads from (corkWriter): frames buffered
+	raw    net.Conn      // the socket under ws, for waitReadable
 	out    outbox        // the bounded outbound queue and its writer
 	pinger *time.Timer   // the next ping; guarded by out.mu
 
@@ -88,24 +90,27 @@ func (c *conn) serve(ws *websocket.Conn) {
 	if cc, ok := ws.NetConn().(*corkConn); ok {
 		c.br = cc.br
 	}
+	c.raw = rawConn(ws.NetConn())
 	c.out.mu.Lock()
 	c.pinger = time.AfterFunc(c.e.opt.PingInterval, c.ping)
 	c.out.mu.Unlock()
 	if c.out.start() {
 		go c.writeOut()
 	}
-	idle := c.e.opt.IdleTimeout
 	c.ws.SetReadLimit(maxFrame) // gorilla answers a bigger frame with 1009
-	_ = c.ws.SetReadDeadline(time.Now().Add(idle))
-	c.ws.SetPongHandler(func(string) error { return c.ws.SetReadDeadline(time.Now().Add(idle)) })
-	c.readFrames()
+	_ = c.ws.SetReadDeadline(time.Now().Add(c.e.opt.IdleTimeout))
+	c.ws.SetPongHandler(func(string) error { c.pong(); return nil })
+	c.awaitFrames()
 }
+
+// pong takes the client's answer to a ping: it is alive.
+func (c *conn) pong() { _ = c.ws.SetReadDeadline(time.Now().Add(c.e.opt.IdleTimeout)) }
 
 // readFrames reads and handles frames while they come. Handling a frame
 // grows the goroutine's stack (JSON decoding), and the garbage collector
 // gives that back only slowly: so when no frame is buffered the wait for the
-// next one goes to a fresh goroutine, whose stack stays small for as long as
-// the connection is idle, and this one ends.
+// next one goes to a fresh goroutine (awaitFrames, idle.go), whose stack
+// stays small for as long as the connection is idle, and this one ends.
 func (c *conn) readFrames() {
 	idle := c.e.opt.IdleTimeout
 	var buf frameBuffer
@@ -121,7 +126,7 @@ func (c *conn) readFrames() {
 		c.handle(data)
 		buf.release()
 		if c.br != nil && c.br.Buffered() == 0 {
-			go c.readFrames()
+			go c.awaitFrames()
 			return
 		}
 	}
@@ -155,7 +160,7 @@ func (c *conn) ping() {
 	}
 	c.out.mu.Unlock()
 	if start {
-		go c.writeOut()
+		c.writeOut() // on the timer's goroutine: pings of many idle connections come at once
 	}
 }
 
