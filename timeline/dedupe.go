@@ -14,27 +14,52 @@ import (
 
 // Dedupe remembers each command's result for the dedupe TTL (the KV bucket
 // DEDUPE), for resends that come after JetStream's in-memory duplicate
-// window. The sequencer looks a whole batch up in one request.
+// window. The sequencer looks a whole batch up in one request and stores a
+// whole batch's results in one atomic batch (the bucket's stream allows
+// atomic publish, see Ensure).
 type Dedupe struct {
-	js jetstream.JetStream
+	nc *nats.Conn
 	dg *direct
 }
 
 // NewDedupe returns the dedupe store; the bucket must exist (Ensure).
-func NewDedupe(nc *nats.Conn, js jetstream.JetStream) *Dedupe {
-	return &Dedupe{js: js, dg: newDirect(nc)}
+func NewDedupe(nc *nats.Conn) *Dedupe {
+	return &Dedupe{nc: nc, dg: newDirect(nc)}
 }
 
 const dedupePrefix = "$KV." + DedupeBucket + "."
 
-// Remember starts storing key's result; the futures report when it is stored.
-func (d *Dedupe) Remember(key string, r events.Result) (jetstream.PubAckFuture, error) {
-	b, _ := json.Marshal(r)
-	f, err := d.js.PublishAsync(dedupePrefix+key, b)
-	if err != nil {
-		return nil, fmt.Errorf("remember %s: %w", key, err)
+// Remembered is one command's result, for Remember.
+type Remembered struct {
+	Key    string
+	Result events.Result
+}
+
+// Remember stores the results of a batch of commands as one atomic batch
+// per maxAtomicBatch of them: one round trip, not one per command. Each
+// result is still its own key, so Lookup finds any of them; when Remember
+// returns nil, all are stored.
+func (d *Dedupe) Remember(ctx context.Context, rs []Remembered) error {
+	for len(rs) > 0 {
+		n := min(len(rs), maxAtomicBatch)
+		msgs := make([]*nats.Msg, n)
+		for i, r := range rs[:n] {
+			msgs[i] = nats.NewMsg(dedupePrefix + r.Key)
+			msgs[i].Data, _ = json.Marshal(r.Result)
+		}
+		ack, err := publishAtomic(ctx, d.nc, msgs)
+		if err != nil {
+			return fmt.Errorf("remember %d command results: %w", n, err)
+		}
+		if ack.Error != nil {
+			return fmt.Errorf("remember %d command results: %s (%d)", n, ack.Error.Description, ack.Error.ErrCode)
+		}
+		if ack.Count != n {
+			return fmt.Errorf("remember %d command results: stored %d", n, ack.Count)
+		}
+		rs = rs[n:]
 	}
-	return f, nil
+	return nil
 }
 
 // Lookup returns the remembered results of those keys that have one, in one

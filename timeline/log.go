@@ -2,14 +2,12 @@ package timeline
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nuid"
 
 	"github.com/seqchat/seqchat/events"
 )
@@ -106,30 +104,14 @@ func (l *Log) AppendBatch(ctx context.Context, entries []Entry) (uint64, error) 
 	if len(entries) == 0 {
 		return 0, nil
 	}
-	id := nuid.Next()
+	msgs := make([]*nats.Msg, len(entries))
+	for i := range entries {
+		msgs[i] = entries[i].msg()
+	}
 	last := len(entries) - 1
-	for i := range entries[:last] {
-		m := entries[i].msg()
-		m.Header.Set(hdrBatchID, id)
-		m.Header.Set(hdrBatchSeq, strconv.Itoa(i+1))
-		if err := l.nc.PublishMsg(m); err != nil {
-			return 0, fmt.Errorf("append batch to %s: %w", TimelineStream, err)
-		}
-	}
-	// The last message commits the batch, and only it is answered.
-	m := entries[last].msg()
-	m.Header.Set(hdrBatchID, id)
-	m.Header.Set(hdrBatchSeq, strconv.Itoa(last+1))
-	m.Header.Set(hdrBatchCommit, "1")
-	rctx, cancel := bounded(ctx)
-	resp, err := l.nc.RequestMsgWithContext(rctx, m)
-	cancel()
+	ack, err := publishAtomic(ctx, l.nc, msgs)
 	if err != nil {
-		return 0, fmt.Errorf("commit batch to %s: %w", TimelineStream, err)
-	}
-	var ack pubAck
-	if err := json.Unmarshal(resp.Data, &ack); err != nil {
-		return 0, fmt.Errorf("commit batch to %s: decode ack: %w", TimelineStream, err)
+		return 0, fmt.Errorf("append batch to %s: %w", TimelineStream, err)
 	}
 	if ack.Error != nil {
 		if lostRace(jetstream.ErrorCode(ack.Error.ErrCode)) {

@@ -116,6 +116,25 @@ func Ensure(ctx context.Context, js jetstream.JetStream, s Settings) error {
 			return fmt.Errorf("create or update bucket %s: %w", cfg.Bucket, err)
 		}
 	}
+	return allowAtomic(ctx, js, "KV_"+DedupeBucket)
+}
+
+// allowAtomic lets stream take atomic batches (Dedupe.Remember writes a
+// batch of results in one); a bucket's own config cannot say so, and
+// updating the bucket's config clears it.
+func allowAtomic(ctx context.Context, js jetstream.JetStream, stream string) error {
+	st, err := js.Stream(ctx, stream)
+	if err != nil {
+		return fmt.Errorf("open stream %s: %w", stream, err)
+	}
+	cfg := st.CachedInfo().Config
+	if cfg.AllowAtomicPublish {
+		return nil
+	}
+	cfg.AllowAtomicPublish = true
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		return fmt.Errorf("allow atomic batches on %s: %w", stream, err)
+	}
 	return nil
 }
 

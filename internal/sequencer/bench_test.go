@@ -79,6 +79,7 @@ func benchSequencer(b *testing.B, r *rig, convs int) {
 		b.Fatal(err)
 	}
 	b.ResetTimer()
+	before := r.nc.NC.Stats()
 	start := time.Now()
 	r.start(b, "bench")
 	for {
@@ -93,4 +94,18 @@ func benchSequencer(b *testing.B, r *rig, convs int) {
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "events/s")
+	// Messages the sequencer's connection sent and received per event: each
+	// awaited answer (a PubAck, a direct get's reply) is one message in.
+	// Counted once every command is acked, i.e. its result is in DEDUPE.
+	cmds, err := r.nc.JS.Stream(context.Background(), timeline.CmdsStream)
+	if err != nil {
+		b.Fatal(err)
+	}
+	testenv.Eventually(b, time.Minute, "every command acked", func() bool {
+		info, err := cmds.Info(context.Background())
+		return err == nil && info.State.Msgs == 0
+	})
+	after := r.nc.NC.Stats()
+	b.ReportMetric(float64(after.OutMsgs-before.OutMsgs)/float64(b.N), "nats-out/event")
+	b.ReportMetric(float64(after.InMsgs-before.InMsgs)/float64(b.N), "nats-in/event")
 }

@@ -88,19 +88,15 @@ func (s *Sequencer) decode(msgs []jetstream.Msg) (work []*pending, unseen []stri
 	return work, unseen
 }
 
-// remember stores the appended commands' results in DEDUPE and acks msgs
-// once they are stored.
+// remember stores the appended commands' results in DEDUPE, one write for
+// the batch, and acks msgs once they are stored.
 func (s *Sequencer) remember(ctx context.Context, work []*pending, msgs []jetstream.Msg) error {
-	var futures []jetstream.PubAckFuture
+	var results []timeline.Remembered
 	for _, p := range work {
 		if p.ev.Seq == 0 || p.result == nil || p.result.Code != "" {
 			continue
 		}
-		f, err := s.dedupe.Remember(p.cmd.DedupeKey(), *p.result)
-		if err != nil {
-			return err
-		}
-		futures = append(futures, f)
+		results = append(results, timeline.Remembered{Key: p.cmd.DedupeKey(), Result: *p.result})
 	}
 	// The commands are acked once their ids are remembered, but the next
 	// batch need not wait for that. Should remembering fail, they stay
@@ -108,15 +104,11 @@ func (s *Sequencer) remember(ctx context.Context, work []*pending, msgs []jetstr
 	// remembered again. (msgs is the caller's buffer: keep a copy.)
 	msgs = slices.Clone(msgs)
 	go func() {
-		for _, f := range futures {
-			select {
-			case <-f.Ok():
-			case err := <-f.Err():
+		if err := s.dedupe.Remember(ctx, results); err != nil {
+			if ctx.Err() == nil {
 				s.opt.Log.Warn("remember command ids; leaving the commands for redelivery", "err", err)
-				return
-			case <-ctx.Done():
-				return
 			}
+			return
 		}
 		for _, m := range msgs {
 			if err := m.Ack(); err != nil {

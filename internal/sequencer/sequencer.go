@@ -106,7 +106,7 @@ func New(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, members Mem
 	}
 	f := promauto.With(opt.Metrics)
 	return &Sequencer{
-		opt: opt, nc: nc, js: js, tl: timeline.New(nc, js), members: members, leases: leases, dedupe: timeline.NewDedupe(nc, js),
+		opt: opt, nc: nc, js: js, tl: timeline.New(nc, js), members: members, leases: leases, dedupe: timeline.NewDedupe(nc),
 		recent:    newRecent(200_000),
 		owning:    &ownedLog{log: opt.Log, total: opt.Partitions, quiet: 300 * time.Millisecond, owned: map[int]bool{}},
 		appended:  f.NewCounter(prometheus.CounterOpts{Name: "chat_sequencer_events_appended_total", Help: "Events appended to TIMELINE."}),

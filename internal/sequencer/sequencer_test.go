@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -280,6 +281,62 @@ func TestIdempotentResend(t *testing.T) {
 	got := r.timeline(t, "c1")
 	if len(got) != 2 || got[0].ID != cmd.ID || got[0].From != "alice" || got[1].From != "bob" {
 		t.Fatalf("timeline = %+v, want alice's event then bob's", got)
+	}
+}
+
+// Every command of a batch is remembered (DEDUPE takes a batch's results in
+// one write): after the partition moves to a cold sequencer and past
+// JetStream's duplicate window, a resend of any of them is answered with
+// its first seq and appends nothing.
+func TestIdempotentResendOfABatch(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, func(c *config.Config) { c.DuplicateWindow = time.Second })
+	testenv.Seed(t, r.pool, "c1", "alice", "bob")
+	ctx := testenv.Context(t, time.Minute)
+	stop := r.start(t, "seq-1")
+	cmds := make([]events.Command, 20)
+	for i := range cmds {
+		cmds[i] = events.Command{Op: events.OpSend, ID: fmt.Sprintf("01JBATCH%02d", i), Conv: "c1", From: "alice", Body: json.RawMessage(`{"text":"once"}`)}
+	}
+	submit := func(cmds []events.Command) []events.Result {
+		t.Helper()
+		ps, err := r.sub.PublishBatch(ctx, cmds, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := make([]events.Result, len(ps))
+		for i, p := range ps {
+			if out[i], err = p.Wait(ctx); err != nil {
+				t.Fatalf("command %d: %v", i, err)
+			}
+		}
+		return out
+	}
+	first := submit(cmds)
+	// Once every command is acked its result is in DEDUPE, the only thing
+	// that can answer the resends below.
+	stream, err := r.nc.JS.Stream(ctx, timeline.CmdsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 30*time.Second, "every command acked", func() bool {
+		info, err := stream.Info(ctx)
+		return err == nil && info.State.Msgs == 0
+	})
+	stop()
+	r.start(t, "seq-2")                 // takes the partition, nothing in memory
+	time.Sleep(1500 * time.Millisecond) // let JetStream's duplicate window pass
+	again := submit(append(slices.Clone(cmds), events.Command{Op: events.OpSend, ID: "01JBATCHNEW", Conv: "c1", From: "alice", Body: json.RawMessage(`{"text":"new"}`)}))
+	for i := range cmds {
+		if again[i] != first[i] || first[i].Seq != int64(i+1) {
+			t.Fatalf("resend of command %d answered %+v, first answered %+v", i, again[i], first[i])
+		}
+	}
+	if got := again[len(cmds)]; got.Seq != int64(len(cmds)+1) {
+		t.Fatalf("new command answered %+v, want seq %d", got, len(cmds)+1)
+	}
+	if got := r.timeline(t, "c1"); len(got) != len(cmds)+1 {
+		t.Fatalf("timeline has %d events, want %d", len(got), len(cmds)+1)
 	}
 }
 
