@@ -4,6 +4,6 @@ package edge
 
 import "net"
 
-// waitReadable returns at once: without a peek at the socket the reader
-// waits inside gorilla (idle.go).
+// waitReadable returns at once: without a peek at the socket the idle
+// reader waits in its buffer's read (skipPongs), a little deeper.
 func waitReadable(net.Conn) {}
