@@ -14,9 +14,10 @@ import (
 
 // Log appends to and reads from TIMELINE.
 type Log struct {
-	nc *nats.Conn
-	js jetstream.JetStream
-	dg *direct
+	nc   *nats.Conn
+	js   jetstream.JetStream
+	dg   *direct
+	repl replication
 }
 
 // New returns a Log over an open connection; the streams must exist (Ensure).
@@ -165,9 +166,9 @@ func (l *Log) Append(ctx context.Context, e Entry) (streamSeq uint64, dup bool, 
 	return Settle(ctx, f)
 }
 
-// Get returns the event stored at streamSeq.
+// Get returns the event stored at streamSeq, which an append's ack named.
 func (l *Log) Get(ctx context.Context, streamSeq uint64) (Stored, error) {
-	msgs, err := l.direct(ctx, directReq{Seq: streamSeq})
+	msgs, err := l.directOrLeader(ctx, directReq{Seq: streamSeq})
 	if err != nil {
 		return Stored{}, err
 	}
@@ -178,31 +179,59 @@ func (l *Log) Get(ctx context.Context, streamSeq uint64) (Stored, error) {
 }
 
 // Last returns conv's position; a conversation with no event is at zero.
+// It shows every acked append: on a replicated stream it asks the leader.
 func (l *Log) Last(ctx context.Context, conv string) (Position, error) {
-	msgs, err := l.direct(ctx, directReq{LastFor: TimelineSubject(conv)})
+	r := directReq{LastFor: TimelineSubject(conv)}
+	var msgs []Stored
+	var err error
+	if l.replicated(ctx) {
+		msgs, err = l.leader(ctx, r)
+	} else {
+		msgs, err = l.direct(ctx, r)
+	}
 	if err != nil || len(msgs) == 0 {
 		return Position{}, err
 	}
 	return Position{Seq: msgs[0].Seq, StreamSeq: msgs[0].StreamSeq}, nil
 }
 
-// Read returns up to limit events of conv with seq > after, ascending. hint,
-// when not zero, is a stream sequence at or below the one of seq after+1 (the
-// caller may know it from a projection); it saves the search.
+// Read returns up to limit events of conv with seq > after, ascending, up
+// to its head when Read began. hint, when not zero, is a stream sequence at
+// or below the one of seq after+1 (the caller may know it from a
+// projection); it saves the search.
+//
+// The head comes from Last, so the events up to it are known to exist: a
+// direct answer short of them came from a follower still applying them, and
+// the rest is read from the leader.
 func (l *Log) Read(ctx context.Context, conv string, after int64, limit int, hint uint64) ([]Stored, error) {
 	if limit <= 0 {
 		return nil, nil
 	}
-	start, err := l.locate(ctx, conv, after+1, hint)
+	last, err := l.Last(ctx, conv)
+	if err != nil {
+		return nil, err
+	}
+	start, err := l.locate(ctx, conv, after+1, hint, last)
 	if err != nil || start == 0 {
 		return nil, err
 	}
+	want := int(min(int64(limit), last.Seq-after))
+	subj := TimelineSubject(conv)
 	var out []Stored
-	for len(out) < limit {
-		n := min(limit-len(out), 1000)
-		msgs, err := l.direct(ctx, directReq{Seq: start, NextFor: TimelineSubject(conv), Batch: n})
+	for len(out) < want {
+		n := min(want-len(out), 1000)
+		msgs, err := l.direct(ctx, directReq{Seq: start, NextFor: subj, Batch: n})
 		if err != nil {
 			return nil, err
+		}
+		if len(msgs) == 0 && l.replicated(ctx) {
+			msgs, err = l.leader(ctx, directReq{Seq: start, NextFor: subj})
+			if err != nil {
+				return nil, err
+			}
+		}
+		if len(msgs) == 0 {
+			break // truncated since Last
 		}
 		for _, m := range msgs {
 			if m.Seq != after+int64(len(out))+1 {
@@ -210,21 +239,18 @@ func (l *Log) Read(ctx context.Context, conv string, after int64, limit int, hin
 			}
 			out = append(out, m)
 		}
-		if len(msgs) < n {
-			break
-		}
 		start = msgs[len(msgs)-1].StreamSeq + 1
 	}
 	return out, nil
 }
 
-// locate finds the stream sequence of conv's event seq, or 0 if it has none.
-// Seqs grow with stream sequences, so a binary search over the stream with
-// "next message of this subject" probes finds it in O(log n) lookups.
-func (l *Log) locate(ctx context.Context, conv string, seq int64, lo uint64) (uint64, error) {
-	last, err := l.Last(ctx, conv)
-	if err != nil || last.Seq < seq || seq < 1 {
-		return 0, err
+// locate finds the stream sequence of conv's event seq, or 0 if it has none,
+// last being conv's position. Seqs grow with stream sequences, so a binary
+// search over the stream with "next message of this subject" probes finds
+// it in O(log n) lookups.
+func (l *Log) locate(ctx context.Context, conv string, seq int64, lo uint64, last Position) (uint64, error) {
+	if last.Seq < seq || seq < 1 {
+		return 0, nil
 	}
 	if last.Seq == seq {
 		return last.StreamSeq, nil
@@ -234,7 +260,8 @@ func (l *Log) locate(ctx context.Context, conv string, seq int64, lo uint64) (ui
 	subj := TimelineSubject(conv)
 	probe := lo // the first probe at the hint usually hits
 	for lo <= hi {
-		msgs, err := l.direct(ctx, directReq{Seq: probe, NextFor: subj})
+		// Every probe is at or below the head: an event follows it.
+		msgs, err := l.directOrLeader(ctx, directReq{Seq: probe, NextFor: subj})
 		if err != nil {
 			return 0, err
 		}
