@@ -73,10 +73,18 @@ func (c *conn) replay(ctx context.Context, conv string, from int64) (head int64,
 		return 0, false, err
 	}
 	// Nothing else of conv enters the queue while it syncs, so these
-	// can go out without the lock, paced by the client's reading.
-	for _, f := range replayFrames(list, nil) {
-		if !c.sendPaced(f) {
-			return head, false, nil
+	// can go out without the lock, paced by the client's reading. They are
+	// encoded a few at a time, so that the writer starts on the first ones
+	// while the rest are encoded.
+	var frames [][]byte
+	for len(list) > 0 {
+		n := min(len(list), replayChunk)
+		frames = replayFrames(list[:n], frames[:0])
+		list = list[n:]
+		for _, f := range frames {
+			if !c.sendPaced(f) {
+				return head, false, nil
+			}
 		}
 	}
 	return head, true, nil
@@ -166,6 +174,9 @@ func (c *conn) repair(conv string) {
 	}
 	c.flush(conv, s)
 }
+
+// replayChunk is how many events of a replay are encoded at once.
+const replayChunk = 64
 
 // replayFrames appends the event frames of list to out: the bytes
 // eventFrame(ev.Encode()) gives, encoded into one buffer for the page
