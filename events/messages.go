@@ -72,3 +72,9 @@ func NotAMessage(seq int64, kind string) error {
 func TooManyUserCommands(retry time.Duration) error {
 	return Errorf(CodeRateLimited, "too many commands from this user; retry in %ds with the same id", int(math.Ceil(max(retry.Seconds(), 1))))
 }
+
+// StoreUnavailable wraps a failed store call: the client may retry. what says
+// what was being done, in the client's words.
+func StoreUnavailable(what string, err error) error {
+	return WrapError(CodeUnavailable, err, "%s: store unavailable, try again", what)
+}

@@ -239,7 +239,7 @@ func (a *API) friends(w http.ResponseWriter, r *http.Request, c auth.Claims) err
 
 // unavailable wraps a store failure: the client may retry.
 func unavailable(what string, err error) error {
-	return events.WrapError(events.CodeUnavailable, err, "%s: store unavailable, try again", what)
+	return events.StoreUnavailable(what, err)
 }
 
 // over answers rate_limited when key used up its limit. A limit that cannot

@@ -11,7 +11,7 @@ import (
 // unavailable wraps a failed statement: the client may retry. what says what
 // was being done, in the client's words.
 func unavailable(what string, err error) error {
-	return events.WrapError(events.CodeUnavailable, err, "%s: store unavailable, try again", what)
+	return events.StoreUnavailable(what, err)
 }
 
 // isUniqueViolation reports whether err is Postgres refusing a duplicate key.
