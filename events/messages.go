@@ -1,9 +1,6 @@
 package events
 
-import (
-	"math"
-	"time"
-)
+import "time"
 
 // The errors more than one role answers, each worded once here so that a
 // client sees the same text whether the edge, the api or the sequencer
@@ -70,7 +67,7 @@ func NotAMessage(seq int64, kind string) error {
 // TooManyUserCommands refuses a command over the per-user limit the edges
 // and the api share; retry is how long until the window ends.
 func TooManyUserCommands(retry time.Duration) error {
-	return Errorf(CodeRateLimited, "too many commands from this user; retry in %ds with the same id", int(math.Ceil(max(retry.Seconds(), 1))))
+	return RateLimited(retry, "too many commands from this user; retry in %ds with the same id", RetrySeconds(retry))
 }
 
 // StoreUnavailable wraps a failed store call: the client may retry. what says
