@@ -205,7 +205,7 @@ func (p *PendingCommand) Wait(ctx context.Context) (events.Result, error) {
 	select {
 	case r := <-p.ch:
 		if r.Code != "" {
-			return r, events.Errorf(events.Code(r.Code), "%s", r.Message)
+			return r, events.Errorf(events.ParseCode(r.Code), "%s", r.Message)
 		}
 		return r, nil
 	case <-ctx.Done():

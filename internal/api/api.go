@@ -8,7 +8,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"math"
 	"net"
 	"net/http"
 	"strconv"
@@ -191,7 +190,9 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 	// process's admission control) says it in Retry-After.
 	var re interface{ RetryAfter() time.Duration }
 	if errors.As(err, &re) {
-		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(max(re.RetryAfter().Seconds(), 1)))))
+		w.Header().Set("Retry-After", strconv.Itoa(events.RetrySeconds(re.RetryAfter())))
+	} else if after := events.RetryAfterOf(err); after > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(events.RetrySeconds(after)))
 	}
 	if re, ok := errors.AsType[*retryError](err); ok {
 		a.obs.rejected.WithLabelValues(re.limit).Inc()

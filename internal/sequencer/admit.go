@@ -133,7 +133,7 @@ func (s *Sequencer) checkRecall(ctx context.Context, c *events.Command) (*events
 	}
 	// A group's owner (or admin) may recall anything, at any time; a sender
 	// their own message, within the window.
-	privileged := cv.Members[c.From] == "owner" || cv.Members[c.From] == "admin"
+	privileged := events.Role(cv.Members[c.From]).Privileged()
 	if !privileged && target.From != c.From {
 		return nil, events.Errorf(events.CodeForbidden, "only the sender or the group's owner may recall")
 	}
