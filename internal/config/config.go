@@ -327,9 +327,6 @@ func level(v string) (slog.Level, error) {
 	return 0, fmt.Errorf("CHAT_LOG_LEVEL: want debug, info, warn or error, got %q", v)
 }
 
-// FromEnv loads the configuration of a command from os.Args and the environment.
-func FromEnv() (Config, error) { return Load(os.Args[1:], os.Getenv) }
-
 // Setting is one setting as -h shows it.
 type Setting struct {
 	Env     string // its CHAT_* variable
