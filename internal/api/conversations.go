@@ -52,13 +52,13 @@ func (a *API) createConversation(w http.ResponseWriter, r *http.Request, c auth.
 	if len(req.Title) > 200 {
 		return events.Errorf(events.CodeBadRequest, "title is over 200 bytes")
 	}
-	switch req.Kind {
-	case "direct":
+	switch events.ConvKind(req.Kind) {
+	case events.ConvDirect:
 		if len(members) != 2 {
 			return events.Errorf(events.CodeBadRequest, "a direct conversation has exactly one other member")
 		}
 		req.Title = ""
-	case "group":
+	case events.ConvGroup:
 		if len(members) > a.opt.MaxGroupMembers {
 			return events.Errorf(events.CodeBadRequest, "a group has at most %d members", a.opt.MaxGroupMembers)
 		}
@@ -74,14 +74,14 @@ func (a *API) createConversation(w http.ResponseWriter, r *http.Request, c auth.
 	}
 	conv := conversationJSON{ID: ulid.Make().String(), Kind: req.Kind, Title: req.Title, Members: members}
 	var owner string
-	if req.Kind == "group" {
+	if events.ConvKind(req.Kind) == events.ConvGroup {
 		owner = c.UserID
 	}
 	roles := make([]string, len(members))
 	for i, m := range members {
-		roles[i] = "member"
+		roles[i] = string(events.RoleMember)
 		if owner != "" && m == owner {
-			roles[i] = "owner"
+			roles[i] = string(events.RoleOwner)
 		}
 	}
 	// A direct conversation between two users is unique: asking again
@@ -185,10 +185,10 @@ func (a *API) addMember(w http.ResponseWriter, r *http.Request, c auth.Claims) e
 	if err != nil {
 		return err
 	}
-	if kind != "group" {
+	if events.ConvKind(kind) != events.ConvGroup {
 		return events.Errorf(events.CodeBadRequest, "members can only be added to groups")
 	}
-	if role != "owner" && role != "admin" {
+	if !events.Role(role).Privileged() {
 		return events.Errorf(events.CodeForbidden, "only the group's owner adds members")
 	}
 	user, err := a.resolveUser(ctx, req.UserID)
@@ -235,11 +235,11 @@ func (a *API) removeMember(w http.ResponseWriter, r *http.Request, c auth.Claims
 	if err != nil {
 		return err
 	}
-	if kind != "group" {
+	if events.ConvKind(kind) != events.ConvGroup {
 		return events.Errorf(events.CodeBadRequest, "members can only leave or be removed from groups")
 	}
 	user := r.PathValue("user")
-	if user != c.UserID && role != "owner" && role != "admin" {
+	if user != c.UserID && !events.Role(role).Privileged() {
 		return events.Errorf(events.CodeForbidden, "only the group's owner removes others")
 	}
 	// Mark the member leaving first (they stop reading and sending), then
