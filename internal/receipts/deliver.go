@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 
+	"github.com/seqchat/seqchat/events"
 	"github.com/seqchat/seqchat/internal/membership"
 )
 
@@ -35,7 +36,7 @@ func Deliver(members Members, send Sender) Notify {
 			// The reader's own devices still hear of it.
 			cv = &membership.Conv{}
 		}
-		if cv.Kind == "direct" {
+		if events.ConvKind(cv.Kind) == events.ConvDirect {
 			for u := range cv.Members {
 				if u != r.User {
 					to = append(to, u)
