@@ -15,16 +15,17 @@ import (
 // Dedupe remembers each command's result for the dedupe TTL (the KV bucket
 // DEDUPE), for resends that come after JetStream's in-memory duplicate
 // window. The sequencer looks a whole batch up in one request and stores a
-// whole batch's results in one atomic batch (the bucket's stream allows
-// atomic publish, see Ensure).
+// whole batch's results either pipelined (Remember) or in one atomic batch
+// (RememberBatch; the bucket's stream allows atomic publish, see Ensure).
 type Dedupe struct {
 	nc *nats.Conn
+	js jetstream.JetStream
 	dg *direct
 }
 
 // NewDedupe returns the dedupe store; the bucket must exist (Ensure).
-func NewDedupe(nc *nats.Conn) *Dedupe {
-	return &Dedupe{nc: nc, dg: newDirect(nc)}
+func NewDedupe(nc *nats.Conn, js jetstream.JetStream) *Dedupe {
+	return &Dedupe{nc: nc, js: js, dg: newDirect(nc)}
 }
 
 const dedupePrefix = "$KV." + DedupeBucket + "."
@@ -35,11 +36,37 @@ type Remembered struct {
 	Result events.Result
 }
 
-// Remember stores the results of a batch of commands as one atomic batch
-// per maxAtomicBatch of them: one round trip, not one per command. Each
-// result is still its own key, so Lookup finds any of them; when Remember
-// returns nil, all are stored.
+// Remember stores the results of a batch of commands, one pipelined write
+// (and PubAck) each; when it returns nil, all are stored.
 func (d *Dedupe) Remember(ctx context.Context, rs []Remembered) error {
+	futures := make([]jetstream.PubAckFuture, 0, len(rs))
+	for _, r := range rs {
+		b, _ := json.Marshal(r.Result)
+		f, err := d.js.PublishAsync(dedupePrefix+r.Key, b)
+		if err != nil {
+			return fmt.Errorf("remember %s: %w", r.Key, err)
+		}
+		futures = append(futures, f)
+	}
+	for _, f := range futures {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return fmt.Errorf("remember %s: %w", strings.TrimPrefix(f.Msg().Subject, dedupePrefix), err)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// RememberBatch stores the results of a batch of commands as one atomic
+// batch per maxAtomicBatch of them: one write and one PubAck, not one per
+// command (one Raft proposal on a cluster). Each result is still its own
+// key, so Lookup finds any of them; when RememberBatch returns nil, all are
+// stored. On a single file-backed replica JetStream stages an atomic batch
+// in a synced file, which costs more than Remember's pipelined writes.
+func (d *Dedupe) RememberBatch(ctx context.Context, rs []Remembered) error {
 	for len(rs) > 0 {
 		n := min(len(rs), maxAtomicBatch)
 		msgs := make([]*nats.Msg, n)

@@ -10,8 +10,9 @@ import (
 	"github.com/seqchat/seqchat/timeline"
 )
 
-// Remember stores a batch larger than one atomic batch, and Lookup finds
-// every key of it (and nothing for a key never remembered).
+// Remember and RememberBatch (here larger than one atomic batch) store a
+// batch of results, and Lookup finds
+// every key of them (and nothing for a key never remembered).
 func TestDedupeRememberBatchAndLookup(t *testing.T) {
 	t.Parallel()
 	c := testenv.Connect(t)
@@ -19,7 +20,7 @@ func TestDedupeRememberBatchAndLookup(t *testing.T) {
 	if err := timeline.Ensure(ctx, c.JS, timeline.Settings{Storage: "file"}); err != nil {
 		t.Fatal(err)
 	}
-	d := timeline.NewDedupe(c.NC)
+	d := timeline.NewDedupe(c.NC, c.JS)
 	var rs []timeline.Remembered
 	var keys []string
 	for i := 0; i < 1500; i++ {
@@ -27,10 +28,14 @@ func TestDedupeRememberBatchAndLookup(t *testing.T) {
 		rs = append(rs, timeline.Remembered{Key: k, Result: events.Result{Conv: "c1", Seq: int64(i + 1), TS: 7}})
 		keys = append(keys, k)
 	}
-	if err := d.Remember(ctx, rs); err != nil {
+	// Pipelined for the first 100, atomic (in two batches) for the rest.
+	if err := d.Remember(ctx, rs[:100]); err != nil {
 		t.Fatal(err)
 	}
-	for _, ks := range [][]string{keys[:3], keys[999:1002], keys[1497:]} {
+	if err := d.RememberBatch(ctx, rs[100:]); err != nil {
+		t.Fatal(err)
+	}
+	for _, ks := range [][]string{keys[:3], keys[98:102], keys[1099:1102], keys[1497:]} {
 		got, err := d.Lookup(ctx, append(ks, "alice.never"))
 		if err != nil {
 			t.Fatal(err)

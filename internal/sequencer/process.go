@@ -88,8 +88,9 @@ func (s *Sequencer) decode(msgs []jetstream.Msg) (work []*pending, unseen []stri
 	return work, unseen
 }
 
-// remember stores the appended commands' results in DEDUPE, one write for
-// the batch, and acks msgs once they are stored.
+// remember stores the appended commands' results in DEDUPE (one atomic
+// write for the batch with AtomicBatches, else pipelined writes) and acks
+// msgs once they are stored.
 func (s *Sequencer) remember(ctx context.Context, work []*pending, msgs []jetstream.Msg) error {
 	var results []timeline.Remembered
 	for _, p := range work {
@@ -104,7 +105,11 @@ func (s *Sequencer) remember(ctx context.Context, work []*pending, msgs []jetstr
 	// remembered again. (msgs is the caller's buffer: keep a copy.)
 	msgs = slices.Clone(msgs)
 	go func() {
-		if err := s.dedupe.Remember(ctx, results); err != nil {
+		remember := s.dedupe.Remember
+		if s.opt.AtomicBatches {
+			remember = s.dedupe.RememberBatch
+		}
+		if err := remember(ctx, results); err != nil {
 			if ctx.Err() == nil {
 				s.opt.Log.Warn("remember command ids; leaving the commands for redelivery", "err", err)
 			}

@@ -52,7 +52,8 @@ type Options struct {
 	// round trip and, on a cluster, one Raft proposal. Worth it where
 	// JetStream stages batches cheaply (memory or replicated streams); a
 	// single file-backed replica stages them in synced files, so there only
-	// batches with a busy conversation go atomic.
+	// batches with a busy conversation go atomic. It also writes a batch's
+	// results to DEDUPE as one atomic batch rather than one write each.
 	AtomicBatches bool
 	// History answers recall's questions; without it recall is refused.
 	History History
@@ -106,7 +107,7 @@ func New(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, members Mem
 	}
 	f := promauto.With(opt.Metrics)
 	return &Sequencer{
-		opt: opt, nc: nc, js: js, tl: timeline.New(nc, js), members: members, leases: leases, dedupe: timeline.NewDedupe(nc),
+		opt: opt, nc: nc, js: js, tl: timeline.New(nc, js), members: members, leases: leases, dedupe: timeline.NewDedupe(nc, js),
 		recent:    newRecent(200_000),
 		owning:    &ownedLog{log: opt.Log, total: opt.Partitions, quiet: 300 * time.Millisecond, owned: map[int]bool{}},
 		appended:  f.NewCounter(prometheus.CounterOpts{Name: "chat_sequencer_events_appended_total", Help: "Events appended to TIMELINE."}),

@@ -289,8 +289,13 @@ func TestIdempotentResend(t *testing.T) {
 // JetStream's duplicate window, a resend of any of them is answered with
 // its first seq and appends nothing.
 func TestIdempotentResendOfABatch(t *testing.T) {
-	t.Parallel()
+	t.Run("pipelined", func(t *testing.T) { t.Parallel(); testResendOfABatch(t, false) })
+	t.Run("atomic", func(t *testing.T) { t.Parallel(); testResendOfABatch(t, true) })
+}
+
+func testResendOfABatch(t *testing.T, atomic bool) {
 	r := newRig(t, func(c *config.Config) { c.DuplicateWindow = time.Second })
+	r.atomic = atomic
 	testenv.Seed(t, r.pool, "c1", "alice", "bob")
 	ctx := testenv.Context(t, time.Minute)
 	stop := r.start(t, "seq-1")
