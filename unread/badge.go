@@ -8,12 +8,11 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/seqchat/seqchat/events"
-	"github.com/seqchat/seqchat/internal/membership"
 )
 
 // Recipients are the members for whom message e counts as unread: every
 // member but the sender whose history includes it.
-func Recipients(cv *membership.Conv, e events.Event) []string {
+func Recipients(cv *events.Conv, e events.Event) []string {
 	var out []string
 	for u := range cv.Members {
 		if u != e.From && cv.Joined[u] <= e.Seq {

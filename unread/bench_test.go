@@ -8,7 +8,6 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/seqchat/seqchat/events"
-	"github.com/seqchat/seqchat/internal/membership"
 	"github.com/seqchat/seqchat/internal/testenv"
 	"github.com/seqchat/seqchat/unread"
 )
@@ -16,10 +15,10 @@ import (
 // members is a fixed membership: the benchmark measures Redis, not Postgres
 // (the projector's membership cache answers from memory after the first
 // event of a conversation anyway).
-type members map[string]*membership.Conv
+type members map[string]*events.Conv
 
-func (m members) Get(_ context.Context, conv string) (*membership.Conv, error) { return m[conv], nil }
-func (m members) Invalidate(string)                                            {}
+func (m members) Get(_ context.Context, conv string) (*events.Conv, error) { return m[conv], nil }
+func (m members) Invalidate(string)                                        {}
 
 // BenchmarkUnread measures the unread projection's work per event, one
 // pipelined Redis round trip per batch (with the check that the projection
@@ -47,7 +46,7 @@ func BenchmarkUnread(b *testing.B) {
 			}
 			m := members{}
 			for c := 0; c < tc.convs; c++ {
-				cv := &membership.Conv{Kind: "group", Members: map[string]string{}, Joined: map[string]int64{}}
+				cv := &events.Conv{Kind: "group", Members: map[string]string{}, Joined: map[string]int64{}}
 				for u := 0; u < tc.size; u++ {
 					cv.Members[fmt.Sprintf("u%d-%d", c, u)] = "member"
 				}

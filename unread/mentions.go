@@ -5,7 +5,6 @@ import (
 	"slices"
 
 	"github.com/seqchat/seqchat/events"
-	"github.com/seqchat/seqchat/internal/membership"
 )
 
 // Mentions: beside each unread zset, a zset per (user, conversation) of the
@@ -26,7 +25,7 @@ func Mention(user, conv string, seq int64) Op { return Op{opMention, user, conv,
 
 // appendMentions adds a mention op for each recipient of message e that it
 // mentions (each once, however often it names them).
-func appendMentions(ops []Op, cv *membership.Conv, e events.Event) []Op {
+func appendMentions(ops []Op, cv *events.Conv, e events.Event) []Op {
 	if len(e.Mentions) == 0 {
 		return ops
 	}

@@ -11,7 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/seqchat/seqchat/events"
-	"github.com/seqchat/seqchat/internal/membership"
+	"github.com/seqchat/seqchat/internal/postgres"
 	"github.com/seqchat/seqchat/timeline"
 )
 
@@ -20,7 +20,7 @@ const ConsumerName = "unread"
 
 // Members answers who is in a conversation.
 type Members interface {
-	Get(ctx context.Context, conv string) (*membership.Conv, error)
+	Get(ctx context.Context, conv string) (*events.Conv, error)
 	Invalidate(conv string)
 }
 
@@ -148,7 +148,7 @@ func Rebuild(ctx context.Context, store *Store, pool *pgxpool.Pool, js jetstream
 	if err := store.Clear(ctx); err != nil {
 		return 0, err
 	}
-	members := membership.New(pool, 0)
+	members := postgres.NewMemberCache(pool, 0)
 	// Read pointers first: a replayed message at or below one is not unread.
 	rows, err := pool.Query(ctx, "SELECT user_id, conv_id, read_seq FROM members WHERE read_seq > 0")
 	if err != nil {

@@ -4,7 +4,7 @@ import (
 	"context"
 	"time"
 
-	"github.com/seqchat/seqchat/internal/membership"
+	"github.com/seqchat/seqchat/events"
 	"github.com/seqchat/seqchat/internal/postgres"
 )
 
@@ -63,5 +63,5 @@ type Conversations interface {
 // Members answers the membership rule: not_found when a conversation does
 // not exist, forbidden when user is not in one.
 type Members interface {
-	Check(ctx context.Context, user string, convs ...string) (map[string]membership.Member, error)
+	Check(ctx context.Context, user string, convs ...string) (map[string]events.Member, error)
 }

@@ -10,7 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/seqchat/seqchat/internal/config"
-	"github.com/seqchat/seqchat/internal/membership"
+	"github.com/seqchat/seqchat/internal/postgres"
 	"github.com/seqchat/seqchat/internal/testenv"
 	"github.com/seqchat/seqchat/internal/wiring"
 	"github.com/seqchat/seqchat/unread"
@@ -181,7 +181,7 @@ func TestUnreadProjectorRedeliveryAndRebuild(t *testing.T) {
 	defer rdb.Close()
 	store := unread.New(rdb, cfg.RedisPrefix)
 	run := func() (stop func()) {
-		p := unread.NewProjector(store, a.Pool, membership.New(a.Pool, 0), a.NATS.JS, 7, testenv.Logger(t), nil)
+		p := unread.NewProjector(store, a.Pool, postgres.NewMemberCache(a.Pool, 0), a.NATS.JS, 7, testenv.Logger(t), nil)
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
 		go func() {

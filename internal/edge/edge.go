@@ -29,7 +29,6 @@ import (
 	"github.com/seqchat/seqchat/events"
 	"github.com/seqchat/seqchat/internal/activity"
 	"github.com/seqchat/seqchat/internal/auth"
-	"github.com/seqchat/seqchat/internal/membership"
 	"github.com/seqchat/seqchat/internal/serve"
 	"github.com/seqchat/seqchat/timeline"
 )
@@ -59,9 +58,9 @@ type History interface {
 type Members interface {
 	// Check answers not_found when a conversation does not exist,
 	// forbidden when user is not a member of one.
-	Check(ctx context.Context, user string, convs ...string) (map[string]membership.Member, error)
+	Check(ctx context.Context, user string, convs ...string) (map[string]events.Member, error)
 	// Load returns conv's members; not_found when it does not exist.
-	Load(ctx context.Context, conv string) (*membership.Conv, error)
+	Load(ctx context.Context, conv string) (*events.Conv, error)
 }
 
 // Presence records which connections this edge holds and reports when a

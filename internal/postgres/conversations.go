@@ -10,7 +10,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/seqchat/seqchat/events"
-	"github.com/seqchat/seqchat/internal/membership"
 )
 
 // Conversations keeps the conversations and who is in them: creating one,
@@ -85,7 +84,7 @@ type Summary struct {
 
 const listQuery = `SELECT c.id, c.kind, c.title, coalesce(h.last_seq, 0), m.read_seq
 	FROM members m JOIN conversations c ON c.id=m.conv_id LEFT JOIN heads h ON h.conv_id=c.id
-	WHERE m.user_id=$1 AND ` + membership.Current
+	WHERE m.user_id=$1 AND ` + currentMember
 
 // List returns the conversations user is a member of, the latest first; only
 // conv when conv is not empty.
@@ -110,7 +109,7 @@ func (c *Conversations) List(ctx context.Context, user, conv string) ([]Summary,
 
 // Members returns the ids of conv's members, in order.
 func (c *Conversations) Members(ctx context.Context, conv string) ([]string, error) {
-	rows, err := c.pool.Query(ctx, "SELECT m.user_id FROM members m WHERE m.conv_id=$1 AND "+membership.Current+" ORDER BY m.user_id", conv)
+	rows, err := c.pool.Query(ctx, "SELECT m.user_id FROM members m WHERE m.conv_id=$1 AND "+currentMember+" ORDER BY m.user_id", conv)
 	if err != nil {
 		return nil, unavailable("list members", err)
 	}
@@ -198,16 +197,14 @@ func (c *Conversations) FinishLeave(ctx context.Context, conv, user string) erro
 	return nil
 }
 
-// Check is membership.Check over this pool (until the membership rule
-// moves into this package).
-func (c *Conversations) Check(ctx context.Context, user string, convs ...string) (map[string]membership.Member, error) {
-	return membership.Check(ctx, c.pool, user, convs...)
+// Check is Members.Check: the membership rule, asked of this pool.
+func (c *Conversations) Check(ctx context.Context, user string, convs ...string) (map[string]events.Member, error) {
+	return NewMembers(c.pool).Check(ctx, user, convs...)
 }
 
-// Load is membership.Load over this pool (until the membership rule moves
-// into this package).
-func (c *Conversations) Load(ctx context.Context, conv string) (*membership.Conv, error) {
-	return membership.Load(ctx, c.pool, conv)
+// Load is Members.Load: conv's current members, read from this pool.
+func (c *Conversations) Load(ctx context.Context, conv string) (*events.Conv, error) {
+	return NewMembers(c.pool).Load(ctx, conv)
 }
 
 func deref(s *string) string {

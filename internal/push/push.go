@@ -16,12 +16,10 @@ import (
 	"encoding/json"
 	"fmt"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/seqchat/seqchat/events"
-	"github.com/seqchat/seqchat/internal/membership"
 	"github.com/seqchat/seqchat/timeline"
 )
 
@@ -40,21 +38,26 @@ type Frames interface {
 	Send(ctx context.Context, users []string, frame []byte, origin string) error
 }
 
+// Members reads a conversation's current members (postgres.Members).
+type Members interface {
+	Load(ctx context.Context, conv string) (*events.Conv, error)
+}
+
 // Service delivers pushes.
 type Service struct {
-	nc     *nats.Conn
-	ids    *timeline.PushIDs
-	frames Frames
-	pool   *pgxpool.Pool
+	nc      *nats.Conn
+	ids     *timeline.PushIDs
+	frames  Frames
+	members Members
 }
 
 // New opens (creating it if needed) the bucket of recent push ids.
-func New(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, replicas int, frames Frames, pool *pgxpool.Pool) (*Service, error) {
+func New(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, replicas int, frames Frames, members Members) (*Service, error) {
 	ids, err := timeline.OpenPushIDs(ctx, js, replicas)
 	if err != nil {
 		return nil, err
 	}
-	return &Service{nc: nc, ids: ids, frames: frames, pool: pool}, nil
+	return &Service{nc: nc, ids: ids, frames: frames, members: members}, nil
 }
 
 type frame struct {
@@ -69,7 +72,7 @@ type frame struct {
 func (s *Service) Push(ctx context.Context, r Request) (bool, error) {
 	users := r.Users
 	if r.Conv != "" {
-		cv, err := membership.Load(ctx, s.pool, r.Conv)
+		cv, err := s.members.Load(ctx, r.Conv)
 		if err != nil {
 			return false, err
 		}

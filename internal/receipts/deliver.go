@@ -5,13 +5,12 @@ import (
 	"encoding/json"
 
 	"github.com/seqchat/seqchat/events"
-	"github.com/seqchat/seqchat/internal/membership"
 )
 
 // Members answers who is in a conversation (the membership cache: a direct
 // conversation's two members never change, so a cached answer stays right).
 type Members interface {
-	Get(ctx context.Context, conv string) (*membership.Conv, error)
+	Get(ctx context.Context, conv string) (*events.Conv, error)
 }
 
 // Sender delivers a ready-made frame to users' connections but origin.
@@ -34,7 +33,7 @@ func Deliver(members Members, send Sender) Notify {
 		cv, err := members.Get(ctx, r.Conv)
 		if err != nil {
 			// The reader's own devices still hear of it.
-			cv = &membership.Conv{}
+			cv = &events.Conv{}
 		}
 		if events.ConvKind(cv.Kind) == events.ConvDirect {
 			for u := range cv.Members {

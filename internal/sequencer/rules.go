@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 
 	"github.com/seqchat/seqchat/events"
-	"github.com/seqchat/seqchat/internal/membership"
 )
 
 // Rules of the richer messages (edit, reaction, reply_to, mentions): what a
@@ -15,7 +14,7 @@ import (
 
 // checkRich checks an edit, a react, or a send's reply_to and mentions
 // against the command itself and cv's members.
-func checkRich(c *events.Command, cv *membership.Conv) error {
+func checkRich(c *events.Command, cv *events.Conv) error {
 	switch c.Op {
 	case events.OpSend:
 		if c.ReplyTo < 0 {

@@ -25,13 +25,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/seqchat/seqchat/events"
-	"github.com/seqchat/seqchat/internal/membership"
 	"github.com/seqchat/seqchat/timeline"
 )
 
 // Members is what the sequencer needs to know of membership.
 type Members interface {
-	Get(ctx context.Context, conv string) (*membership.Conv, error)
+	Get(ctx context.Context, conv string) (*events.Conv, error)
 	Invalidate(conv string)
 }
 

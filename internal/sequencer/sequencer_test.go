@@ -16,7 +16,6 @@ import (
 
 	"github.com/seqchat/seqchat/events"
 	"github.com/seqchat/seqchat/internal/config"
-	"github.com/seqchat/seqchat/internal/membership"
 	"github.com/seqchat/seqchat/internal/postgres"
 	"github.com/seqchat/seqchat/internal/projector/history"
 	"github.com/seqchat/seqchat/internal/sequencer"
@@ -72,7 +71,7 @@ func (r *rig) start(t testing.TB, id string) (stop func()) {
 // startLog is start with a logger of the test's own.
 func (r *rig) startLog(t testing.TB, id string, log *slog.Logger) (stop func()) {
 	t.Helper()
-	s, err := sequencer.New(context.Background(), r.nc.NC, r.nc.JS, membership.New(r.pool, 0), sequencer.Options{
+	s, err := sequencer.New(context.Background(), r.nc.NC, r.nc.JS, postgres.NewMemberCache(r.pool, 0), sequencer.Options{
 		InstanceID: id, Partitions: r.cfg.Partitions, Batch: r.cfg.SequencerBatch, LeaseTTL: r.cfg.LeaseTTL, Log: log,
 		AtomicBatches: r.atomic, History: history.NewReader(r.pool, r.tl),
 	})

@@ -8,7 +8,6 @@ import (
 	"github.com/seqchat/seqchat/internal/auth"
 	"github.com/seqchat/seqchat/internal/config"
 	"github.com/seqchat/seqchat/internal/edge"
-	"github.com/seqchat/seqchat/internal/membership"
 	"github.com/seqchat/seqchat/internal/postgres"
 	"github.com/seqchat/seqchat/internal/projector/fanout"
 	"github.com/seqchat/seqchat/internal/receipts"
@@ -41,7 +40,7 @@ func (p *process) newGuards(ctx context.Context) (*guards, error) {
 	}
 	// Receipts go out like events; a direct conversation's members come
 	// from the membership cache, not a query per receipt.
-	p.reads.SetNotify(receipts.Deliver(membership.New(p.pool, 0), g.frames))
+	p.reads.SetNotify(receipts.Deliver(postgres.NewMemberCache(p.pool, 0), g.frames))
 	return g, nil
 }
 

@@ -7,7 +7,6 @@ import (
 	"github.com/seqchat/seqchat/internal/api"
 	"github.com/seqchat/seqchat/internal/auth"
 	"github.com/seqchat/seqchat/internal/edge"
-	"github.com/seqchat/seqchat/internal/membership"
 	"github.com/seqchat/seqchat/internal/postgres"
 	"github.com/seqchat/seqchat/internal/projector/fanout"
 	"github.com/seqchat/seqchat/internal/projector/history"
@@ -23,7 +22,7 @@ import (
 // wireSequencer adds the sequencer: it takes the partitions it can lease.
 func (p *process) wireSequencer(ctx context.Context) error {
 	cfg := p.cfg
-	seq, err := sequencer.New(ctx, p.nc.NC, p.nc.JS, membership.New(p.pool, 0), sequencer.Options{
+	seq, err := sequencer.New(ctx, p.nc.NC, p.nc.JS, postgres.NewMemberCache(p.pool, 0), sequencer.Options{
 		InstanceID: cfg.InstanceID, Partitions: cfg.Partitions, Batch: cfg.SequencerBatch,
 		LeaseTTL: cfg.LeaseTTL, RecallWindow: cfg.RecallWindow, Log: p.log.With("role", "sequencer"), Metrics: p.reg,
 		AtomicBatches: cfg.AtomicBatches(),
@@ -58,8 +57,8 @@ func (p *process) wireProjectors(ctx context.Context) error {
 	}
 	p.run(
 		projector("history", history.NewProjector(p.pool, p.nc.JS, cfg.ProjectorBatch, p.log.With("role", "projector"), p.reg).Run),
-		projector("unread", unread.NewProjector(p.unreads, p.pool, membership.New(p.pool, 0), p.nc.JS, cfg.ProjectorBatch, p.log.With("role", "unread"), p.reg).Run),
-		projector("fanout", fanout.New(p.nc.NC, p.nc.JS, membership.New(p.pool, 0), p.pres, cfg.ProjectorBatch, p.log.With("role", "fanout"), p.reg).Run))
+		projector("unread", unread.NewProjector(p.unreads, p.pool, postgres.NewMemberCache(p.pool, 0), p.nc.JS, cfg.ProjectorBatch, p.log.With("role", "unread"), p.reg).Run),
+		projector("fanout", fanout.New(p.nc.NC, p.nc.JS, postgres.NewMemberCache(p.pool, 0), p.pres, cfg.ProjectorBatch, p.log.With("role", "fanout"), p.reg).Run))
 	// Webhooks and offline push: one leased consumer per URL (server.go).
 	p.run(p.hookRuns(leased)...)
 	return nil

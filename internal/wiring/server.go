@@ -5,7 +5,7 @@ import (
 
 	"github.com/seqchat/seqchat/internal/api"
 	"github.com/seqchat/seqchat/internal/config"
-	"github.com/seqchat/seqchat/internal/membership"
+	"github.com/seqchat/seqchat/internal/postgres"
 	"github.com/seqchat/seqchat/internal/projector/hooks"
 	"github.com/seqchat/seqchat/internal/push"
 )
@@ -17,7 +17,7 @@ func (p *process) serverOptions(ctx context.Context, frames push.Frames) (api.Se
 	if len(o.Keys) == 0 {
 		return o, nil
 	}
-	pu, err := push.New(ctx, p.nc.NC, p.nc.JS, cfg.StreamReplicas, frames, p.pool)
+	pu, err := push.New(ctx, p.nc.NC, p.nc.JS, cfg.StreamReplicas, frames, postgres.NewMembers(p.pool))
 	if err != nil {
 		return o, err
 	}
@@ -36,7 +36,7 @@ func (p *process) hookRuns(leased hooks.Leased) []func(context.Context) error {
 	m := hooks.NewMetrics(p.reg)
 	runs := hooks.NewWebhooks(p.nc.JS, urls, cfg.WebhookSecret, cfg.ProjectorBatch, m, p.log.With("role", "webhooks")).Runs(leased)
 	if cfg.PushURL != "" {
-		o := hooks.NewOffline(p.nc.JS, cfg.PushURL, cfg.WebhookSecret, membership.New(p.pool, 0), p.pres.Online, p.unreads, cfg.ProjectorBatch, m, p.log.With("role", "push"))
+		o := hooks.NewOffline(p.nc.JS, cfg.PushURL, cfg.WebhookSecret, postgres.NewMemberCache(p.pool, 0), p.pres.Online, p.unreads, cfg.ProjectorBatch, m, p.log.With("role", "push"))
 		runs = append(runs, leased(hooks.OfflineConsumer, o.Run))
 	}
 	return runs

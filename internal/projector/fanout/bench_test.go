@@ -12,17 +12,16 @@ import (
 
 	"github.com/seqchat/seqchat/events"
 	"github.com/seqchat/seqchat/internal/activity"
-	"github.com/seqchat/seqchat/internal/membership"
 	"github.com/seqchat/seqchat/internal/projector/fanout"
 	"github.com/seqchat/seqchat/internal/testenv"
 	"github.com/seqchat/seqchat/timeline"
 )
 
 // members is a fixed membership: two users per conversation.
-type members map[string]*membership.Conv
+type members map[string]*events.Conv
 
-func (m members) Get(_ context.Context, conv string) (*membership.Conv, error) { return m[conv], nil }
-func (m members) Invalidate(string)                                            {}
+func (m members) Get(_ context.Context, conv string) (*events.Conv, error) { return m[conv], nil }
+func (m members) Invalidate(string)                                        {}
 
 // BenchmarkFanout measures the fanout projector end to end: TIMELINE holds
 // b.N message events in 100 direct conversations whose members are all
@@ -51,7 +50,7 @@ func BenchmarkFanout(b *testing.B) {
 			const convs = 100
 			m := members{}
 			for c := range convs {
-				cv := &membership.Conv{Kind: "direct", Members: map[string]string{}, Joined: map[string]int64{}}
+				cv := &events.Conv{Kind: "direct", Members: map[string]string{}, Joined: map[string]int64{}}
 				for u := range 2 {
 					user := fmt.Sprintf("u%d-%d", c, u)
 					cv.Members[user] = "member"

@@ -24,7 +24,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/seqchat/seqchat/events"
-	"github.com/seqchat/seqchat/internal/membership"
 	"github.com/seqchat/seqchat/timeline"
 )
 
@@ -33,7 +32,7 @@ const ConsumerName = "fanout"
 
 // Members answers who is in a conversation.
 type Members interface {
-	Get(ctx context.Context, conv string) (*membership.Conv, error)
+	Get(ctx context.Context, conv string) (*events.Conv, error)
 	Invalidate(conv string)
 }
 

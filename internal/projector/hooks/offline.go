@@ -10,7 +10,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/seqchat/seqchat/events"
-	"github.com/seqchat/seqchat/internal/membership"
 	"github.com/seqchat/seqchat/timeline"
 	"github.com/seqchat/seqchat/unread"
 )
@@ -22,9 +21,9 @@ const OfflineConsumer = "push-offline"
 // maxNotifications bounds one POST to the push URL.
 const maxNotifications = 500
 
-// Members answers who is in a conversation (membership.Cache).
+// Members answers who is in a conversation (postgres.MemberCache).
 type Members interface {
-	Get(ctx context.Context, conv string) (*membership.Conv, error)
+	Get(ctx context.Context, conv string) (*events.Conv, error)
 	Invalidate(conv string)
 }
 
