@@ -20,6 +20,7 @@ import (
 	"github.com/seqchat/seqchat/events"
 	"github.com/seqchat/seqchat/internal/activity"
 	"github.com/seqchat/seqchat/internal/auth"
+	"github.com/seqchat/seqchat/internal/config"
 	"github.com/seqchat/seqchat/internal/projector/history"
 	"github.com/seqchat/seqchat/internal/receipts"
 	"github.com/seqchat/seqchat/internal/serve"
@@ -82,11 +83,12 @@ type API struct {
 
 // New returns the api.
 func New(stores Stores, tokens *auth.Tokens, submit Submitter, reader *history.Reader, opt Options) *API {
+	d := config.Default()
 	if opt.CommandTimeout <= 0 {
-		opt.CommandTimeout = 10 * time.Second
+		opt.CommandTimeout = d.CommandTimeout
 	}
 	if opt.MaxGroupMembers <= 0 {
-		opt.MaxGroupMembers = 10000
+		opt.MaxGroupMembers = d.MaxGroupMembers
 	}
 	return &API{stores: stores, tokens: tokens, submit: submit, reader: reader, opt: opt, server: newServerKeys(opt.Server), obs: newObserver(opt)}
 }

@@ -107,13 +107,59 @@ func List(s string) []string {
 	return out
 }
 
-// Default returns the configuration with every default applied.
+// Default returns the configuration with every default applied: the one
+// home of the defaults. The flags are defined with these values, and a role
+// that falls back on a default for a zero option reads it here.
 func Default() Config {
-	c, err := Load(nil, func(string) string { return "" })
-	if err != nil {
-		panic(err) // defaults are constants: a failure here is a programming error
+	return Config{
+		HTTPAddr:             "127.0.0.1:8080",
+		PostgresURL:          "postgres://postgres@127.0.0.1:5432/chat?sslmode=disable",
+		RedisURL:             "redis://127.0.0.1:6379/0",
+		DataDir:              "./data",
+		TokenTTL:             30 * 24 * time.Hour,
+		RecallWindow:         2 * time.Minute,
+		RateLimits:           true,
+		LogLevel:             slog.LevelInfo,
+		AccessLog:            false,
+		Partitions:           8,
+		StreamReplicas:       1,
+		StreamStorage:        "file",
+		StreamSync:           DefaultStreamSync,
+		TimelineMaxAge:       0,
+		DuplicateWindow:      2 * time.Minute,
+		DedupeTTL:            25 * time.Hour,
+		LeaseTTL:             6 * time.Second,
+		PasswordCost:         10,
+		ShutdownTimeout:      10 * time.Second,
+		CommandTimeout:       10 * time.Second,
+		CommandsInFlight:     4000,
+		SequencerBatch:       500,
+		ProjectorBatch:       500,
+		CommandRate:          50,
+		CommandBurst:         100,
+		MaxGroupMembers:      10000,
+		EdgeOutboundSize:     1024,
+		EdgeFirstSyncWait:    10 * time.Second,
+		HTTPReadTimeout:      30 * time.Second,
+		HTTPWriteTimeout:     60 * time.Second,
+		PresenceHeartbeat:    10 * time.Second,
+		LoginFailuresPerUser: 10,
+		LoginFailuresPerAddr: 100,
+		LoginFailureWindow:   15 * time.Minute,
+		SignupsPerAddr:       20,
+		SignupWindow:         time.Hour,
+		UserCommands:         1000,
+		UserCommandWindow:    10 * time.Second,
+		ServerRate:           1000,
 	}
-	return c
+}
+
+// onOffText is a switch's default as its flag spells it.
+func onOffText(on bool) string {
+	if on {
+		return "on"
+	}
+	return "off"
 }
 
 // Load parses args (without the program name) over the environment given by
@@ -126,6 +172,7 @@ func Load(args []string, getenv func(string) string) (Config, error) {
 // setting is defined on it (Settings lists them from there).
 func load(args []string, getenv func(string) string, defined func(*flag.FlagSet)) (Config, error) {
 	var c Config
+	d := Default()
 	// Named after the binary, so that -h says "Usage of chatd" (or api, edge…).
 	fs := flag.NewFlagSet(filepath.Base(os.Args[0]), flag.ContinueOnError)
 	str := func(p *string, name, env, def, help string) {
@@ -155,64 +202,64 @@ func load(args []string, getenv func(string) string, defined func(*flag.FlagSet)
 		return nil
 	}
 	var rateLimits, logLevel, accessLog string
-	str(&c.HTTPAddr, "http-addr", "CHAT_HTTP_ADDR", "127.0.0.1:8080", "address of REST, /v1/ws and the health and metrics endpoints")
-	str(&c.PprofAddr, "pprof-addr", "CHAT_PPROF_ADDR", "", "address of a separate net/http/pprof listener; empty: none")
-	str(&c.PostgresURL, "postgres-url", "CHAT_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/chat?sslmode=disable", "PostgreSQL URL; the database is created if missing")
-	str(&c.RedisURL, "redis-url", "CHAT_REDIS_URL", "redis://127.0.0.1:6379/0", "Redis URL")
-	str(&c.RedisPrefix, "redis-prefix", "CHAT_REDIS_PREFIX", "", "prefix of every Redis key (to share one Redis)")
-	str(&c.NATSURL, "nats-url", "CHAT_NATS_URL", "", "NATS URLs, comma separated; empty starts an embedded JetStream server")
-	str(&c.DataDir, "data-dir", "CHAT_DATA_DIR", "./data", "the embedded JetStream's storage directory")
-	str(&c.TokenSecret, "token-secret", "CHAT_TOKEN_SECRET", "", "key that signs tokens; empty in one-process mode: generated once and kept in the data dir")
-	str(&rateLimits, "rate-limits", "CHAT_RATE_LIMITS", "on", "on, or off to lift every rate limit")
-	str(&logLevel, "log-level", "CHAT_LOG_LEVEL", "info", "least severe level logged: debug, info, warn or error")
-	str(&accessLog, "access-log", "CHAT_ACCESS_LOG", "off", "on: one info line per REST request (method, route, status, duration, bytes)")
-	str(&c.InstanceID, "instance-id", "CHAT_INSTANCE_ID", "", "this process's id (edge id, lease owner); empty: generated")
-	str(&c.StreamSync, "stream-sync", "CHAT_STREAM_SYNC", DefaultStreamSync, "how the embedded JetStream syncs to disk: always (fsync before each ack) or a Go duration (its sync interval); an external NATS sets jetstream.sync_interval itself")
-	str(&c.StreamStorage, "stream-storage", "CHAT_STREAM_STORAGE", "file", "JetStream storage of the streams: file or memory")
-	str(&c.AllowedOrigins, "allowed-origins", "CHAT_ALLOWED_ORIGINS", "", "origins a browser may open /v1/ws from, comma separated; empty: the same origin as the Host; * any")
-	str(&c.TLSCert, "tls-cert", "CHAT_TLS_CERT", "", "PEM certificate file; with CHAT_TLS_KEY the HTTP listener serves TLS")
-	str(&c.TLSKey, "tls-key", "CHAT_TLS_KEY", "", "PEM private key file of CHAT_TLS_CERT")
-	str(&c.ClientIPHeader, "client-ip-header", "CHAT_CLIENT_IP_HEADER", "", "header a trusted proxy sets to the client address (its last entry counts), e.g. X-Forwarded-For; empty: the peer address")
-	str(&c.ServerKeys, "server-keys", "CHAT_SERVER_KEYS", "", "comma-separated keys for the /v1/server/ calls; empty: those calls are off")
-	str(&c.WebhookURLs, "webhook-urls", "CHAT_WEBHOOK_URLS", "", "comma-separated URLs every TIMELINE event is POSTed to")
-	str(&c.WebhookSecret, "webhook-secret", "CHAT_WEBHOOK_SECRET", "", "HMAC-SHA256 key that signs webhook and push bodies (Chat-Signature)")
-	str(&c.PushURL, "push-url", "CHAT_PUSH_URL", "", "where offline members' notifications are POSTed; empty: none")
+	str(&c.HTTPAddr, "http-addr", "CHAT_HTTP_ADDR", d.HTTPAddr, "address of REST, /v1/ws and the health and metrics endpoints")
+	str(&c.PprofAddr, "pprof-addr", "CHAT_PPROF_ADDR", d.PprofAddr, "address of a separate net/http/pprof listener; empty: none")
+	str(&c.PostgresURL, "postgres-url", "CHAT_POSTGRES_URL", d.PostgresURL, "PostgreSQL URL; the database is created if missing")
+	str(&c.RedisURL, "redis-url", "CHAT_REDIS_URL", d.RedisURL, "Redis URL")
+	str(&c.RedisPrefix, "redis-prefix", "CHAT_REDIS_PREFIX", d.RedisPrefix, "prefix of every Redis key (to share one Redis)")
+	str(&c.NATSURL, "nats-url", "CHAT_NATS_URL", d.NATSURL, "NATS URLs, comma separated; empty starts an embedded JetStream server")
+	str(&c.DataDir, "data-dir", "CHAT_DATA_DIR", d.DataDir, "the embedded JetStream's storage directory")
+	str(&c.TokenSecret, "token-secret", "CHAT_TOKEN_SECRET", d.TokenSecret, "key that signs tokens; empty in one-process mode: generated once and kept in the data dir")
+	str(&rateLimits, "rate-limits", "CHAT_RATE_LIMITS", onOffText(d.RateLimits), "on, or off to lift every rate limit")
+	str(&logLevel, "log-level", "CHAT_LOG_LEVEL", strings.ToLower(d.LogLevel.String()), "least severe level logged: debug, info, warn or error")
+	str(&accessLog, "access-log", "CHAT_ACCESS_LOG", onOffText(d.AccessLog), "on: one info line per REST request (method, route, status, duration, bytes)")
+	str(&c.InstanceID, "instance-id", "CHAT_INSTANCE_ID", d.InstanceID, "this process's id (edge id, lease owner); empty: generated")
+	str(&c.StreamSync, "stream-sync", "CHAT_STREAM_SYNC", d.StreamSync, "how the embedded JetStream syncs to disk: always (fsync before each ack) or a Go duration (its sync interval); an external NATS sets jetstream.sync_interval itself")
+	str(&c.StreamStorage, "stream-storage", "CHAT_STREAM_STORAGE", d.StreamStorage, "JetStream storage of the streams: file or memory")
+	str(&c.AllowedOrigins, "allowed-origins", "CHAT_ALLOWED_ORIGINS", d.AllowedOrigins, "origins a browser may open /v1/ws from, comma separated; empty: the same origin as the Host; * any")
+	str(&c.TLSCert, "tls-cert", "CHAT_TLS_CERT", d.TLSCert, "PEM certificate file; with CHAT_TLS_KEY the HTTP listener serves TLS")
+	str(&c.TLSKey, "tls-key", "CHAT_TLS_KEY", d.TLSKey, "PEM private key file of CHAT_TLS_CERT")
+	str(&c.ClientIPHeader, "client-ip-header", "CHAT_CLIENT_IP_HEADER", d.ClientIPHeader, "header a trusted proxy sets to the client address (its last entry counts), e.g. X-Forwarded-For; empty: the peer address")
+	str(&c.ServerKeys, "server-keys", "CHAT_SERVER_KEYS", d.ServerKeys, "comma-separated keys for the /v1/server/ calls; empty: those calls are off")
+	str(&c.WebhookURLs, "webhook-urls", "CHAT_WEBHOOK_URLS", d.WebhookURLs, "comma-separated URLs every TIMELINE event is POSTed to")
+	str(&c.WebhookSecret, "webhook-secret", "CHAT_WEBHOOK_SECRET", d.WebhookSecret, "HMAC-SHA256 key that signs webhook and push bodies (Chat-Signature)")
+	str(&c.PushURL, "push-url", "CHAT_PUSH_URL", d.PushURL, "where offline members' notifications are POSTed; empty: none")
 	var errs []error
 	add := func(err error) {
 		if err != nil {
 			errs = append(errs, err)
 		}
 	}
-	add(dur(&c.TokenTTL, "token-ttl", "CHAT_TOKEN_TTL", 30*24*time.Hour, "how long a token is valid"))
-	add(dur(&c.RecallWindow, "recall-window", "CHAT_RECALL_WINDOW", 2*time.Minute, "how long a sender may recall"))
-	add(dur(&c.TimelineMaxAge, "timeline-max-age", "CHAT_TIMELINE_MAX_AGE", 0, "how long TIMELINE keeps events; 0 keeps them forever"))
-	add(dur(&c.DuplicateWindow, "duplicate-window", "CHAT_DUPLICATE_WINDOW", 2*time.Minute, "JetStream's in-memory duplicate window on CMDS and TIMELINE"))
-	add(dur(&c.DedupeTTL, "dedupe-ttl", "CHAT_DEDUPE_TTL", 25*time.Hour, "how long a command id is remembered"))
-	add(dur(&c.LeaseTTL, "lease-ttl", "CHAT_LEASE_TTL", 6*time.Second, "how long a dead sequencer holds its partitions"))
-	add(dur(&c.ShutdownTimeout, "shutdown-timeout", "CHAT_SHUTDOWN_TIMEOUT", 10*time.Second, "how long SIGTERM waits for in-flight work"))
-	add(dur(&c.CommandTimeout, "command-timeout", "CHAT_COMMAND_TIMEOUT", 10*time.Second, "how long a REST send waits for its seq"))
-	add(num(&c.CommandsInFlight, "commands-in-flight", "CHAT_COMMANDS_IN_FLIGHT", 4000, "commands a process has in flight (taken in, not answered) before it refuses more with unavailable; 0: no bound"))
-	add(dur(&c.HTTPReadTimeout, "http-read-timeout", "CHAT_HTTP_READ_TIMEOUT", 30*time.Second, "how long a REST request's body may take to arrive"))
-	add(dur(&c.HTTPWriteTimeout, "http-write-timeout", "CHAT_HTTP_WRITE_TIMEOUT", 60*time.Second, "how long a REST answer may take to write (WebSockets are exempt)"))
-	add(dur(&c.EdgeFirstSyncWait, "edge-first-sync-wait", "CHAT_EDGE_FIRST_SYNC_WAIT", 10*time.Second, "how long a new connection's live events wait for its first sync before they are delivered without one"))
-	add(dur(&c.PresenceHeartbeat, "presence-heartbeat", "CHAT_PRESENCE_HEARTBEAT", 10*time.Second, "how often an edge refreshes presence; a dead edge's users go offline within two"))
-	add(num(&c.LoginFailuresPerUser, "login-failures-per-user", "CHAT_LOGIN_FAILURES_PER_USER", 10, "failed logins per username per window"))
-	add(num(&c.LoginFailuresPerAddr, "login-failures-per-addr", "CHAT_LOGIN_FAILURES_PER_ADDR", 100, "failed logins per client address per window"))
-	add(dur(&c.LoginFailureWindow, "login-failure-window", "CHAT_LOGIN_FAILURE_WINDOW", 15*time.Minute, "window of the failed-login limits"))
-	add(num(&c.SignupsPerAddr, "signups-per-addr", "CHAT_SIGNUPS_PER_ADDR", 20, "accounts created per client address per window"))
-	add(dur(&c.SignupWindow, "signup-window", "CHAT_SIGNUP_WINDOW", time.Hour, "window of the sign-up limit"))
-	add(num(&c.UserCommands, "user-commands", "CHAT_USER_COMMANDS", 1000, "commands per user across all connections per window"))
-	add(dur(&c.UserCommandWindow, "user-command-window", "CHAT_USER_COMMAND_WINDOW", 10*time.Second, "window of the per-user command limit"))
-	add(num(&c.ServerRate, "server-rate", "CHAT_SERVER_RATE", 1000, "/v1/server/ calls per second per server key"))
-	add(num(&c.Partitions, "partitions", "CHAT_PARTITIONS", 8, "sequencer partitions; the same in every process"))
-	add(num(&c.StreamReplicas, "stream-replicas", "CHAT_STREAM_REPLICAS", 1, "replicas of the JetStream streams (3 on a cluster)"))
-	add(num(&c.PasswordCost, "password-cost", "CHAT_PASSWORD_COST", 10, "bcrypt cost"))
-	add(num(&c.SequencerBatch, "sequencer-batch", "CHAT_SEQUENCER_BATCH", 500, "commands a sequencer appends in one atomic batch"))
-	add(num(&c.ProjectorBatch, "projector-batch", "CHAT_PROJECTOR_BATCH", 500, "events a projector writes at once"))
-	add(num(&c.CommandBurst, "command-burst", "CHAT_COMMAND_BURST", 100, "commands a connection may send in a burst"))
-	add(num(&c.MaxGroupMembers, "max-group-members", "CHAT_MAX_GROUP_MEMBERS", 10000, "largest group"))
-	add(num(&c.EdgeOutboundSize, "edge-outbound", "CHAT_EDGE_OUTBOUND", 1024, "frames queued per connection before it is dropped as too slow"))
-	rate := 50.0
+	add(dur(&c.TokenTTL, "token-ttl", "CHAT_TOKEN_TTL", d.TokenTTL, "how long a token is valid"))
+	add(dur(&c.RecallWindow, "recall-window", "CHAT_RECALL_WINDOW", d.RecallWindow, "how long a sender may recall"))
+	add(dur(&c.TimelineMaxAge, "timeline-max-age", "CHAT_TIMELINE_MAX_AGE", d.TimelineMaxAge, "how long TIMELINE keeps events; 0 keeps them forever"))
+	add(dur(&c.DuplicateWindow, "duplicate-window", "CHAT_DUPLICATE_WINDOW", d.DuplicateWindow, "JetStream's in-memory duplicate window on CMDS and TIMELINE"))
+	add(dur(&c.DedupeTTL, "dedupe-ttl", "CHAT_DEDUPE_TTL", d.DedupeTTL, "how long a command id is remembered"))
+	add(dur(&c.LeaseTTL, "lease-ttl", "CHAT_LEASE_TTL", d.LeaseTTL, "how long a dead sequencer holds its partitions"))
+	add(dur(&c.ShutdownTimeout, "shutdown-timeout", "CHAT_SHUTDOWN_TIMEOUT", d.ShutdownTimeout, "how long SIGTERM waits for in-flight work"))
+	add(dur(&c.CommandTimeout, "command-timeout", "CHAT_COMMAND_TIMEOUT", d.CommandTimeout, "how long a REST send waits for its seq"))
+	add(num(&c.CommandsInFlight, "commands-in-flight", "CHAT_COMMANDS_IN_FLIGHT", d.CommandsInFlight, "commands a process has in flight (taken in, not answered) before it refuses more with unavailable; 0: no bound"))
+	add(dur(&c.HTTPReadTimeout, "http-read-timeout", "CHAT_HTTP_READ_TIMEOUT", d.HTTPReadTimeout, "how long a REST request's body may take to arrive"))
+	add(dur(&c.HTTPWriteTimeout, "http-write-timeout", "CHAT_HTTP_WRITE_TIMEOUT", d.HTTPWriteTimeout, "how long a REST answer may take to write (WebSockets are exempt)"))
+	add(dur(&c.EdgeFirstSyncWait, "edge-first-sync-wait", "CHAT_EDGE_FIRST_SYNC_WAIT", d.EdgeFirstSyncWait, "how long a new connection's live events wait for its first sync before they are delivered without one"))
+	add(dur(&c.PresenceHeartbeat, "presence-heartbeat", "CHAT_PRESENCE_HEARTBEAT", d.PresenceHeartbeat, "how often an edge refreshes presence; a dead edge's users go offline within two"))
+	add(num(&c.LoginFailuresPerUser, "login-failures-per-user", "CHAT_LOGIN_FAILURES_PER_USER", d.LoginFailuresPerUser, "failed logins per username per window"))
+	add(num(&c.LoginFailuresPerAddr, "login-failures-per-addr", "CHAT_LOGIN_FAILURES_PER_ADDR", d.LoginFailuresPerAddr, "failed logins per client address per window"))
+	add(dur(&c.LoginFailureWindow, "login-failure-window", "CHAT_LOGIN_FAILURE_WINDOW", d.LoginFailureWindow, "window of the failed-login limits"))
+	add(num(&c.SignupsPerAddr, "signups-per-addr", "CHAT_SIGNUPS_PER_ADDR", d.SignupsPerAddr, "accounts created per client address per window"))
+	add(dur(&c.SignupWindow, "signup-window", "CHAT_SIGNUP_WINDOW", d.SignupWindow, "window of the sign-up limit"))
+	add(num(&c.UserCommands, "user-commands", "CHAT_USER_COMMANDS", d.UserCommands, "commands per user across all connections per window"))
+	add(dur(&c.UserCommandWindow, "user-command-window", "CHAT_USER_COMMAND_WINDOW", d.UserCommandWindow, "window of the per-user command limit"))
+	add(num(&c.ServerRate, "server-rate", "CHAT_SERVER_RATE", d.ServerRate, "/v1/server/ calls per second per server key"))
+	add(num(&c.Partitions, "partitions", "CHAT_PARTITIONS", d.Partitions, "sequencer partitions; the same in every process"))
+	add(num(&c.StreamReplicas, "stream-replicas", "CHAT_STREAM_REPLICAS", d.StreamReplicas, "replicas of the JetStream streams (3 on a cluster)"))
+	add(num(&c.PasswordCost, "password-cost", "CHAT_PASSWORD_COST", d.PasswordCost, "bcrypt cost"))
+	add(num(&c.SequencerBatch, "sequencer-batch", "CHAT_SEQUENCER_BATCH", d.SequencerBatch, "commands a sequencer appends in one atomic batch"))
+	add(num(&c.ProjectorBatch, "projector-batch", "CHAT_PROJECTOR_BATCH", d.ProjectorBatch, "events a projector writes at once"))
+	add(num(&c.CommandBurst, "command-burst", "CHAT_COMMAND_BURST", d.CommandBurst, "commands a connection may send in a burst"))
+	add(num(&c.MaxGroupMembers, "max-group-members", "CHAT_MAX_GROUP_MEMBERS", d.MaxGroupMembers, "largest group"))
+	add(num(&c.EdgeOutboundSize, "edge-outbound", "CHAT_EDGE_OUTBOUND", d.EdgeOutboundSize, "frames queued per connection before it is dropped as too slow"))
+	rate := d.CommandRate
 	if v := getenv("CHAT_COMMAND_RATE"); v != "" {
 		if _, err := fmt.Sscan(v, &rate); err != nil {
 			add(fmt.Errorf("CHAT_COMMAND_RATE: %w", err))

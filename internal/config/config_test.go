@@ -105,3 +105,16 @@ func TestLogSettings(t *testing.T) {
 		}
 	}
 }
+
+// TestDefaultIsWhatLoadGives: Default is the flags' defaults, so a role
+// falling back on config.Default() behaves as a process started with no
+// settings.
+func TestDefaultIsWhatLoadGives(t *testing.T) {
+	loaded, err := Load(nil, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := Default(); d != loaded {
+		t.Errorf("Default() = %+v\nLoad with no settings = %+v", d, loaded)
+	}
+}

@@ -29,6 +29,7 @@ import (
 	"github.com/seqchat/seqchat/events"
 	"github.com/seqchat/seqchat/internal/activity"
 	"github.com/seqchat/seqchat/internal/auth"
+	"github.com/seqchat/seqchat/internal/config"
 	"github.com/seqchat/seqchat/internal/serve"
 	"github.com/seqchat/seqchat/timeline"
 )
@@ -130,17 +131,20 @@ type Options struct {
 }
 
 func (o *Options) defaults() {
+	// The settings config has keep their defaults there; the rest are the
+	// edge's own.
+	d := config.Default()
 	if o.OutboundSize <= 0 {
-		o.OutboundSize = 1024
+		o.OutboundSize = d.EdgeOutboundSize
 	}
 	if o.CommandRate <= 0 {
-		o.CommandRate = 50
+		o.CommandRate = d.CommandRate
 	}
 	if o.CommandBurst <= 0 {
-		o.CommandBurst = 100
+		o.CommandBurst = d.CommandBurst
 	}
 	if o.CommandTimeout <= 0 {
-		o.CommandTimeout = 10 * time.Second
+		o.CommandTimeout = d.CommandTimeout
 	}
 	if o.PingInterval <= 0 {
 		o.PingInterval = 25 * time.Second
@@ -154,7 +158,7 @@ func (o *Options) defaults() {
 		o.GapWait = 300 * time.Millisecond
 	}
 	if o.FirstSyncWait <= 0 {
-		o.FirstSyncWait = 10 * time.Second
+		o.FirstSyncWait = d.EdgeFirstSyncWait
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)

@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/seqchat/seqchat/events"
+	"github.com/seqchat/seqchat/internal/config"
 	"github.com/seqchat/seqchat/timeline"
 )
 
@@ -88,14 +89,15 @@ func New(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, members Mem
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
+	d := config.Default()
 	if opt.Batch <= 0 {
-		opt.Batch = 500
+		opt.Batch = d.SequencerBatch
 	}
 	if opt.RecallWindow <= 0 {
-		opt.RecallWindow = 2 * time.Minute
+		opt.RecallWindow = d.RecallWindow
 	}
 	if opt.LeaseTTL <= 0 {
-		opt.LeaseTTL = 6 * time.Second
+		opt.LeaseTTL = d.LeaseTTL
 	}
 	if opt.Metrics == nil {
 		opt.Metrics = prometheus.NewRegistry()
