@@ -197,16 +197,6 @@ func (c *Conversations) FinishLeave(ctx context.Context, conv, user string) erro
 	return nil
 }
 
-// Check is Members.Check: the membership rule, asked of this pool.
-func (c *Conversations) Check(ctx context.Context, user string, convs ...string) (map[string]events.Member, error) {
-	return NewMembers(c.pool).Check(ctx, user, convs...)
-}
-
-// Load is Members.Load: conv's current members, read from this pool.
-func (c *Conversations) Load(ctx context.Context, conv string) (*events.Conv, error) {
-	return NewMembers(c.pool).Load(ctx, conv)
-}
-
 func deref(s *string) string {
 	if s == nil {
 		return ""

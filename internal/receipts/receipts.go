@@ -6,10 +6,6 @@ package receipts
 
 import (
 	"context"
-	"errors"
-
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/seqchat/seqchat/events"
 	"github.com/seqchat/seqchat/unread"
@@ -32,21 +28,27 @@ type Projection interface {
 	Apply(ctx context.Context, ops []unread.Op) error
 }
 
+// Pointers is where read pointers are kept durably (the Postgres store).
+type Pointers interface {
+	Advance(ctx context.Context, user, conv string, seq int64) (now, was int64, err error)
+	Of(ctx context.Context, conv string) (map[string]int64, error)
+}
+
 // Notify sends a receipt on its way; origin is the connection that read
 // ("<edge>/<conn>", or empty over REST), which needs no receipt of its own.
 type Notify func(ctx context.Context, r Receipt, origin string) error
 
 // Service records reads.
 type Service struct {
-	pool   *pgxpool.Pool
-	heads  Heads
-	unread Projection
-	notify Notify
+	pointers Pointers
+	heads    Heads
+	unread   Projection
+	notify   Notify
 }
 
 // New returns a service; notify may be nil.
-func New(pool *pgxpool.Pool, heads Heads, unread Projection, notify Notify) *Service {
-	return &Service{pool: pool, heads: heads, unread: unread, notify: notify}
+func New(pointers Pointers, heads Heads, unread Projection, notify Notify) *Service {
+	return &Service{pointers: pointers, heads: heads, unread: unread, notify: notify}
 }
 
 // SetNotify sets where receipts go (wired after the deliverers exist).
@@ -63,16 +65,9 @@ func (s *Service) Read(ctx context.Context, user, conv string, seq int64, origin
 		return 0, err
 	}
 	// The old pointer too, so that a read that moves nothing sends no receipt.
-	var read, was int64
-	err = s.pool.QueryRow(ctx, `UPDATE members m SET read_seq=greatest(m.read_seq, $3)
-		FROM (SELECT read_seq FROM members WHERE conv_id=$1 AND user_id=$2 FOR UPDATE) old
-		WHERE m.conv_id=$1 AND m.user_id=$2 RETURNING m.read_seq, old.read_seq`,
-		conv, user, min(seq, head)).Scan(&read, &was)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return 0, events.NotMember(conv)
-	}
+	read, was, err := s.pointers.Advance(ctx, user, conv, min(seq, head))
 	if err != nil {
-		return 0, events.WrapError(events.CodeUnavailable, err, "store read pointer")
+		return 0, err
 	}
 	if err := s.unread.Apply(ctx, []unread.Op{unread.Read(user, conv, read)}); err != nil {
 		// Postgres holds the pointer; the client retries (idempotently) and a
@@ -89,19 +84,5 @@ func (s *Service) Read(ctx context.Context, user, conv string, seq int64, origin
 
 // Of returns every member's read pointer in conv.
 func (s *Service) Of(ctx context.Context, conv string) (map[string]int64, error) {
-	rows, err := s.pool.Query(ctx, "SELECT user_id, read_seq FROM members WHERE conv_id=$1", conv)
-	if err != nil {
-		return nil, events.WrapError(events.CodeUnavailable, err, "list read pointers")
-	}
-	defer rows.Close()
-	out := map[string]int64{}
-	for rows.Next() {
-		var u string
-		var seq int64
-		if err := rows.Scan(&u, &seq); err != nil {
-			return nil, events.WrapError(events.CodeUnavailable, err, "list read pointers")
-		}
-		out[u] = seq
-	}
-	return out, rows.Err()
+	return s.pointers.Of(ctx, conv)
 }

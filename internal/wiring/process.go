@@ -96,7 +96,7 @@ func connect(ctx context.Context, cfg config.Config, log *slog.Logger) (*process
 	})
 	p.unreads = unread.New(p.rdb, cfg.RedisPrefix)
 	p.hist = history.NewReader(p.pool, timeline.New(nc.NC, nc.JS)) // stateless: one for every role
-	p.reads = receipts.New(p.pool, p.hist, p.unreads, nil)
+	p.reads = receipts.New(postgres.NewReadPointers(p.pool), p.hist, p.unreads, nil)
 	p.pres = activity.NewPresence(p.rdb, cfg.RedisPrefix, activity.PresenceTTL(cfg.PresenceHeartbeat))
 	// The fanout projector keeps presence in memory; a new connection is
 	// announced to it before the edge lets the connection sync.

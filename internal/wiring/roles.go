@@ -111,7 +111,7 @@ func (p *process) wireAPI(ctx context.Context, f *front) error {
 	convs := postgres.NewConversations(p.pool)
 	stores := api.Stores{
 		Accounts: postgres.NewAccounts(p.pool), Friends: postgres.NewFriends(p.pool),
-		Sessions: postgres.NewSessions(p.pool), Conversations: convs, Members: convs,
+		Sessions: postgres.NewSessions(p.pool), Conversations: convs, Members: postgres.NewMembers(p.pool),
 	}
 	api.New(stores, f.tokens, f.sub, p.hist, opt).Mount(p.mux)
 	webui.New().Mount(p.mux)
@@ -128,7 +128,7 @@ func (p *process) wireEdge(f *front) error {
 		FirstSyncWait: cfg.EdgeFirstSyncWait, Log: p.log.With("role", "edge"), Metrics: p.reg,
 	}
 	f.guards.edge(cfg, p.reads, &opt)
-	e, err := edge.New(p.nc.NC, f.sub, p.hist, postgres.NewConversations(p.pool), f.tokens, p.pres, opt)
+	e, err := edge.New(p.nc.NC, f.sub, p.hist, postgres.NewMembers(p.pool), f.tokens, p.pres, opt)
 	if err != nil {
 		return err
 	}
