@@ -1,7 +1,6 @@
 package api
 
 import (
-	"bytes"
 	"encoding/json"
 	"net/http"
 
@@ -86,20 +85,15 @@ func (req *sendRequest) validate() error {
 	if !events.ValidID(req.ID) {
 		return events.BadID()
 	}
-	if len(req.Body) == 0 || string(req.Body) == "null" {
+	if events.BodyMissing(req.Body) {
 		return events.Errorf(events.CodeBadRequest, "body is required")
 	}
-	// The limit is on the body as events carry it: compact JSON, not the
-	// request's own spacing.
-	var compact bytes.Buffer
-	if err := json.Compact(&compact, req.Body); err != nil {
-		return events.BodyNotJSON()
+	body, err := events.CheckBody(req.Body)
+	if err != nil {
+		return err
 	}
-	req.Body = compact.Bytes()
-	if len(req.Body) > events.MaxBodySize {
-		return events.BodyTooLarge(events.MaxBodySize)
-	}
-	return validReferences(req.ReplyTo, req.Mentions)
+	req.Body = body
+	return events.CheckReferences(req.ReplyTo, req.Mentions)
 }
 
 // memberCommand sequences a member's command: the caller's command limit,

@@ -55,24 +55,6 @@ func (a *API) search(w http.ResponseWriter, r *http.Request, c auth.Claims) erro
 	return nil
 }
 
-// validReferences checks the shape of a send's reply_to and mentions; that
-// the reply's target is a message and the mentioned users are members is
-// the sequencer's to check.
-func validReferences(replyTo int64, mentions []string) error {
-	if replyTo < 0 {
-		return events.BadReplyTo()
-	}
-	if len(mentions) > events.MaxMentions {
-		return events.TooManyMentions(events.MaxMentions)
-	}
-	for _, u := range mentions {
-		if !events.ValidToken(u) {
-			return events.Errorf(events.CodeBadRequest, "mentions must be user ids")
-		}
-	}
-	return nil
-}
-
 type editRequest struct {
 	ID     string          `json:"id"`
 	Target int64           `json:"target"`
@@ -117,13 +99,13 @@ type reactRequest struct {
 
 func (req *reactRequest) validate() error {
 	if !events.ValidID(req.ID) {
-		return events.Errorf(events.CodeBadRequest, "id must be 1–64 of [A-Za-z0-9_-]")
+		return events.BadID()
 	}
 	if req.Target < 1 {
 		return events.Errorf(events.CodeBadRequest, "target must be a seq")
 	}
-	if !events.ValidEmoji(req.Emoji) {
-		return events.BadEmoji(events.MaxEmojiSize)
+	if err := events.CheckEmoji(req.Emoji); err != nil {
+		return err
 	}
 	if req.On == nil {
 		return events.Errorf(events.CodeBadRequest, "on must be true or false")

@@ -160,12 +160,6 @@ func check(f *frame) error {
 		if err := needConv(); err != nil {
 			return err
 		}
-		if len(f.Body) == 0 || string(f.Body) == "null" {
-			return badRequest("send needs a body")
-		}
-		if len(f.Body) > events.MaxBodySize {
-			return events.BodyTooLarge(events.MaxBodySize)
-		}
 		return checkRich(f)
 	case "edit", "react":
 		if err := needConv(); err != nil {

@@ -10,37 +10,39 @@ import (
 func checkRich(f *frame) error {
 	switch f.Type {
 	case "send":
-		if f.ReplyTo < 0 {
-			return events.BadReplyTo()
+		if err := checkBody(f); err != nil {
+			return err
 		}
-		if len(f.Mentions) > events.MaxMentions {
-			return events.TooManyMentions(events.MaxMentions)
-		}
-		for _, u := range f.Mentions {
-			if !events.ValidToken(u) {
-				return badRequest("mentions must be user ids")
-			}
-		}
+		return events.CheckReferences(f.ReplyTo, f.Mentions)
 	case "edit":
 		if f.Target == nil || *f.Target < 1 {
 			return badRequest("edit needs a target seq")
 		}
-		if len(f.Body) == 0 || string(f.Body) == "null" {
-			return badRequest("edit needs a body")
-		}
-		if len(f.Body) > events.MaxBodySize {
-			return events.BodyTooLarge(events.MaxBodySize)
-		}
+		return checkBody(f)
 	case "react":
 		if f.Target == nil || *f.Target < 1 {
 			return badRequest("react needs a target seq")
 		}
-		if !events.ValidEmoji(f.Emoji) {
-			return events.BadEmoji(events.MaxEmojiSize)
+		if err := events.CheckEmoji(f.Emoji); err != nil {
+			return err
 		}
 		if f.On == nil {
 			return badRequest("react needs on (true or false)")
 		}
 	}
+	return nil
+}
+
+// checkBody checks a send's or an edit's body by events.CheckBody and keeps
+// it compacted, as the api does: the limit counts compact JSON.
+func checkBody(f *frame) error {
+	if events.BodyMissing(f.Body) {
+		return badRequest("%s needs a body", f.Type)
+	}
+	body, err := events.CheckBody(f.Body)
+	if err != nil {
+		return err
+	}
+	f.Body = body
 	return nil
 }

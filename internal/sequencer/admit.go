@@ -2,7 +2,6 @@ package sequencer
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -76,11 +75,8 @@ func (s *Sequencer) check(ctx context.Context, c *events.Command) error {
 	}
 	switch c.Op {
 	case events.OpSend:
-		if len(c.Body) > events.MaxBodySize {
-			return events.BodyTooLarge(events.MaxBodySize)
-		}
-		if len(c.Body) == 0 || !json.Valid(c.Body) {
-			return events.BodyNotJSON()
+		if _, err := events.CheckBody(c.Body); err != nil {
+			return err
 		}
 		if cv.Members[c.From] == "" {
 			return events.NotMember(c.Conv)

@@ -2,7 +2,6 @@ package sequencer
 
 import (
 	"context"
-	"encoding/json"
 
 	"github.com/seqchat/seqchat/events"
 )
@@ -17,11 +16,8 @@ import (
 func checkRich(c *events.Command, cv *events.Conv) error {
 	switch c.Op {
 	case events.OpSend:
-		if c.ReplyTo < 0 {
-			return events.BadReplyTo()
-		}
-		if len(c.Mentions) > events.MaxMentions {
-			return events.TooManyMentions(events.MaxMentions)
+		if err := events.CheckReferences(c.ReplyTo, c.Mentions); err != nil {
+			return err
 		}
 		for _, u := range c.Mentions {
 			if cv.Members[u] == "" {
@@ -32,18 +28,15 @@ func checkRich(c *events.Command, cv *events.Conv) error {
 		if c.Target < 1 {
 			return events.Errorf(events.CodeBadRequest, "edit needs a target seq")
 		}
-		if len(c.Body) > events.MaxBodySize {
-			return events.BodyTooLarge(events.MaxBodySize)
-		}
-		if len(c.Body) == 0 || !json.Valid(c.Body) || string(c.Body) == "null" {
-			return events.BodyNotJSON()
+		if _, err := events.CheckBody(c.Body); err != nil {
+			return err
 		}
 	case events.OpReact:
 		if c.Target < 1 {
 			return events.Errorf(events.CodeBadRequest, "react needs a target seq")
 		}
-		if !events.ValidEmoji(c.Emoji) {
-			return events.BadEmoji(events.MaxEmojiSize)
+		if err := events.CheckEmoji(c.Emoji); err != nil {
+			return err
 		}
 		if c.On == nil {
 			return events.Errorf(events.CodeBadRequest, "react needs on (true or false)")
