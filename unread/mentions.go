@@ -2,9 +2,6 @@ package unread
 
 import (
 	"context"
-	"slices"
-
-	"github.com/seqchat/seqchat/events"
 )
 
 // Mentions: beside each unread zset, a zset per (user, conversation) of the
@@ -22,20 +19,6 @@ func (s *Store) mentionConvsKey(user string) string { return s.prefix + "u:{" + 
 
 // Mention counts conv's message seq as an unread mention of user.
 func Mention(user, conv string, seq int64) Op { return Op{opMention, user, conv, seq} }
-
-// appendMentions adds a mention op for each recipient of message e that it
-// mentions (each once, however often it names them).
-func appendMentions(ops []Op, cv *events.Conv, e events.Event) []Op {
-	if len(e.Mentions) == 0 {
-		return ops
-	}
-	for _, u := range Recipients(cv, e) {
-		if slices.Contains(e.Mentions, u) {
-			ops = append(ops, Mention(u, e.Conv, e.Seq))
-		}
-	}
-	return ops
-}
 
 // MentionCounts returns how many unread messages mention user, per
 // conversation, only those above zero.

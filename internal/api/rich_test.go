@@ -13,6 +13,7 @@ import (
 
 	"github.com/seqchat/seqchat/internal/config"
 	"github.com/seqchat/seqchat/internal/projector/history"
+	unreadprojector "github.com/seqchat/seqchat/internal/projector/unread"
 	"github.com/seqchat/seqchat/internal/testenv"
 	"github.com/seqchat/seqchat/internal/wiring"
 	"github.com/seqchat/seqchat/unread"
@@ -318,7 +319,7 @@ func TestMentionCounts(t *testing.T) {
 	if got := e.mentions(t, x); len(got) != 0 {
 		t.Fatalf("after clearing Redis x still has mentions %v", got)
 	}
-	if _, err := unread.Rebuild(context.Background(), store, a.Pool, a.NATS.JS, 2); err != nil {
+	if _, err := unreadprojector.Rebuild(context.Background(), store, a.Pool, a.NATS.JS, 2); err != nil {
 		t.Fatal(err)
 	}
 	e.waitMentions(t, g.ID, want)

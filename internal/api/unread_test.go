@@ -11,6 +11,7 @@ import (
 
 	"github.com/seqchat/seqchat/internal/config"
 	"github.com/seqchat/seqchat/internal/postgres"
+	unreadprojector "github.com/seqchat/seqchat/internal/projector/unread"
 	"github.com/seqchat/seqchat/internal/testenv"
 	"github.com/seqchat/seqchat/internal/wiring"
 	"github.com/seqchat/seqchat/unread"
@@ -181,7 +182,7 @@ func TestUnreadProjectorRedeliveryAndRebuild(t *testing.T) {
 	defer rdb.Close()
 	store := unread.New(rdb, cfg.RedisPrefix)
 	run := func() (stop func()) {
-		p := unread.NewProjector(store, a.Pool, postgres.NewMemberCache(a.Pool, 0), a.NATS.JS, 7, testenv.Logger(t), nil)
+		p := unreadprojector.NewProjector(store, a.Pool, postgres.NewMemberCache(a.Pool, 0), a.NATS.JS, 7, testenv.Logger(t), nil)
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
 		go func() {
@@ -216,7 +217,7 @@ func TestUnreadProjectorRedeliveryAndRebuild(t *testing.T) {
 	if _, per := e.unread(t, x); len(per) != 0 {
 		t.Fatalf("after clearing Redis x still has unread %v", per)
 	}
-	n, err := unread.Rebuild(context.Background(), store, a.Pool, a.NATS.JS, 64)
+	n, err := unreadprojector.Rebuild(context.Background(), store, a.Pool, a.NATS.JS, 64)
 	if err != nil || n != 201 {
 		t.Fatalf("rebuild replayed %d events, %v; want 201", n, err)
 	}

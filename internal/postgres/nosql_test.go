@@ -24,7 +24,6 @@ var sqlAllowed = []string{"internal/postgres", "migrations", "internal/testenv",
 // each is checked like any other once it leaves this list.
 var sqlPending = []string{
 	"internal/projector/history",
-	"unread",
 }
 
 // sqlStatement matches a string literal that is an SQL statement (or its

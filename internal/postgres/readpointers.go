@@ -52,3 +52,28 @@ func (r *ReadPointers) Of(ctx context.Context, conv string) (map[string]int64, e
 	}
 	return out, rows.Err()
 }
+
+// ReadPointer is one member's read pointer.
+type ReadPointer struct {
+	User, Conv string
+	Seq        int64
+}
+
+// All returns every read pointer past zero (what a rebuild of the unread
+// projection starts from).
+func (r *ReadPointers) All(ctx context.Context) ([]ReadPointer, error) {
+	rows, err := r.pool.Query(ctx, "SELECT user_id, conv_id, read_seq FROM members WHERE read_seq > 0")
+	if err != nil {
+		return nil, events.WrapError(events.CodeUnavailable, err, "list read pointers")
+	}
+	defer rows.Close()
+	var out []ReadPointer
+	for rows.Next() {
+		var p ReadPointer
+		if err := rows.Scan(&p.User, &p.Conv, &p.Seq); err != nil {
+			return nil, events.WrapError(events.CodeUnavailable, err, "list read pointers")
+		}
+		out = append(out, p)
+	}
+	return out, rows.Err()
+}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/seqchat/seqchat/internal/config"
 	"github.com/seqchat/seqchat/internal/projector/history"
+	unreadprojector "github.com/seqchat/seqchat/internal/projector/unread"
 	"github.com/seqchat/seqchat/timeline"
 	"github.com/seqchat/seqchat/unread"
 )
@@ -91,7 +92,7 @@ func Rebuild(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		return err
 	}
 	defer rdb.Close()
-	if n, err = unread.Rebuild(ctx, unread.New(rdb, cfg.RedisPrefix), pool, nc.JS, cfg.ProjectorBatch); err != nil {
+	if n, err = unreadprojector.Rebuild(ctx, unread.New(rdb, cfg.RedisPrefix), pool, nc.JS, cfg.ProjectorBatch); err != nil {
 		return err
 	}
 	log.Info("unread counts rebuilt", "events", n)

@@ -10,10 +10,10 @@ import (
 	"github.com/seqchat/seqchat/internal/postgres"
 	"github.com/seqchat/seqchat/internal/projector/fanout"
 	"github.com/seqchat/seqchat/internal/projector/history"
+	unreadprojector "github.com/seqchat/seqchat/internal/projector/unread"
 	"github.com/seqchat/seqchat/internal/sequencer"
 	"github.com/seqchat/seqchat/internal/webui"
 	"github.com/seqchat/seqchat/timeline"
-	"github.com/seqchat/seqchat/unread"
 )
 
 // One function per role: each wires its role to the process's stores and
@@ -57,7 +57,7 @@ func (p *process) wireProjectors(ctx context.Context) error {
 	}
 	p.run(
 		projector("history", history.NewProjector(p.pool, p.nc.JS, cfg.ProjectorBatch, p.log.With("role", "projector"), p.reg).Run),
-		projector("unread", unread.NewProjector(p.unreads, p.pool, postgres.NewMemberCache(p.pool, 0), p.nc.JS, cfg.ProjectorBatch, p.log.With("role", "unread"), p.reg).Run),
+		projector("unread", unreadprojector.NewProjector(p.unreads, p.pool, postgres.NewMemberCache(p.pool, 0), p.nc.JS, cfg.ProjectorBatch, p.log.With("role", "unread"), p.reg).Run),
 		projector("fanout", fanout.New(p.nc.NC, p.nc.JS, postgres.NewMemberCache(p.pool, 0), p.pres, cfg.ProjectorBatch, p.log.With("role", "fanout"), p.reg).Run))
 	// Webhooks and offline push: one leased consumer per URL (server.go).
 	p.run(p.hookRuns(leased)...)

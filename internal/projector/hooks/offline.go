@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/seqchat/seqchat/events"
+	unreadprojector "github.com/seqchat/seqchat/internal/projector/unread"
 	"github.com/seqchat/seqchat/timeline"
 	"github.com/seqchat/seqchat/unread"
 )
@@ -199,7 +200,7 @@ func (o *Offline) waitUnread(ctx context.Context, seq uint64) {
 	deadline := time.Now().Add(unreadWait)
 	for wait := 5 * time.Millisecond; ; wait = min(2*wait, 200*time.Millisecond) {
 		// Looking the consumer up reads its current state: one round trip.
-		cons, err := o.js.Consumer(ctx, timeline.TimelineStream, unread.ConsumerName)
+		cons, err := o.js.Consumer(ctx, timeline.TimelineStream, unreadprojector.ConsumerName)
 		if err == nil && cons.CachedInfo().AckFloor.Stream >= seq {
 			return
 		}

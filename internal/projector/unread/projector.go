@@ -1,11 +1,14 @@
+// Package unread is the projector that keeps the Redis unread projection
+// (package unread at the repository's root: counts, mentions, recall state)
+// up to date from TIMELINE, and rebuilds it from TIMELINE and the read
+// pointers when Redis lost it.
 package unread
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
+	"slices"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
@@ -13,6 +16,7 @@ import (
 	"github.com/seqchat/seqchat/events"
 	"github.com/seqchat/seqchat/internal/postgres"
 	"github.com/seqchat/seqchat/timeline"
+	counts "github.com/seqchat/seqchat/unread"
 )
 
 // ConsumerName is the unread projector's durable consumer on TIMELINE.
@@ -26,8 +30,8 @@ type Members interface {
 
 // Ops turns events into projection ops, in order. Member events invalidate
 // members so that later events of the batch see the change.
-func Ops(ctx context.Context, members Members, evs []events.Event) ([]Op, error) {
-	var ops []Op
+func Ops(ctx context.Context, members Members, evs []events.Event) ([]counts.Op, error) {
+	var ops []counts.Op
 	for _, e := range evs {
 		switch e.Kind {
 		case events.KindMessage:
@@ -35,8 +39,8 @@ func Ops(ctx context.Context, members Members, evs []events.Event) ([]Op, error)
 			if err != nil {
 				return nil, err
 			}
-			for _, u := range Recipients(cv, e) {
-				ops = append(ops, Add(u, e.Conv, e.Seq))
+			for _, u := range counts.Recipients(cv, e) {
+				ops = append(ops, counts.Add(u, e.Conv, e.Seq))
 			}
 			ops = appendMentions(ops, cv, e)
 		case events.KindRecall:
@@ -44,15 +48,15 @@ func Ops(ctx context.Context, members Members, evs []events.Event) ([]Op, error)
 			if err != nil {
 				return nil, err
 			}
-			ops = append(ops, Recalled(e.Conv, e.Target))
+			ops = append(ops, counts.Recalled(e.Conv, e.Target))
 			for u := range cv.Members {
-				ops = append(ops, Remove(u, e.Conv, e.Target))
+				ops = append(ops, counts.Remove(u, e.Conv, e.Target))
 			}
 		case events.KindMemberJoined:
 			members.Invalidate(e.Conv)
 		case events.KindMemberLeft:
 			members.Invalidate(e.Conv)
-			ops = append(ops, Forget(e.User, e.Conv))
+			ops = append(ops, counts.Forget(e.User, e.Conv))
 		}
 	}
 	return ops, nil
@@ -60,8 +64,8 @@ func Ops(ctx context.Context, members Members, evs []events.Event) ([]Op, error)
 
 // Projector keeps the projection up to date from TIMELINE.
 type Projector struct {
-	store   *Store
-	pool    *pgxpool.Pool
+	store   *counts.Store
+	pool    *postgres.Pool
 	members Members
 	js      jetstream.JetStream
 	batch   int
@@ -71,7 +75,7 @@ type Projector struct {
 }
 
 // NewProjector returns an unread projector.
-func NewProjector(store *Store, pool *pgxpool.Pool, members Members, js jetstream.JetStream, batch int, log *slog.Logger, reg prometheus.Registerer) *Projector {
+func NewProjector(store *counts.Store, pool *postgres.Pool, members Members, js jetstream.JetStream, batch int, log *slog.Logger, reg prometheus.Registerer) *Projector {
 	f := promauto.With(reg)
 	return &Projector{
 		store: store, pool: pool, members: members, js: js, batch: max(batch, 1), log: log,
@@ -144,27 +148,20 @@ func (p *Projector) apply(ctx context.Context, evs []events.Event, fromStart boo
 
 // Rebuild clears the projection and replays TIMELINE into it, then applies
 // the read pointers stored in Postgres. It returns how many events it replayed.
-func Rebuild(ctx context.Context, store *Store, pool *pgxpool.Pool, js jetstream.JetStream, batch int) (int, error) {
+func Rebuild(ctx context.Context, store *counts.Store, pool *postgres.Pool, js jetstream.JetStream, batch int) (int, error) {
 	if err := store.Clear(ctx); err != nil {
 		return 0, err
 	}
 	members := postgres.NewMemberCache(pool, 0)
 	// Read pointers first: a replayed message at or below one is not unread.
-	rows, err := pool.Query(ctx, "SELECT user_id, conv_id, read_seq FROM members WHERE read_seq > 0")
+	pointers, err := postgres.NewReadPointers(pool).All(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("rebuild unread: read pointers: %w", err)
+		return 0, err
 	}
-	var ops []Op
-	for rows.Next() {
-		var u, c string
-		var seq int64
-		if err := rows.Scan(&u, &c, &seq); err != nil {
-			rows.Close()
-			return 0, fmt.Errorf("rebuild unread: %w", err)
-		}
-		ops = append(ops, Read(u, c, seq))
+	ops := make([]counts.Op, 0, len(pointers))
+	for _, rp := range pointers {
+		ops = append(ops, counts.Read(rp.User, rp.Conv, rp.Seq))
 	}
-	rows.Close()
 	if err := store.Apply(ctx, ops); err != nil {
 		return 0, err
 	}
@@ -185,4 +182,18 @@ func Rebuild(ctx context.Context, store *Store, pool *pgxpool.Pool, js jetstream
 		return n, err
 	}
 	return n, store.MarkBuilt(ctx)
+}
+
+// appendMentions adds a mention op for each recipient of message e that it
+// mentions (each once, however often it names them).
+func appendMentions(ops []counts.Op, cv *events.Conv, e events.Event) []counts.Op {
+	if len(e.Mentions) == 0 {
+		return ops
+	}
+	for _, u := range counts.Recipients(cv, e) {
+		if slices.Contains(e.Mentions, u) {
+			ops = append(ops, counts.Mention(u, e.Conv, e.Seq))
+		}
+	}
+	return ops
 }

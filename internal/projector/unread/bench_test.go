@@ -8,8 +8,9 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/seqchat/seqchat/events"
+	"github.com/seqchat/seqchat/internal/projector/unread"
 	"github.com/seqchat/seqchat/internal/testenv"
-	"github.com/seqchat/seqchat/unread"
+	counts "github.com/seqchat/seqchat/unread"
 )
 
 // members is a fixed membership: the benchmark measures Redis, not Postgres
@@ -39,7 +40,7 @@ func BenchmarkUnread(b *testing.B) {
 			}
 			rdb := redis.NewClient(ropt)
 			defer rdb.Close()
-			store := unread.New(rdb, testenv.Name("bench:")+":")
+			store := counts.New(rdb, testenv.Name("bench:")+":")
 			defer store.Clear(context.Background())
 			if err := store.MarkBuilt(context.Background()); err != nil {
 				b.Fatal(err)
