@@ -128,16 +128,18 @@ func PlainString(v []byte) (string, bool) {
 		return "", false
 	}
 	s := v[1 : len(v)-1]
+	ascii := true
 	for _, c := range s {
+		// Every byte is looked at: an escape after the first non-ASCII
+		// character still needs encoding/json (the fuzzer found "é\u0026"
+		// kept literally when the scan stopped there).
 		if c < 0x20 || c == '\\' || c == '"' {
 			return "", false
 		}
-		if c >= utf8.RuneSelf {
-			if !utf8.Valid(s) {
-				return "", false
-			}
-			break
-		}
+		ascii = ascii && c < utf8.RuneSelf
+	}
+	if !ascii && !utf8.Valid(s) {
+		return "", false
 	}
 	return string(s), true
 }

@@ -65,3 +65,16 @@ func TestEncodedEventsTakeTheFastPath(t *testing.T) {
 		t.Fatalf("%s: fast path gave %+v", b, got)
 	}
 }
+
+// An escape after a non-ASCII character is not plain: the fast path must
+// leave it to encoding/json rather than keep the backslash.
+func TestPlainStringEscapeAfterNonASCII(t *testing.T) {
+	for _, v := range []string{`"é\u0026"`, `"é\""`, "\"é\x01\"", `"日本\n"`} {
+		if s, ok := PlainString([]byte(v)); ok {
+			t.Errorf("PlainString(%s) = %q, true; want false", v, s)
+		}
+	}
+	if s, ok := PlainString([]byte(`"é&"`)); !ok || s != "é&" {
+		t.Errorf(`PlainString("é&") = %q, %v`, s, ok)
+	}
+}
