@@ -16,6 +16,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -47,7 +48,51 @@ func (s Settings) storage() jetstream.StorageType {
 // Ensure creates the streams and buckets, or updates them in place when their
 // settings changed. It never deletes a stream: a setting JetStream cannot
 // change in place (storage, say) is an error for the operator to resolve.
+//
+// On a cluster that is still electing its leaders a request may go
+// unanswered or be refused as unavailable; Ensure then tries again, each
+// try bounded, until ctx ends. Any other refusal is returned at once.
 func Ensure(ctx context.Context, js jetstream.JetStream, s Settings) error {
+	for {
+		try, cancel := context.WithTimeout(ctx, ensureTry)
+		err := ensure(try, js, s)
+		cancel()
+		if err == nil || ctx.Err() != nil || !transient(err) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(ensurePause):
+		}
+	}
+}
+
+// ensureTry bounds one try of Ensure: an answered request takes
+// milliseconds, so a try this long means the request went to a leader
+// that no longer is one.
+const (
+	ensureTry   = 5 * time.Second
+	ensurePause = 500 * time.Millisecond
+)
+
+// transient reports whether err is the cluster not being ready yet (no
+// answer, no responders, or a 503 from the JetStream API) rather than a
+// refusal of the settings.
+func transient(err error) bool {
+	var apiErr *jetstream.APIError
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrNoResponders), errors.Is(err, nats.ErrTimeout),
+		errors.Is(err, jetstream.ErrJetStreamNotEnabled):
+		return true
+	case errors.As(err, &apiErr):
+		// 10005: no suitable peers, while the peers are still reporting in.
+		return apiErr.Code == 503 || apiErr.ErrorCode == 10005
+	}
+	return false
+}
+
+func ensure(ctx context.Context, js jetstream.JetStream, s Settings) error {
 	if s.Replicas < 1 {
 		s.Replicas = 1
 	}

@@ -112,16 +112,16 @@ func openRedis(url string) (*redis.Client, error) {
 	return redis.NewClient(opt), nil
 }
 
-// ensureStreams creates or updates the streams, retrying while the
-// JetStream cluster is still electing its leaders (several roles starting
-// at once on a fresh cluster time out on their first try).
+// ensureStreams creates or updates the streams. Several roles starting at
+// once on a fresh cluster find it still electing its leaders: Ensure
+// retries that by itself, and each 20 seconds without success is logged.
 func ensureStreams(ctx context.Context, nc *timeline.Conn, cfg config.Config, log *slog.Logger) error {
 	settings := timeline.Settings{
 		Replicas: cfg.StreamReplicas, Storage: cfg.StreamStorage, MaxAge: cfg.TimelineMaxAge,
 		DuplicateWindow: cfg.DuplicateWindow, DedupeTTL: cfg.DedupeTTL, LeaseTTL: cfg.LeaseTTL,
 	}
 	return untilUp(ctx, log, "jetstream", func() error {
-		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		actx, cancel := context.WithTimeout(ctx, 20*time.Second)
 		defer cancel()
 		return timeline.Ensure(actx, nc.JS, settings)
 	})
