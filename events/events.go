@@ -9,14 +9,18 @@ import (
 	"strings"
 )
 
-// Event kinds, as docs/protocol.md names them.
+// Kind is what an event is, as docs/protocol.md names it. On the wire it is
+// a plain JSON string.
+type Kind string
+
+// Event kinds.
 const (
-	KindMessage      = "message"
-	KindRecall       = "recall"
-	KindMemberJoined = "member_joined"
-	KindMemberLeft   = "member_left"
-	KindEdit         = "edit"
-	KindReaction     = "reaction"
+	KindMessage      Kind = "message"
+	KindRecall       Kind = "recall"
+	KindMemberJoined Kind = "member_joined"
+	KindMemberLeft   Kind = "member_left"
+	KindEdit         Kind = "edit"
+	KindReaction     Kind = "reaction"
 )
 
 // MaxBodySize is the largest encoded message body the protocol allows.
@@ -27,7 +31,7 @@ const MaxBodySize = 16 << 10
 type Event struct {
 	Conv     string          `json:"conv"`
 	Seq      int64           `json:"seq"`
-	Kind     string          `json:"kind"`
+	Kind     Kind            `json:"kind"`
 	ID       string          `json:"id"`
 	From     string          `json:"from"`
 	TS       int64           `json:"ts"`
@@ -47,20 +51,23 @@ type Event struct {
 	Reactions map[string]int64 `json:"reactions,omitempty"`
 }
 
+// Op is what a command asks for. On the wire it is a plain JSON string.
+type Op string
+
 // Command operations.
 const (
-	OpSend   = "send"
-	OpRecall = "recall"
-	OpJoin   = "join"
-	OpLeave  = "leave"
-	OpEdit   = "edit"
-	OpReact  = "react"
+	OpSend   Op = "send"
+	OpRecall Op = "recall"
+	OpJoin   Op = "join"
+	OpLeave  Op = "leave"
+	OpEdit   Op = "edit"
+	OpReact  Op = "react"
 )
 
 // Command is a request to append to a conversation, waiting in CMDS for the
 // sequencer to give it a seq.
 type Command struct {
-	Op     string          `json:"op"`
+	Op     Op              `json:"op"`
 	ID     string          `json:"id"`
 	Conv   string          `json:"conv"`
 	From   string          `json:"from"`

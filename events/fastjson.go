@@ -184,12 +184,14 @@ func fastEvent(b []byte, e *Event) bool {
 			e.Seq, ok = PlainInt(v)
 		case "kind":
 			switch string(v) { // the kinds need no copy of their own
-			case `"` + KindMessage + `"`:
+			case `"` + string(KindMessage) + `"`:
 				e.Kind, ok = KindMessage, true
-			case `"` + KindRecall + `"`:
+			case `"` + string(KindRecall) + `"`:
 				e.Kind, ok = KindRecall, true
 			default:
-				e.Kind, ok = PlainString(v)
+				var k string
+				k, ok = PlainString(v)
+				e.Kind = Kind(k)
 			}
 		case "id":
 			e.ID, ok = PlainString(v)
@@ -219,10 +221,12 @@ func fastCommand(b []byte, c *Command) bool {
 	return ScanFlat(b, func(key, v []byte) (ok bool) {
 		switch string(key) {
 		case "op":
-			if string(v) == `"`+OpSend+`"` {
+			if string(v) == `"`+string(OpSend)+`"` {
 				c.Op, ok = OpSend, true
 			} else {
-				c.Op, ok = PlainString(v)
+				var op string
+				op, ok = PlainString(v)
+				c.Op = Op(op)
 			}
 		case "id":
 			c.ID, ok = PlainString(v)

@@ -60,7 +60,7 @@ func BadEmoji(max int) error {
 
 // NotAMessage refuses a target (of a recall, edit, reaction or reply) that is
 // an event of another kind.
-func NotAMessage(seq int64, kind string) error {
+func NotAMessage(seq int64, kind Kind) error {
 	return Errorf(CodeBadRequest, "seq %d is a %s, not a message", seq, kind)
 }
 

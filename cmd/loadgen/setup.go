@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/seqchat/seqchat/events"
 )
 
 // peer is one user with one WebSocket.
@@ -159,7 +161,7 @@ func setupPeers(o options, prefix string, n, nConvs int) ([]*peer, error) {
 	err = parallel(n/2, o.setupConc, func(k int) error {
 		a, b := peers[2*k], peers[2*k+1]
 		var c struct{ ID string }
-		if err := call(context.Background(), o.base, "POST", "/v1/conversations", a.token, map[string]any{"kind": "direct", "members": []string{b.id}}, &c); err != nil {
+		if err := call(context.Background(), o.base, "POST", "/v1/conversations", a.token, map[string]any{"kind": events.ConvDirect, "members": []string{b.id}}, &c); err != nil {
 			return fmt.Errorf("create conversation: %w", err)
 		}
 		a.conv, b.conv = c.ID, c.ID

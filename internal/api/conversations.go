@@ -209,7 +209,7 @@ func (a *API) addMember(w http.ResponseWriter, r *http.Request, c auth.Claims) e
 	case "":
 		w.WriteHeader(http.StatusNoContent) // already a member
 		return nil
-	case "leave":
+	case events.OpLeave:
 		return events.Errorf(events.CodeConflict, "%q is leaving this conversation; try again", user)
 	}
 	res, err := a.sequence(ctx, events.Command{Op: events.OpJoin, ID: p.ID, Conv: conv, From: p.By, User: user})

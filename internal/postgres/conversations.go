@@ -35,7 +35,7 @@ type NewConversation struct {
 func (c *Conversations) Create(ctx context.Context, conv NewConversation) (id string, created bool, err error) {
 	id, created = conv.ID, true
 	var directKey, owner *string
-	if conv.Kind == "direct" {
+	if conv.Kind == string(events.ConvDirect) {
 		pair := slices.Clone(conv.Members)
 		slices.Sort(pair)
 		k := strings.Join(pair, ":")
@@ -133,8 +133,9 @@ func (c *Conversations) Kind(ctx context.Context, conv string) (kind string, row
 // is sequenced under and who asked for it, kept so that a retry after a
 // failure sequences that same command (once) rather than none.
 type Pending struct {
-	// Op is "join" or "leave"; empty when nothing is pending.
-	Op, ID, By string
+	// Op is events.OpJoin or events.OpLeave; empty when nothing is pending.
+	Op     events.Op
+	ID, By string
 }
 
 // farFuture is the joined_seq of a join in flight: history is hidden until
@@ -157,7 +158,7 @@ func (c *Conversations) BeginJoin(ctx context.Context, conv, user, id, by string
 	if op == nil {
 		return Pending{}, nil
 	}
-	return Pending{Op: *op, ID: deref(pid), By: deref(pby)}, nil
+	return Pending{Op: events.Op(*op), ID: deref(pid), By: deref(pby)}, nil
 }
 
 // FinishJoin starts user's history in conv at seq, the seq join id was
@@ -175,7 +176,7 @@ func (c *Conversations) FinishJoin(ctx context.Context, conv, user string, seq i
 // marked earlier keeps its own id and asker. not_found when user is not a
 // member.
 func (c *Conversations) BeginLeave(ctx context.Context, conv, user, id, by string) (Pending, error) {
-	p := Pending{Op: "leave"}
+	p := Pending{Op: events.OpLeave}
 	err := c.pool.QueryRow(ctx, `UPDATE members SET pending_op='leave',
 			pending_id = CASE WHEN pending_op='leave' THEN pending_id ELSE $3 END,
 			pending_by = CASE WHEN pending_op='leave' THEN pending_by ELSE $4 END

@@ -21,6 +21,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/nats-io/nats-server/v2/server"
 
+	"github.com/seqchat/seqchat/events"
 	"github.com/seqchat/seqchat/internal/config"
 	"github.com/seqchat/seqchat/timeline"
 )
@@ -169,11 +170,11 @@ func Seed(t testing.TB, pool interface {
 		t.Fatalf("seed conversation: %v", err)
 	}
 	for i, u := range users {
-		role := "member"
+		role := events.RoleMember
 		if i == 0 {
-			role = "owner"
+			role = events.RoleOwner
 		}
-		if _, err := pool.Exec(ctx, "INSERT INTO members (conv_id, user_id, role) VALUES ($1, $2, $3)", conv, u, role); err != nil {
+		if _, err := pool.Exec(ctx, "INSERT INTO members (conv_id, user_id, role) VALUES ($1, $2, $3)", conv, u, string(role)); err != nil {
 			t.Fatalf("seed member: %v", err)
 		}
 	}

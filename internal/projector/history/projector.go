@@ -100,7 +100,7 @@ func Apply(ctx context.Context, pool *pgxpool.Pool, stored []timeline.Stored) er
 	var recalls []recall
 	for i, s := range stored {
 		e := s.Event
-		convs[i], seqs[i], streamSeqs[i], kinds[i], ids[i], senders[i], tss[i] = e.Conv, e.Seq, int64(s.StreamSeq), e.Kind, e.ID, e.From, e.TS
+		convs[i], seqs[i], streamSeqs[i], kinds[i], ids[i], senders[i], tss[i] = e.Conv, e.Seq, int64(s.StreamSeq), string(e.Kind), e.ID, e.From, e.TS
 		bodies[i], targets[i], members[i] = e.Body, e.Target, e.User
 		rich.set(i, &e)
 		if e.Seq > heads[e.Conv] {
