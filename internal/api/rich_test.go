@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/seqchat/seqchat/internal/config"
+	"github.com/seqchat/seqchat/internal/postgres"
 	"github.com/seqchat/seqchat/internal/projector/history"
 	unreadprojector "github.com/seqchat/seqchat/internal/projector/unread"
 	"github.com/seqchat/seqchat/internal/testenv"
@@ -84,7 +85,7 @@ func (e *env) reactionsOf(t *testing.T, u user, conv string, seq int64) map[stri
 
 // runHistory runs a history projector until the returned stop is called.
 func runHistory(t *testing.T, a *wiring.System) (stop func()) {
-	p := history.NewProjector(a.Pool, a.NATS.JS, 5, testenv.Logger(t), nil)
+	p := history.NewProjector(postgres.NewHistoryWriter(a.Pool), a.NATS.JS, 5, testenv.Logger(t), nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -250,7 +251,7 @@ func TestRichMessages(t *testing.T) {
 	}
 	stop()
 
-	n, err := history.Rebuild(context.Background(), a.Pool, a.NATS.JS, 3)
+	n, err := history.Rebuild(context.Background(), postgres.NewHistoryWriter(a.Pool), a.NATS.JS, 3)
 	if err != nil || n == 0 {
 		t.Fatalf("rebuild: %d, %v", n, err)
 	}
@@ -433,7 +434,7 @@ func TestSearch(t *testing.T) {
 		t.Fatalf("limit 500: %d found, want at most 100", n)
 	}
 
-	if _, err := history.Rebuild(context.Background(), a.Pool, a.NATS.JS, 4); err != nil {
+	if _, err := history.Rebuild(context.Background(), postgres.NewHistoryWriter(a.Pool), a.NATS.JS, 4); err != nil {
 		t.Fatal(err)
 	}
 	check("rebuilt")

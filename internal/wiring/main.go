@@ -13,6 +13,7 @@ import (
 	"syscall"
 
 	"github.com/seqchat/seqchat/internal/config"
+	"github.com/seqchat/seqchat/internal/postgres"
 	"github.com/seqchat/seqchat/internal/projector/history"
 	unreadprojector "github.com/seqchat/seqchat/internal/projector/unread"
 	"github.com/seqchat/seqchat/timeline"
@@ -82,7 +83,7 @@ func Rebuild(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		return err
 	}
 	defer pool.Close()
-	n, err := history.Rebuild(ctx, pool, nc.JS, cfg.ProjectorBatch)
+	n, err := history.Rebuild(ctx, postgres.NewHistoryWriter(pool), nc.JS, cfg.ProjectorBatch)
 	if err != nil {
 		return err
 	}

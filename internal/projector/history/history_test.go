@@ -87,7 +87,7 @@ func rows(t *testing.T, pool *pgxpool.Pool) []row {
 }
 
 func (r *rig) runProjector(t testing.TB, batch int) (stop func()) {
-	p := history.NewProjector(r.pool, r.nc.JS, batch, testenv.Logger(t), nil)
+	p := history.NewProjector(postgres.NewHistoryWriter(r.pool), r.nc.JS, batch, testenv.Logger(t), nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -146,7 +146,7 @@ func TestProjectorConvergesAndRebuilds(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer fresh.Close()
-	n, err := history.Rebuild(ctx, fresh, r.nc.JS, 200)
+	n, err := history.Rebuild(ctx, postgres.NewHistoryWriter(fresh), r.nc.JS, 200)
 	if err != nil || n != 3100 {
 		t.Fatalf("rebuild replayed %d events, %v; want 3100", n, err)
 	}
@@ -155,7 +155,7 @@ func TestProjectorConvergesAndRebuilds(t *testing.T) {
 		t.Fatalf("live projection (%d rows) differs from a rebuild (%d rows)", len(projected), len(rebuilt))
 	}
 	// Rebuild the live database too: it must equal the fresh one exactly.
-	if _, err := history.Rebuild(ctx, r.pool, r.nc.JS, 500); err != nil {
+	if _, err := history.Rebuild(ctx, postgres.NewHistoryWriter(r.pool), r.nc.JS, 500); err != nil {
 		t.Fatal(err)
 	}
 	if live := rows(t, r.pool); !reflect.DeepEqual(live, rebuilt) {
@@ -174,29 +174,6 @@ func TestProjectorConvergesAndRebuilds(t *testing.T) {
 		if seq != int64(want) {
 			t.Fatalf("%s: %d rows, want %d", conv, seq, want)
 		}
-	}
-}
-
-// The projector never double-applies: running it over the same events twice
-// (as redelivery does) changes nothing.
-func TestProjectorRedeliveryIdempotent(t *testing.T) {
-	t.Parallel()
-	r := newRig(t)
-	r.append(t, "a", 30)
-	got, err := r.tl.Read(context.Background(), "a", 0, 100, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i < 3; i++ {
-		if err := history.Apply(context.Background(), r.pool, got); err != nil {
-			t.Fatal(err)
-		}
-		if err := history.Apply(context.Background(), r.pool, got[10:20]); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if n := count(t, r.pool); n != 30 {
-		t.Fatalf("%d rows after repeated applies, want 30", n)
 	}
 }
 
@@ -231,7 +208,7 @@ func TestReadYourWrites(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := history.Apply(ctx, r.pool, prefix); err != nil {
+	if err := postgres.NewHistoryWriter(r.pool).Apply(ctx, prefix); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := r.pool.Exec(ctx, "DELETE FROM events WHERE seq IN (3, 10, 11, 12)"); err != nil {
@@ -242,54 +219,6 @@ func TestReadYourWrites(t *testing.T) {
 	head, err := reader.Head(ctx, "x")
 	if err != nil || head != 40 {
 		t.Fatalf("Head = %d, %v; want 40", head, err)
-	}
-}
-
-// A recall erases its target's body whether the target came in an earlier
-// batch or earlier in the same one (the batch's statements run in order),
-// and a recall of something that is not a message changes nothing.
-func TestApplyRecalls(t *testing.T) {
-	t.Parallel()
-	r := newRig(t)
-	ctx := testenv.Context(t, time.Minute)
-	msg := func(seq int64) timeline.Stored {
-		return timeline.Stored{Event: events.Event{Conv: "r", Seq: seq, Kind: events.KindMessage, ID: fmt.Sprintf("m%d", seq), From: "u1", TS: seq, Body: json.RawMessage(`{"text":"x"}`)}, StreamSeq: uint64(seq)}
-	}
-	recall := func(seq, target int64) timeline.Stored {
-		return timeline.Stored{Event: events.Event{Conv: "r", Seq: seq, Kind: events.KindRecall, ID: fmt.Sprintf("m%d", seq), From: "u1", TS: seq, Target: target}, StreamSeq: uint64(seq)}
-	}
-	if err := history.Apply(ctx, r.pool, []timeline.Stored{msg(1), msg(2)}); err != nil {
-		t.Fatal(err)
-	}
-	// Recalls of seq 1 (earlier batch), of seq 4 (this batch) and of seq 3,
-	// which is itself a recall.
-	if err := history.Apply(ctx, r.pool, []timeline.Stored{recall(3, 1), msg(4), recall(5, 4), recall(6, 3)}); err != nil {
-		t.Fatal(err)
-	}
-	got := map[int64]bool{}
-	rs, err := r.pool.Query(ctx, "SELECT seq, recalled, body IS NULL FROM events WHERE conv_id='r' ORDER BY seq")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rs.Close()
-	for rs.Next() {
-		var seq int64
-		var recalled, noBody bool
-		if err := rs.Scan(&seq, &recalled, &noBody); err != nil {
-			t.Fatal(err)
-		}
-		if recalled != noBody && recalled {
-			t.Fatalf("seq %d recalled but keeps its body", seq)
-		}
-		got[seq] = recalled
-	}
-	want := map[int64]bool{1: true, 2: false, 3: false, 4: true, 5: false, 6: false}
-	if !reflect.DeepEqual(got, want) {
-		t.Fatalf("recalled by seq = %v, want %v", got, want)
-	}
-	var head int64
-	if err := r.pool.QueryRow(ctx, "SELECT last_seq FROM heads WHERE conv_id='r'").Scan(&head); err != nil || head != 6 {
-		t.Fatalf("head = %d, %v; want 6", head, err)
 	}
 }
 
@@ -313,7 +242,7 @@ func TestRecallShowsWhileProjectorCommits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := history.Apply(ctx, r.pool, msg); err != nil {
+	if err := postgres.NewHistoryWriter(r.pool).Apply(ctx, msg); err != nil {
 		t.Fatal(err)
 	}
 
@@ -339,7 +268,7 @@ func TestRecallShowsWhileProjectorCommits(t *testing.T) {
 		_ = r.pool.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE datname=current_database() AND wait_event_type='Lock'").Scan(&n)
 		return n > 0
 	})
-	// What history.Apply does for the recall, in the held transaction.
+	// What HistoryWriter.Apply does for the recall, in the held transaction.
 	for _, q := range []string{
 		fmt.Sprintf("INSERT INTO events (conv_id, seq, stream_seq, kind, cmd_id, sender, ts, target) VALUES ('x', 2, %d, 'recall', 'r1', 'u1', 2000, 1)", streamSeq),
 		"UPDATE events SET recalled=true, body=NULL WHERE conv_id='x' AND seq=1 AND kind='message'",
@@ -374,7 +303,7 @@ func TestRecallShowsFarBehindProjection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := history.Apply(ctx, r.pool, msg); err != nil { // projected up to seq 1
+	if err := postgres.NewHistoryWriter(r.pool).Apply(ctx, msg); err != nil { // projected up to seq 1
 		t.Fatal(err)
 	}
 	for range 12 {

@@ -1,23 +1,104 @@
-package history
+package postgres
 
 import (
+	"context"
+	"fmt"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/seqchat/seqchat/events"
 	"github.com/seqchat/seqchat/timeline"
 )
 
+// HistoryWriter writes the history projection of TIMELINE (tables events,
+// heads and reactions): what the history projector and its rebuild call.
+type HistoryWriter struct{ pool *pgxpool.Pool }
+
+// NewHistoryWriter returns the writer of the history kept in pool's database.
+func NewHistoryWriter(pool *pgxpool.Pool) *HistoryWriter { return &HistoryWriter{pool: pool} }
+
+// Apply writes a batch of TIMELINE's events into the history, idempotently:
+// a row already there stays as it is, and a recall erases its target's body.
+func (w *HistoryWriter) Apply(ctx context.Context, stored []timeline.Stored) error {
+	if len(stored) == 0 {
+		return nil
+	}
+	n := len(stored)
+	var (
+		convs, kinds, ids, senders, members = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		seqs, streamSeqs, tss, targets      = make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
+		bodies                              = make([][]byte, n)
+		rich                                = newRichColumns(n)
+	)
+	heads := map[string]int64{}
+	type recall struct {
+		conv   string
+		target int64
+	}
+	var recalls []recall
+	for i, s := range stored {
+		e := s.Event
+		convs[i], seqs[i], streamSeqs[i], kinds[i], ids[i], senders[i], tss[i] = e.Conv, e.Seq, int64(s.StreamSeq), string(e.Kind), e.ID, e.From, e.TS
+		bodies[i], targets[i], members[i] = e.Body, e.Target, e.User
+		rich.set(i, &e)
+		if e.Seq > heads[e.Conv] {
+			heads[e.Conv] = e.Seq
+		}
+		if e.Kind == events.KindRecall {
+			recalls = append(recalls, recall{e.Conv, e.Target})
+		}
+	}
+	// One round trip for the whole batch: the statements go out together
+	// and run, in order, in the implicit transaction of one pipeline (a
+	// recall sees the message inserted before it; a failure applies none).
+	// An explicit BEGIN/COMMIT would cost two more round trips per batch,
+	// which at a few events a batch was most of the projector's time.
+	b := &pgx.Batch{}
+	b.Queue(`INSERT INTO events (conv_id, seq, stream_seq, kind, cmd_id, sender, ts, body, target, member`+richInsertColumns+`)
+		SELECT c, s, ss, k, i, f, t, b, tg, m`+richInsertValues+` FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::bytea[], $9::bigint[], $10::text[]`+richInsertParams+`)
+			AS x(c, s, ss, k, i, f, t, b, tg, m`+richInsertNames+`)
+		ON CONFLICT (conv_id, seq) DO NOTHING`,
+		append([]any{convs, seqs, streamSeqs, kinds, ids, senders, tss, bodies, targets, members}, rich.args()...)...)
+	if len(recalls) > 0 {
+		rc, rt := make([]string, len(recalls)), make([]int64, len(recalls))
+		for i, r := range recalls {
+			rc[i], rt[i] = r.conv, r.target
+		}
+		b.Queue(`UPDATE events SET recalled=true, body=NULL FROM unnest($1::text[], $2::bigint[]) AS r(conv_id, seq)
+			WHERE events.conv_id=r.conv_id AND events.seq=r.seq AND events.kind='message'`, rc, rt)
+	}
+	queueRich(b, stored)
+	hc, hs := make([]string, 0, len(heads)), make([]int64, 0, len(heads))
+	for c, s := range heads {
+		hc, hs = append(hc, c), append(hs, s)
+	}
+	b.Queue(`INSERT INTO heads (conv_id, last_seq) SELECT * FROM unnest($1::text[], $2::bigint[])
+		ON CONFLICT (conv_id) DO UPDATE SET last_seq = GREATEST(heads.last_seq, EXCLUDED.last_seq)`, hc, hs)
+	if err := w.pool.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("write history: %w", err)
+	}
+	return nil
+}
+
+// Clear empties the history, for a rebuild to replay TIMELINE into.
+func (w *HistoryWriter) Clear(ctx context.Context) error {
+	if _, err := w.pool.Exec(ctx, "TRUNCATE events, heads, reactions"); err != nil {
+		return fmt.Errorf("empty history: %w", err)
+	}
+	return nil
+}
+
 // The richer messages in the projection: each event's own fields (a
 // message's reply_to, mentions and indexed text, a reaction's emoji and on)
 // are written with the event's row; what edits, reactions and recalls do to
-// their target (its current state) is applied by applyRich in the same
+// their target (its current state) is queued by queueRich in the same
 // transaction, idempotently and whatever order redelivery brings them in:
 // every change is guarded by the seq of the event that made it.
 
 // richColumns are the columns of the rich fields, one entry per event of a
-// batch, for the projector's multi-row insert.
+// batch, for Apply's multi-row insert.
 type richColumns struct {
 	replyTo  []int64
 	mentions []string // space-separated user ids ("" for none): unnest cannot take ragged arrays

@@ -1,4 +1,4 @@
-package history_test
+package postgres_test
 
 import (
 	"context"
@@ -13,7 +13,6 @@ import (
 
 	"github.com/seqchat/seqchat/events"
 	"github.com/seqchat/seqchat/internal/postgres"
-	"github.com/seqchat/seqchat/internal/projector/history"
 	"github.com/seqchat/seqchat/internal/testenv"
 	"github.com/seqchat/seqchat/timeline"
 )
@@ -85,7 +84,7 @@ func TestRichProjectionIdempotent(t *testing.T) {
 	ctx := context.Background()
 	all := richEvents()
 	once := openPool(t)
-	if err := history.Apply(ctx, once, all); err != nil {
+	if err := postgres.NewHistoryWriter(once).Apply(ctx, all); err != nil {
 		t.Fatal(err)
 	}
 	want := richState(t, once)
@@ -99,8 +98,9 @@ func TestRichProjectionIdempotent(t *testing.T) {
 		}
 	}
 	one := openPool(t)
+	w := postgres.NewHistoryWriter(one)
 	for _, s := range all {
-		if err := history.Apply(ctx, one, []timeline.Stored{s}); err != nil {
+		if err := w.Apply(ctx, []timeline.Stored{s}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -111,7 +111,7 @@ func TestRichProjectionIdempotent(t *testing.T) {
 	back := slices.Clone(all)
 	slices.Reverse(back)
 	for _, s := range back {
-		if err := history.Apply(ctx, one, []timeline.Stored{s}); err != nil {
+		if err := w.Apply(ctx, []timeline.Stored{s}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -119,7 +119,7 @@ func TestRichProjectionIdempotent(t *testing.T) {
 	for i := 0; i < len(all); i += 2 {
 		odd = append(odd, all[i])
 	}
-	if err := history.Apply(ctx, one, odd); err != nil {
+	if err := w.Apply(ctx, odd); err != nil {
 		t.Fatal(err)
 	}
 	if got := richState(t, one); got != want {
@@ -128,18 +128,19 @@ func TestRichProjectionIdempotent(t *testing.T) {
 }
 
 // BenchmarkReactionProjection measures reaction events per second through
-// the history projector's write (Apply), in batches of 500 over 100
+// the history's write (HistoryWriter.Apply), in batches of 500 over 100
 // messages of 10 conversations.
 func BenchmarkReactionProjection(b *testing.B) {
 	ctx := context.Background()
 	pool := openPool(b)
+	w := postgres.NewHistoryWriter(pool)
 	var msgs []timeline.Stored
 	for c := 0; c < 10; c++ {
 		for s := int64(1); s <= 10; s++ {
 			msgs = append(msgs, timeline.Stored{Event: events.Event{Conv: fmt.Sprintf("c%d", c), Seq: s, Kind: events.KindMessage, ID: fmt.Sprint(s), From: "u0", TS: s, Body: json.RawMessage(`{"text":"hi"}`)}})
 		}
 	}
-	if err := history.Apply(ctx, pool, msgs); err != nil {
+	if err := w.Apply(ctx, msgs); err != nil {
 		b.Fatal(err)
 	}
 	emojis := []string{"👍", "❤️", "🎉", "😂"}
@@ -156,7 +157,7 @@ func BenchmarkReactionProjection(b *testing.B) {
 				Target: int64(1 + (i/10)%10), Emoji: emojis[i%len(emojis)], On: events.Bool(i%3 != 0),
 			}})
 		}
-		if err := history.Apply(ctx, pool, stored); err != nil {
+		if err := w.Apply(ctx, stored); err != nil {
 			b.Fatal(err)
 		}
 	}
