@@ -255,7 +255,7 @@ func (a *API) over(ctx context.Context, name, key string, l activity.Limit, msg 
 		return nil
 	}
 	if over {
-		return rateLimited(name, retry, "%s; retry in %ds", msg, int(math.Ceil(retry.Seconds())))
+		return a.refused(name, events.RateLimited(retry, "%s; retry in %ds", msg, int(math.Ceil(retry.Seconds()))))
 	}
 	return nil
 }

@@ -168,21 +168,13 @@ func (a *API) authed(h authedFunc) http.HandlerFunc {
 	})
 }
 
-// retryError is a rate_limited error that says when to come back, and
-// which limit refused (activity's limit names, for chat_rate_limited_total).
-type retryError struct {
-	error
-	after time.Duration
-	limit string
-}
-
-func (e *retryError) Unwrap() error { return e.error }
-
-// RetryAfter is when to come back (the Retry-After header).
-func (e *retryError) RetryAfter() time.Duration { return e.after }
-
-func rateLimited(limit string, after time.Duration, format string, args ...any) error {
-	return &retryError{error: events.Errorf(events.CodeRateLimited, format, args...), after: after, limit: limit}
+// refused counts a refusal by the rate limit named limit (activity's limit
+// names, the label of chat_rate_limited_total) and returns err, the
+// rate_limited error that says when to come back (events.RateLimited).
+// The edge counts its refusals the same way, where they happen.
+func (a *API) refused(limit string, err error) error {
+	a.obs.rejected.WithLabelValues(limit).Inc()
+	return err
 }
 
 // fail writes err in the protocol's error shape.
@@ -190,14 +182,8 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 	code := events.CodeOf(err)
 	// A refusal that says when to come back (rate limits, a busy
 	// process's admission control) says it in Retry-After.
-	var re interface{ RetryAfter() time.Duration }
-	if errors.As(err, &re) {
-		w.Header().Set("Retry-After", strconv.Itoa(events.RetrySeconds(re.RetryAfter())))
-	} else if after := events.RetryAfterOf(err); after > 0 {
+	if after := events.RetryAfterOf(err); after > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(events.RetrySeconds(after)))
-	}
-	if re, ok := errors.AsType[*retryError](err); ok {
-		a.obs.rejected.WithLabelValues(re.limit).Inc()
 	}
 	switch code {
 	case events.CodeInternal:

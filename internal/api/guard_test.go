@@ -3,6 +3,7 @@ package api_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -44,11 +45,16 @@ func (e *env) from(t *testing.T, addr, method, path string, body string) resp {
 	return resp{status: res.StatusCode, header: res.Header, body: b[:n]}
 }
 
+// limited checks a rate limit's refusal: 429 rate_limited, a Retry-After
+// in whole seconds, and a message that says when to retry too.
 func limited(t *testing.T, r resp) {
 	t.Helper()
 	r.fails(t, http.StatusTooManyRequests, "rate_limited")
 	if s, err := strconv.Atoi(r.header.Get("Retry-After")); err != nil || s < 1 {
 		t.Fatalf("Retry-After %q", r.header.Get("Retry-After"))
+	}
+	if !strings.Contains(string(r.body), "; retry in ") {
+		t.Fatalf("the message does not say when to retry: %s", r.body)
 	}
 }
 
@@ -140,6 +146,25 @@ func TestAbuseLimits(t *testing.T) {
 		}
 		nextWindow(cmdWindow)
 		e.send(t, alice, conv.ID, "m5", "x")
+	})
+
+	t.Run("refusals counted by limit", func(t *testing.T) {
+		res, err := http.Get(e.base + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		for _, want := range []string{
+			`chat_rate_limited_total{limit="signups_per_addr"} 1`,
+			`chat_rate_limited_total{limit="login_failures_per_user"} 1`,
+			`chat_rate_limited_total{limit="login_failures_per_addr"} 1`,
+			`chat_rate_limited_total{limit="user_commands"} 2`,
+		} {
+			if !strings.Contains(string(b), want+"\n") {
+				t.Errorf("/metrics lacks %s", want)
+			}
+		}
 	})
 
 	t.Run("group size", func(t *testing.T) {

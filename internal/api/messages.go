@@ -223,7 +223,7 @@ func (a *API) allowCommand(user string) error {
 		return nil
 	}
 	if ok, retry := a.opt.UserLimit.Allow(user); !ok {
-		return &retryError{error: events.TooManyUserCommands(retry), after: retry, limit: activity.UserCommands}
+		return a.refused(activity.UserCommands, events.TooManyUserCommands(retry))
 	}
 	return nil
 }

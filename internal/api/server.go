@@ -138,7 +138,7 @@ func (a *API) serverAuthed(limit int64, h handlerFunc) http.HandlerFunc {
 		}
 		if a.opt.Limits != nil { // nil: CHAT_RATE_LIMITS=off
 			if ok, retry := a.server.allow(i); !ok {
-				return rateLimited(activity.ServerKey, retry, "too many server calls with this key; retry in %dms", int(math.Ceil(float64(retry)/float64(time.Millisecond))))
+				return a.refused(activity.ServerKey, events.RateLimited(retry, "too many server calls with this key; retry in %dms", int(math.Ceil(float64(retry)/float64(time.Millisecond)))))
 			}
 		}
 		return h(w, r)
