@@ -49,8 +49,8 @@ func (s *Submitter) Close() { _ = s.sub.Unsubscribe() }
 func (s *Submitter) deliver(m *nats.Msg) {
 	token := m.Subject[len(s.prefix)+1:]
 	if token == ReplyBatchToken {
-		var answers []events.Answer
-		if err := json.Unmarshal(m.Data, &answers); err != nil {
+		answers, err := events.DecodeAnswers(m.Data)
+		if err != nil {
 			return
 		}
 		for _, a := range answers {
@@ -58,8 +58,8 @@ func (s *Submitter) deliver(m *nats.Msg) {
 		}
 		return
 	}
-	var r events.Result
-	if err := json.Unmarshal(m.Data, &r); err != nil {
+	r, err := events.DecodeResult(m.Data)
+	if err != nil {
 		return
 	}
 	s.dispatch(token, r)

@@ -584,6 +584,40 @@ type eventHead struct {
 	TS   int64  `json:"ts"`
 }
 
+// decodeHead reads the head of an event the sequencer encoded: by hand in
+// the plain case (every delivery is read once per edge; the rest of the
+// event, body included, goes out as it came, unchecked), else with
+// encoding/json.
+func decodeHead(b []byte) (eventHead, error) {
+	var h eventHead
+	ok := events.ScanFlat(b, func(key, v []byte) (ok bool) {
+		switch string(key) {
+		case "conv":
+			h.Conv, ok = events.PlainString(v)
+		case "seq":
+			h.Seq, ok = events.PlainInt(v)
+		case "id":
+			h.ID, ok = events.PlainString(v)
+		case "from":
+			h.From, ok = events.PlainString(v)
+		case "ts":
+			h.TS, ok = events.PlainInt(v)
+		default:
+			// Only exact lower-case names are known not to be these
+			// fields: encoding/json matches names without regard to case.
+			ok = !strings.EqualFold(string(key), "conv") && !strings.EqualFold(string(key), "seq") &&
+				!strings.EqualFold(string(key), "id") && !strings.EqualFold(string(key), "from") && !strings.EqualFold(string(key), "ts")
+		}
+		return ok
+	})
+	if ok {
+		return h, nil
+	}
+	h = eventHead{}
+	err := json.Unmarshal(b, &h)
+	return h, err
+}
+
 // deliver hands an event fanout sent to this edge to its recipients'
 // connections. It runs on the subscription's goroutine and never blocks.
 func (e *Edge) deliver(m *nats.Msg) {
@@ -591,8 +625,8 @@ func (e *Edge) deliver(m *nats.Msg) {
 		e.deliverFrame(m)
 		return
 	}
-	var h eventHead
-	if err := json.Unmarshal(m.Data, &h); err != nil || h.Conv == "" || h.Seq < 1 {
+	h, err := decodeHead(m.Data)
+	if err != nil || h.Conv == "" || h.Seq < 1 {
 		e.opt.Log.Warn("undecodable delivery; dropped", "err", err)
 		return
 	}

@@ -1,7 +1,6 @@
 package sequencer
 
 import (
-	"encoding/json"
 	"strings"
 
 	"github.com/seqchat/seqchat/events"
@@ -34,7 +33,7 @@ func (s *Sequencer) answer(work []*pending) {
 			s.publishAnswer(prefix+"."+answers[0].Token, answers[0].Result)
 			continue
 		}
-		b, _ := json.Marshal(answers)
+		b := events.AppendAnswers(nil, answers)
 		if err := s.nc.Publish(prefix+"."+timeline.ReplyBatchToken, b); err != nil {
 			s.opt.Log.Warn("answer commands", "err", err)
 		}
@@ -42,7 +41,7 @@ func (s *Sequencer) answer(work []*pending) {
 }
 
 func (s *Sequencer) publishAnswer(subject string, r events.Result) {
-	b, _ := json.Marshal(r)
+	b := r.AppendJSON(nil)
 	if err := s.nc.Publish(subject, b); err != nil {
 		s.opt.Log.Warn("answer command", "err", err)
 	}
