@@ -1,0 +1,169 @@
+package wiring_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/seqchat/seqchat/internal/testenv"
+	"github.com/seqchat/seqchat/internal/wiring"
+)
+
+// Each role boots alone against the real stores, as a split deployment
+// runs them, and the four together serve a message end to end: the api
+// registers and answers history, the edge takes the send and delivers it,
+// the sequencer acks it, the projector counts it unread. A role that
+// needed another in its own process, or wired something only the
+// one-process mode wires, fails here.
+func TestEachRoleBootsAlone(t *testing.T) {
+	t.Parallel()
+	cfg := testenv.Config(t)
+	addr := map[wiring.Role]string{}
+	for _, role := range wiring.AllRoles {
+		s, err := wiring.Start(context.Background(), cfg, testenv.Logger(t).With("test-role", role), role)
+		if err != nil {
+			t.Fatalf("start %s alone: %v", role, err)
+		}
+		t.Cleanup(func() {
+			if err := s.Stop(); err != nil {
+				t.Errorf("stop %s: %v", role, err)
+			}
+		})
+		addr[role] = "http://" + s.Addr
+		if code, body := get(t, addr[role]+"/readyz", ""); code != http.StatusOK {
+			t.Fatalf("%s alone: /readyz %d %s", role, code, body)
+		}
+	}
+	api := addr[wiring.API]
+	// Routes belong to their role: the edge serves no REST, the api no socket.
+	if code, _ := get(t, addr[wiring.Edge]+"/v1/me", ""); code != http.StatusNotFound {
+		t.Errorf("the edge alone answers /v1/me with %d, want 404", code)
+	}
+
+	alice, bob := signUp(t, api, "alice"), signUp(t, api, "bob")
+	var conv struct{ ID string }
+	call(t, "POST", api+"/v1/conversations", alice.token, fmt.Sprintf(`{"kind":"direct","members":[%q]}`, bob.id), &conv)
+
+	ws := func(u user) *websocket.Conn {
+		c, resp, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(addr[wiring.Edge], "http")+"/v1/ws?token="+u.token, nil)
+		if err != nil {
+			t.Fatalf("dial the edge: %v (%v)", err, resp)
+		}
+		t.Cleanup(func() { c.Close() })
+		_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+		return c
+	}
+	toBob, toAlice := ws(bob), ws(alice)
+	for _, c := range []*websocket.Conn{toBob, toAlice} {
+		write(t, c, `{"type":"sync","id":"s1","cursors":{}}`)
+		readType(t, c, "synced")
+	}
+	write(t, toAlice, fmt.Sprintf(`{"type":"send","id":"m1","conv":%q,"body":{"text":"hello"}}`, conv.ID))
+	if ack := readType(t, toAlice, "ack"); ack["seq"] != 1.0 {
+		t.Fatalf("ack %v, want seq 1", ack)
+	}
+	if ev := readType(t, toBob, "event"); ev["seq"] != 1.0 || ev["from"] != alice.id {
+		t.Fatalf("bob got %v, want alice's message at seq 1", ev)
+	}
+	var page struct{ Events []struct{ Seq int64 } }
+	call(t, "GET", api+"/v1/conversations/"+conv.ID+"/messages?after_seq=0", bob.token, "", &page)
+	if len(page.Events) != 1 || page.Events[0].Seq != 1 {
+		t.Fatalf("history %+v, want the message at seq 1", page)
+	}
+	testenv.Eventually(t, 30*time.Second, "bob's unread count is 1 (the projector alone counts it)", func() bool {
+		var u struct{ Total int }
+		call(t, "GET", api+"/v1/unread", bob.token, "", &u)
+		return u.Total == 1
+	})
+}
+
+type user struct{ id, token string }
+
+func signUp(t *testing.T, api, name string) user {
+	t.Helper()
+	creds := fmt.Sprintf(`{"username":%q,"password":"correct horse battery"}`, name)
+	var reg struct{ ID string }
+	call(t, "POST", api+"/v1/users", "", creds, &reg)
+	var s struct{ Token string }
+	call(t, "POST", api+"/v1/sessions", "", creds, &s)
+	return user{id: reg.ID, token: s.Token}
+}
+
+// call makes a REST call that must succeed and decodes its answer into out.
+func call(t *testing.T, method, url, token, body string, out any) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, bytes.NewBufferString(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode/100 != 2 {
+		t.Fatalf("%s %s: %d %s", method, url, resp.StatusCode, b)
+	}
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			t.Fatalf("%s %s: decode %s: %v", method, url, b, err)
+		}
+	}
+}
+
+func get(t *testing.T, url, token string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func write(t *testing.T, c *websocket.Conn, frame string) {
+	t.Helper()
+	if err := c.WriteMessage(websocket.TextMessage, []byte(frame)); err != nil {
+		t.Fatalf("write %s: %v", frame, err)
+	}
+}
+
+// readType reads frames until one of type typ (presence and receipts may
+// come first) and fails on an error frame.
+func readType(t *testing.T, c *websocket.Conn, typ string) map[string]any {
+	t.Helper()
+	for {
+		_, b, err := c.ReadMessage()
+		if err != nil {
+			t.Fatalf("waiting for %s: %v", typ, err)
+		}
+		var f map[string]any
+		if err := json.Unmarshal(b, &f); err != nil {
+			t.Fatalf("frame %s: %v", b, err)
+		}
+		switch f["type"] {
+		case typ:
+			return f
+		case "error":
+			t.Fatalf("waiting for %s: %s", typ, b)
+		}
+	}
+}
