@@ -21,7 +21,6 @@ import (
 	"github.com/seqchat/seqchat/internal/activity"
 	"github.com/seqchat/seqchat/internal/auth"
 	"github.com/seqchat/seqchat/internal/config"
-	"github.com/seqchat/seqchat/internal/projector/history"
 	"github.com/seqchat/seqchat/internal/receipts"
 	"github.com/seqchat/seqchat/internal/serve"
 )
@@ -72,17 +71,17 @@ type Options struct {
 
 // API is the REST api.
 type API struct {
-	stores Stores
-	tokens *auth.Tokens
-	submit Submitter
-	reader *history.Reader
-	opt    Options
-	server *serverKeys
-	obs    *observer
+	stores  Stores
+	tokens  *auth.Tokens
+	submit  Submitter
+	history History
+	opt     Options
+	server  *serverKeys
+	obs     *observer
 }
 
 // New returns the api.
-func New(stores Stores, tokens *auth.Tokens, submit Submitter, reader *history.Reader, opt Options) *API {
+func New(stores Stores, tokens *auth.Tokens, submit Submitter, history History, opt Options) *API {
 	d := config.Default()
 	if opt.CommandTimeout <= 0 {
 		opt.CommandTimeout = d.CommandTimeout
@@ -90,7 +89,7 @@ func New(stores Stores, tokens *auth.Tokens, submit Submitter, reader *history.R
 	if opt.MaxGroupMembers <= 0 {
 		opt.MaxGroupMembers = d.MaxGroupMembers
 	}
-	return &API{stores: stores, tokens: tokens, submit: submit, reader: reader, opt: opt, server: newServerKeys(opt.Server), obs: newObserver(opt)}
+	return &API{stores: stores, tokens: tokens, submit: submit, history: history, opt: opt, server: newServerKeys(opt.Server), obs: newObserver(opt)}
 }
 
 // maxBody bounds every request body: a 16 KiB message body plus its frame.

@@ -39,7 +39,7 @@ func (a *API) messages(w http.ResponseWriter, r *http.Request, c auth.Claims) er
 	if err != nil {
 		return err
 	}
-	head, err := a.reader.Head(ctx, conv)
+	head, err := a.history.Head(ctx, conv)
 	if err != nil {
 		return err
 	}
@@ -62,7 +62,7 @@ func (a *API) messages(w http.ResponseWriter, r *http.Request, c auth.Claims) er
 		from = max(head-limit+1, first)
 		hasMore = from > first
 	}
-	list, err := a.reader.Range(ctx, conv, from, to)
+	list, err := a.history.Range(ctx, conv, from, to)
 	if err != nil {
 		return err
 	}

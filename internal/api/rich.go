@@ -47,7 +47,7 @@ func (a *API) search(w http.ResponseWriter, r *http.Request, c auth.Claims) erro
 			return err
 		}
 	}
-	list, err := a.reader.Search(r.Context(), c.UserID, q, conv, int(limit))
+	list, err := a.history.Search(r.Context(), c.UserID, q, conv, int(limit))
 	if err != nil {
 		return err
 	}
@@ -144,7 +144,7 @@ func (a *API) reactions(w http.ResponseWriter, r *http.Request, c auth.Claims) e
 	if seq < joined {
 		return events.Errorf(events.CodeNotFound, "no message %d", seq)
 	}
-	list, err := a.reader.Reactions(ctx, conv, seq)
+	list, err := a.history.Reactions(ctx, conv, seq)
 	if err != nil {
 		return err
 	}

@@ -65,3 +65,18 @@ type Conversations interface {
 type Members interface {
 	Check(ctx context.Context, user string, convs ...string) (map[string]events.Member, error)
 }
+
+// History reads conversations' history (postgres.History): every seq once
+// acked, even before the projector has written it.
+type History interface {
+	// Head returns conv's last seq.
+	Head(ctx context.Context, conv string) (int64, error)
+	// Range returns conv's events from..to as history shows them
+	// (recalls, edits and reactions applied to their targets).
+	Range(ctx context.Context, conv string, from, to int64) ([]events.Event, error)
+	// Search returns up to limit of user's messages matching every word
+	// of q (in conv only, unless conv is ""), newest first.
+	Search(ctx context.Context, user, q, conv string, limit int) ([]events.Event, error)
+	// Reactions returns who reacts with what on conv's message seq.
+	Reactions(ctx context.Context, conv string, seq int64) (map[string][]string, error)
+}

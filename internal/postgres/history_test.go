@@ -139,3 +139,152 @@ func TestHistoryApplyRecalls(t *testing.T) {
 		t.Fatalf("head = %d, %v; want 6", head, err)
 	}
 }
+
+// Invariant 4: with no projector running at all, and with one that has
+// written only part of a conversation, a reader sees every appended seq.
+func TestReadYourWrites(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	h := postgres.NewHistory(r.pool, r.tl)
+	ctx := testenv.Context(t, time.Minute)
+	r.append(t, "x", 40)
+	check := func(what string, from, to int64) {
+		t.Helper()
+		got, err := h.Range(ctx, "x", from, to)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if int64(len(got)) != to-from+1 {
+			t.Fatalf("%s: Range(%d, %d) gave %d events", what, from, to, len(got))
+		}
+		for i, e := range got {
+			if e.Seq != from+int64(i) || string(e.Body) != fmt.Sprintf(`{"n":%d}`, e.Seq) {
+				t.Fatalf("%s: event %d is %+v", what, i, e)
+			}
+		}
+	}
+	check("no projection", 1, 40)
+	check("no projection, middle", 17, 23)
+	// Project a prefix and punch holes in it, as a lagging or concurrent
+	// projector can leave.
+	prefix, err := r.tl.Read(ctx, "x", 0, 25, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.writer.Apply(ctx, prefix); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.pool.Exec(ctx, "DELETE FROM events WHERE seq IN (3, 10, 11, 12)"); err != nil {
+		t.Fatal(err)
+	}
+	check("partial projection", 1, 40)
+	check("partial projection, tail", 20, 40)
+	head, err := h.Head(ctx, "x")
+	if err != nil || head != 40 {
+		t.Fatalf("Head = %d, %v; want 40", head, err)
+	}
+}
+
+// Invariant 4 for recalls: a recall the projector commits while a page is
+// being read shows on that page. The test holds the projector's commit of
+// the recall (and a lock on heads) open while the reader reads, and commits
+// once the reader waits for it: whichever of its queries came first, the
+// recall must show.
+func TestRecallShowsWhileProjectorCommits(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	h := postgres.NewHistory(r.pool, r.tl)
+	ctx := testenv.Context(t, time.Minute)
+	r.append(t, "x", 1)
+	recall := timeline.Entry{Event: &events.Event{Conv: "x", Seq: 2, Kind: events.KindRecall, ID: "r1", From: "u1", TS: 2000, Target: 1}}
+	streamSeq, _, err := r.tl.Append(ctx, recall)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := r.tl.Read(ctx, "x", 0, 1, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.writer.Apply(ctx, msg); err != nil {
+		t.Fatal(err)
+	}
+
+	tx, err := r.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, "LOCK TABLE heads IN ACCESS EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		got []events.Event
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		got, err := h.Range(ctx, "x", 1, 2)
+		done <- result{got, err}
+	}()
+	testenv.Eventually(t, 30*time.Second, "the reader to wait for the projector's commit", func() bool {
+		var n int
+		_ = r.pool.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE datname=current_database() AND wait_event_type='Lock'").Scan(&n)
+		return n > 0
+	})
+	// What HistoryWriter.Apply does for the recall, in the held transaction.
+	for _, q := range []string{
+		fmt.Sprintf("INSERT INTO events (conv_id, seq, stream_seq, kind, cmd_id, sender, ts, target) VALUES ('x', 2, %d, 'recall', 'r1', 'u1', 2000, 1)", streamSeq),
+		"UPDATE events SET recalled=true, body=NULL WHERE conv_id='x' AND seq=1 AND kind='message'",
+		"INSERT INTO heads (conv_id, last_seq) VALUES ('x', 2) ON CONFLICT (conv_id) DO UPDATE SET last_seq=2",
+	} {
+		if _, err := tx.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	res := <-done
+	if res.err != nil {
+		t.Fatal(res.err)
+	}
+	if len(res.got) != 2 || !res.got[0].Recalled || res.got[0].Body != nil {
+		t.Fatalf("page read across the recall's commit: %+v; want seq 1 recalled, without body", res.got)
+	}
+}
+
+// Invariant 4 for recalls, however far the projector lags: a recall more
+// than ten thousand events past the projection still shows, and the
+// sequencer's question (was it recalled?) finds it.
+func TestRecallShowsFarBehindProjection(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	h := postgres.NewHistory(r.pool, r.tl)
+	ctx := testenv.Context(t, 2*time.Minute)
+	r.append(t, "x", 1)
+	msg, err := r.tl.Read(ctx, "x", 0, 1, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.writer.Apply(ctx, msg); err != nil { // projected up to seq 1
+		t.Fatal(err)
+	}
+	for range 12 {
+		r.append(t, "x", 1000)
+	}
+	pos := r.pos["x"]
+	recall := timeline.Entry{Event: &events.Event{Conv: "x", Seq: pos.Seq + 1, Kind: events.KindRecall, ID: "r1", From: "u1", TS: 2000, Target: 1}, Expect: &pos.StreamSeq}
+	if _, _, err := r.tl.Append(ctx, recall); err != nil {
+		t.Fatal(err)
+	}
+	got, err := h.Range(ctx, "x", 1, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 || !got[0].Recalled || got[0].Body != nil || got[1].Recalled {
+		t.Fatalf("page of a conversation projected up to 1 with a recall at %d: %+v", pos.Seq+1, got)
+	}
+	if seq, err := h.RecallOf(ctx, "x", 1); err != nil || seq != pos.Seq+1 {
+		t.Fatalf("RecallOf(1) = %d, %v; want %d", seq, err, pos.Seq+1)
+	}
+}

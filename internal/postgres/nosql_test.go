@@ -20,12 +20,6 @@ import (
 // store to check it).
 var sqlAllowed = []string{"internal/postgres", "migrations", "internal/testenv", "tests"}
 
-// sqlPending are the packages whose SQL has not moved here yet (issue 14);
-// each is checked like any other once it leaves this list.
-var sqlPending = []string{
-	"internal/projector/history",
-}
-
 // sqlStatement matches a string literal that is an SQL statement (or its
 // start): the keyword with what must follow it, so that "DELETE /v1/…"
 // routes or "with" in prose do not count.
@@ -44,7 +38,6 @@ var sqlStatement = regexp.MustCompile(`(?is)^[\s(]*(` +
 func TestNoSQLOutsideStore(t *testing.T) {
 	root := moduleRoot(t)
 	var found []string
-	stale := slices.Clone(sqlPending)
 	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -68,20 +61,11 @@ func TestNoSQLOutsideStore(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if pkg := filepath.ToSlash(filepath.Dir(rel)); slices.Contains(sqlPending, pkg) {
-			if len(hits) > 0 {
-				stale = slices.DeleteFunc(stale, func(p string) bool { return p == pkg })
-			}
-			return nil
-		}
 		found = append(found, hits...)
 		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
-	}
-	for _, p := range stale {
-		t.Logf("%s has no SQL left: take it off sqlPending", p)
 	}
 	if len(found) > 0 {
 		t.Errorf("SQL outside internal/postgres (move it into a store there):\n%s", strings.Join(found, "\n"))

@@ -1,9 +1,10 @@
 // Package postgres is the Postgres store: all of the system's SQL lives here
 // (TestNoSQLOutsideStore holds that), one small type per concern built on the
-// pool Open returns, each in a file named for what it keeps. The roles take
-// interfaces of their own that these types satisfy. Failures come back with
-// the protocol's codes: unavailable when Postgres cannot be asked, conflict
-// for a duplicate, not_found for what is not there.
+// pool Open returns, each in a file named for what it keeps (History alone
+// also reads TIMELINE, for what the projector has not written yet). The
+// roles take interfaces of their own that these types satisfy. Failures come
+// back with the protocol's codes: unavailable when Postgres cannot be asked,
+// conflict for a duplicate, not_found for what is not there.
 //
 // Open opens the pool every role shares: it creates the database when
 // missing and applies the migrations.

@@ -17,7 +17,6 @@ import (
 	"github.com/seqchat/seqchat/events"
 	"github.com/seqchat/seqchat/internal/config"
 	"github.com/seqchat/seqchat/internal/postgres"
-	"github.com/seqchat/seqchat/internal/projector/history"
 	"github.com/seqchat/seqchat/internal/sequencer"
 	"github.com/seqchat/seqchat/internal/testenv"
 	"github.com/seqchat/seqchat/timeline"
@@ -73,7 +72,7 @@ func (r *rig) startLog(t testing.TB, id string, log *slog.Logger) (stop func()) 
 	t.Helper()
 	s, err := sequencer.New(context.Background(), r.nc.NC, r.nc.JS, postgres.NewMemberCache(r.pool, 0), sequencer.Options{
 		InstanceID: id, Partitions: r.cfg.Partitions, Batch: r.cfg.SequencerBatch, LeaseTTL: r.cfg.LeaseTTL, Log: log,
-		AtomicBatches: r.atomic, History: history.NewReader(r.pool, r.tl),
+		AtomicBatches: r.atomic, History: postgres.NewHistory(r.pool, r.tl),
 	})
 	if err != nil {
 		t.Fatal(err)

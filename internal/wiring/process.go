@@ -20,7 +20,6 @@ import (
 	"github.com/seqchat/seqchat/internal/config"
 	"github.com/seqchat/seqchat/internal/postgres"
 	"github.com/seqchat/seqchat/internal/projector/fanout"
-	"github.com/seqchat/seqchat/internal/projector/history"
 	"github.com/seqchat/seqchat/internal/receipts"
 	"github.com/seqchat/seqchat/internal/serve"
 	"github.com/seqchat/seqchat/timeline"
@@ -39,7 +38,7 @@ type process struct {
 	reg  *prometheus.Registry
 	mux  *http.ServeMux
 
-	hist    *history.Reader
+	hist    *postgres.History
 	unreads *unread.Store
 	reads   *receipts.Service
 	pres    *activity.Presence
@@ -95,7 +94,7 @@ func connect(ctx context.Context, cfg config.Config, log *slog.Logger) (*process
 		{Name: "redis", Fn: func(ctx context.Context) error { return p.rdb.Ping(ctx).Err() }},
 	})
 	p.unreads = unread.New(p.rdb, cfg.RedisPrefix)
-	p.hist = history.NewReader(p.pool, timeline.New(nc.NC, nc.JS)) // stateless: one for every role
+	p.hist = postgres.NewHistory(p.pool, timeline.New(nc.NC, nc.JS)) // stateless: one for every role
 	p.reads = receipts.New(postgres.NewReadPointers(p.pool), p.hist, p.unreads, nil)
 	p.pres = activity.NewPresence(p.rdb, cfg.RedisPrefix, activity.PresenceTTL(cfg.PresenceHeartbeat))
 	// The fanout projector keeps presence in memory; a new connection is

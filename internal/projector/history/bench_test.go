@@ -13,7 +13,7 @@ import (
 // at 1,000 msgs/s (a few events per batch: per-batch overhead dominates);
 // batch 500 is a backlog.
 //
-//	go test -run '^$' -bench HistoryProjector -benchtime 10000x ./internal/history/
+//	go test -run '^$' -bench HistoryProjector -benchtime 10000x ./internal/projector/history/
 //
 // Allocations include the embedded NATS server's.
 func BenchmarkHistoryProjector(b *testing.B) {

@@ -1,7 +1,6 @@
-// Package history is the history projection of TIMELINE: the projector that
-// consumes it into the store (postgres.HistoryWriter), the rebuild that
-// replays it from scratch, and the reader that pages it by seq, filling from
-// TIMELINE whatever the projector has not written yet (read-your-writes).
+// Package history is the projector of TIMELINE into the history store
+// (postgres.HistoryWriter; postgres.History reads it), and the rebuild that
+// replays TIMELINE into it from scratch.
 package history
 
 import (

@@ -1,4 +1,4 @@
-package history
+package postgres
 
 import (
 	"cmp"
@@ -49,9 +49,9 @@ func (r *richScan) fill(e *events.Event, current bool) {
 // recalls, edits and reactions of conv after seq after, which the projector
 // had not written when the page was read (a projected one is written
 // together with its effect on its target, in the rows read).
-func (r *Reader) applyTail(ctx context.Context, conv string, out []events.Event, after int64) error {
+func (h *History) applyTail(ctx context.Context, conv string, out []events.Event, after int64) error {
 	var tail []timeline.Stored // only the events that change a message
-	if err := r.unprojected(ctx, conv, after, func(s timeline.Stored) bool {
+	if err := h.unprojected(ctx, conv, after, func(s timeline.Stored) bool {
 		if s.Kind == events.KindRecall || s.Kind == events.KindEdit || s.Kind == events.KindReaction {
 			tail = append(tail, s)
 		}
@@ -102,7 +102,7 @@ func (r *Reader) applyTail(ctx context.Context, conv string, out []events.Event,
 	if len(reacted) == 0 {
 		return nil
 	}
-	state, err := r.reactionState(ctx, conv, reacted, tail)
+	state, err := h.reactionState(ctx, conv, reacted, tail)
 	if err != nil {
 		return err
 	}
@@ -137,8 +137,8 @@ type reactionState struct {
 // reactionState returns who reacts with what on conv's messages targets: the
 // projected reactions with the tail's applied over them, the latest by seq
 // winning (the projector may have written some of the tail meanwhile).
-func (r *Reader) reactionState(ctx context.Context, conv string, targets []int64, tail []timeline.Stored) (map[userEmoji]reactionState, error) {
-	rows, err := r.pool.Query(ctx, "SELECT target, user_id, emoji, seq, on_ FROM reactions WHERE conv_id=$1 AND target = ANY($2)", conv, targets)
+func (h *History) reactionState(ctx context.Context, conv string, targets []int64, tail []timeline.Stored) (map[userEmoji]reactionState, error) {
+	rows, err := h.pool.Query(ctx, "SELECT target, user_id, emoji, seq, on_ FROM reactions WHERE conv_id=$1 AND target = ANY($2)", conv, targets)
 	if err != nil {
 		return nil, events.WrapError(events.CodeUnavailable, err, "history unavailable")
 	}
@@ -167,8 +167,8 @@ func (r *Reader) reactionState(ctx context.Context, conv string, targets []int64
 // Reactions returns who reacts with what on conv's message seq now, each
 // emoji's users in the order they reacted: not_found when there is no such
 // event, bad_request when it is not a message; a recalled message has none.
-func (r *Reader) Reactions(ctx context.Context, conv string, seq int64) (map[string][]string, error) {
-	m, err := r.Event(ctx, conv, seq)
+func (h *History) Reactions(ctx context.Context, conv string, seq int64) (map[string][]string, error) {
+	m, err := h.Event(ctx, conv, seq)
 	if err != nil {
 		return nil, err
 	}
@@ -179,12 +179,12 @@ func (r *Reader) Reactions(ctx context.Context, conv string, seq int64) (map[str
 	if m.Recalled {
 		return out, nil
 	}
-	projected, err := r.projected(ctx, conv)
+	projected, err := h.projected(ctx, conv)
 	if err != nil {
 		return nil, err
 	}
 	var tail []timeline.Stored
-	if err := r.unprojected(ctx, conv, max(projected, seq), func(s timeline.Stored) bool {
+	if err := h.unprojected(ctx, conv, max(projected, seq), func(s timeline.Stored) bool {
 		if s.Kind == events.KindReaction && s.Target == seq {
 			tail = append(tail, s)
 		}
@@ -192,7 +192,7 @@ func (r *Reader) Reactions(ctx context.Context, conv string, seq int64) (map[str
 	}); err != nil {
 		return nil, err
 	}
-	state, err := r.reactionState(ctx, conv, []int64{seq}, tail)
+	state, err := h.reactionState(ctx, conv, []int64{seq}, tail)
 	if err != nil {
 		return nil, err
 	}

@@ -1,4 +1,4 @@
-package history
+package postgres
 
 import (
 	"context"
@@ -26,8 +26,8 @@ const searchQuery = `SELECT e.conv_id, e.seq, e.kind, e.cmd_id, e.sender, e.ts, 
 // may read (in conv only, unless conv is ""), newest first, as history
 // pages show them. It reads the projection: a message the projector has not
 // written yet is not found yet.
-func (r *Reader) Search(ctx context.Context, user, q, conv string, limit int) ([]events.Event, error) {
-	rows, err := r.pool.Query(ctx, searchQuery, user, q, conv, limit)
+func (h *History) Search(ctx context.Context, user, q, conv string, limit int) ([]events.Event, error) {
+	rows, err := h.pool.Query(ctx, searchQuery, user, q, conv, limit)
 	if err != nil {
 		return nil, events.WrapError(events.CodeUnavailable, err, "search unavailable")
 	}

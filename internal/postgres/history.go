@@ -1,4 +1,4 @@
-package history
+package postgres
 
 import (
 	"context"
@@ -10,20 +10,22 @@ import (
 	"github.com/seqchat/seqchat/timeline"
 )
 
-// Reader reads a conversation's events by seq: from Postgres, and from
-// TIMELINE for whatever the projector has not written yet, so that a seq
-// once acked is always readable.
-type Reader struct {
+// History reads the history projection (what HistoryWriter writes): a
+// conversation's events by seq, its reactions, search. A page comes from
+// Postgres, and from TIMELINE for whatever the projector has not written
+// yet, so that a seq once acked is always readable (read-your-writes).
+type History struct {
 	pool *pgxpool.Pool
 	tl   *timeline.Log
 }
 
-// NewReader returns a reader.
-func NewReader(pool *pgxpool.Pool, tl *timeline.Log) *Reader { return &Reader{pool: pool, tl: tl} }
+// NewHistory returns the history kept in pool's database, filled from tl
+// where the projection is behind.
+func NewHistory(pool *pgxpool.Pool, tl *timeline.Log) *History { return &History{pool: pool, tl: tl} }
 
 // Head returns conv's last seq, from TIMELINE itself.
-func (r *Reader) Head(ctx context.Context, conv string) (int64, error) {
-	pos, err := r.tl.Last(ctx, conv)
+func (h *History) Head(ctx context.Context, conv string) (int64, error) {
+	pos, err := h.tl.Last(ctx, conv)
 	if err != nil {
 		return 0, events.WrapError(events.CodeUnavailable, err, "timeline unavailable")
 	}
@@ -34,18 +36,18 @@ func (r *Reader) Head(ctx context.Context, conv string) (int64, error) {
 // shows them: a recalled message has no body, an edited one its latest body,
 // a message with reactions their counts, even if the projector has not
 // written the recall, edit or reaction yet.
-func (r *Reader) Range(ctx context.Context, conv string, from, to int64) ([]events.Event, error) {
-	return r.read(ctx, conv, from, to, true)
+func (h *History) Range(ctx context.Context, conv string, from, to int64) ([]events.Event, error) {
+	return h.read(ctx, conv, from, to, true)
 }
 
 // Events returns conv's events with from <= seq <= to as they were
 // appended: what live delivery replays when it fills a gap, since a recall
 // reaches the client as an event of its own, in order.
-func (r *Reader) Events(ctx context.Context, conv string, from, to int64) ([]events.Event, error) {
-	return r.read(ctx, conv, from, to, false)
+func (h *History) Events(ctx context.Context, conv string, from, to int64) ([]events.Event, error) {
+	return h.read(ctx, conv, from, to, false)
 }
 
-func (r *Reader) read(ctx context.Context, conv string, from, to int64, recalls bool) ([]events.Event, error) {
+func (h *History) read(ctx context.Context, conv string, from, to int64, recalls bool) ([]events.Event, error) {
 	if from < 1 {
 		from = 1
 	}
@@ -61,11 +63,11 @@ func (r *Reader) read(ctx context.Context, conv string, from, to int64, recalls 
 	var projected int64
 	if recalls {
 		var err error
-		if projected, err = r.projected(ctx, conv); err != nil {
+		if projected, err = h.projected(ctx, conv); err != nil {
 			return nil, err
 		}
 	}
-	rows, err := r.pool.Query(ctx, `SELECT seq, stream_seq, kind, cmd_id, sender, ts, body, target, member, recalled`+richSelect+`
+	rows, err := h.pool.Query(ctx, `SELECT seq, stream_seq, kind, cmd_id, sender, ts, body, target, member, recalled`+richSelect+`
 		FROM events WHERE conv_id=$1 AND seq BETWEEN $2 AND $3 ORDER BY seq`, conv, from, to)
 	if err != nil {
 		return nil, events.WrapError(events.CodeUnavailable, err, "history unavailable")
@@ -82,7 +84,7 @@ func (r *Reader) read(ctx context.Context, conv string, from, to int64, recalls 
 		if firstFilled == 0 {
 			firstFilled = next
 		}
-		got, err := r.tl.Read(ctx, conv, next-1, int(upTo-next+1), hint)
+		got, err := h.tl.Read(ctx, conv, next-1, int(upTo-next+1), hint)
 		if err != nil {
 			return events.WrapError(events.CodeUnavailable, err, "timeline unavailable")
 		}
@@ -122,8 +124,8 @@ func (r *Reader) read(ctx context.Context, conv string, from, to int64, recalls 
 		if firstFilled > 0 {
 			after = min(after, firstFilled-1)
 		}
-		// The same holds for edits and reactions (rich_reader.go).
-		if err := r.applyTail(ctx, conv, out, after); err != nil {
+		// The same holds for edits and reactions (history_rich.go).
+		if err := h.applyTail(ctx, conv, out, after); err != nil {
 			return nil, err
 		}
 	}
@@ -131,9 +133,9 @@ func (r *Reader) read(ctx context.Context, conv string, from, to int64, recalls 
 }
 
 // projected returns the last seq of conv the history projector has written.
-func (r *Reader) projected(ctx context.Context, conv string) (int64, error) {
+func (h *History) projected(ctx context.Context, conv string) (int64, error) {
 	var projected int64
-	err := r.pool.QueryRow(ctx, "SELECT coalesce((SELECT last_seq FROM heads WHERE conv_id=$1), 0)", conv).Scan(&projected)
+	err := h.pool.QueryRow(ctx, "SELECT coalesce((SELECT last_seq FROM heads WHERE conv_id=$1), 0)", conv).Scan(&projected)
 	if err != nil {
 		return 0, events.WrapError(events.CodeUnavailable, err, "history unavailable")
 	}
@@ -144,16 +146,16 @@ func (r *Reader) projected(ctx context.Context, conv string) (int64, error) {
 // in order, until fn returns false. It reads the whole tail, however long
 // (a projector far behind makes it long): an acked recall must show
 // however far the projector lags.
-func (r *Reader) unprojectedRecalls(ctx context.Context, conv string, after int64, fn func(timeline.Stored) bool) error {
-	return r.unprojected(ctx, conv, after, func(s timeline.Stored) bool { return s.Kind != events.KindRecall || fn(s) })
+func (h *History) unprojectedRecalls(ctx context.Context, conv string, after int64, fn func(timeline.Stored) bool) error {
+	return h.unprojected(ctx, conv, after, func(s timeline.Stored) bool { return s.Kind != events.KindRecall || fn(s) })
 }
 
 // unprojected hands fn every event of conv with seq > after, in order,
 // until fn returns false, reading a chunk at a time.
-func (r *Reader) unprojected(ctx context.Context, conv string, after int64, fn func(timeline.Stored) bool) error {
+func (h *History) unprojected(ctx context.Context, conv string, after int64, fn func(timeline.Stored) bool) error {
 	var hint uint64
 	for {
-		tail, err := r.tl.Read(ctx, conv, after, tailChunk, hint)
+		tail, err := h.tl.Read(ctx, conv, after, tailChunk, hint)
 		if err != nil {
 			return events.WrapError(events.CodeUnavailable, err, "timeline unavailable")
 		}
@@ -174,8 +176,8 @@ func (r *Reader) unprojected(ctx context.Context, conv string, after int64, fn f
 const tailChunk = 5_000
 
 // Event returns conv's event seq; not_found when there is none.
-func (r *Reader) Event(ctx context.Context, conv string, seq int64) (events.Event, error) {
-	got, err := r.Range(ctx, conv, seq, seq)
+func (h *History) Event(ctx context.Context, conv string, seq int64) (events.Event, error) {
+	got, err := h.Range(ctx, conv, seq, seq)
 	if err != nil {
 		return events.Event{}, err
 	}
@@ -187,9 +189,9 @@ func (r *Reader) Event(ctx context.Context, conv string, seq int64) (events.Even
 
 // RecallOf returns the seq of the recall event that recalled conv's message
 // target, or 0 if it has not been recalled.
-func (r *Reader) RecallOf(ctx context.Context, conv string, target int64) (int64, error) {
+func (h *History) RecallOf(ctx context.Context, conv string, target int64) (int64, error) {
 	var seq, projected int64
-	err := r.pool.QueryRow(ctx, `SELECT coalesce((SELECT min(seq) FROM events WHERE conv_id=$1 AND kind='recall' AND target=$2), 0),
+	err := h.pool.QueryRow(ctx, `SELECT coalesce((SELECT min(seq) FROM events WHERE conv_id=$1 AND kind='recall' AND target=$2), 0),
 		coalesce((SELECT last_seq FROM heads WHERE conv_id=$1), 0)`, conv, target).Scan(&seq, &projected)
 	if err != nil {
 		return 0, events.WrapError(events.CodeUnavailable, err, "history unavailable")
@@ -199,7 +201,7 @@ func (r *Reader) RecallOf(ctx context.Context, conv string, target int64) (int64
 	}
 	// Not projected (yet): look in the tail the projector has not written.
 	var found int64
-	err = r.unprojectedRecalls(ctx, conv, max(projected, target), func(s timeline.Stored) bool {
+	err = h.unprojectedRecalls(ctx, conv, max(projected, target), func(s timeline.Stored) bool {
 		if s.Target == target {
 			found = s.Seq
 			return false
