@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Connecting. A process connects a process to NATS JetStream: to the cluster named
@@ -21,6 +22,24 @@ type Conn struct {
 	NC     *nats.Conn
 	JS     jetstream.JetStream
 	Server *server.Server // nil when connected to an external server
+}
+
+// Register exposes the connection's traffic in reg: messages and bytes in
+// and out. Beside a count of acked messages they say how many NATS
+// messages (publishes, deliveries, acks, answers) each one costs, the
+// round trips the process makes per message.
+func (c *Conn) Register(reg prometheus.Registerer) {
+	stat := func(name, help string, v func(nats.Statistics) uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 {
+			return float64(v(c.NC.Stats()))
+		})
+	}
+	reg.MustRegister(
+		stat("chat_nats_in_messages_total", "NATS messages this process received.", func(s nats.Statistics) uint64 { return s.InMsgs }),
+		stat("chat_nats_out_messages_total", "NATS messages this process published.", func(s nats.Statistics) uint64 { return s.OutMsgs }),
+		stat("chat_nats_in_bytes_total", "Payload bytes of the NATS messages this process received.", func(s nats.Statistics) uint64 { return s.InBytes }),
+		stat("chat_nats_out_bytes_total", "Payload bytes of the NATS messages this process published.", func(s nats.Statistics) uint64 { return s.OutBytes }),
+	)
 }
 
 // Close drains the connection and stops the embedded server.

@@ -138,7 +138,7 @@ func cpuDiff(a, b *cpuSample, acked int64) *cpuResult {
 
 // allocSample is the server's allocation counters from its /metrics (the
 // Go collector's), when it exposes them: the process that serves -url.
-type allocSample struct{ mallocs, bytes, gcs float64 }
+type allocSample struct{ mallocs, bytes, gcs, natsIn, natsOut float64 }
 
 func readAllocs(base string) *allocSample {
 	m, err1 := metric(base, "go_memstats_mallocs_total")
@@ -147,7 +147,10 @@ func readAllocs(base string) *allocSample {
 	if err1 != nil || err2 != nil || err3 != nil {
 		return nil
 	}
-	return &allocSample{m, b, g}
+	// NATS traffic, from servers that count it (older ones leave it zero).
+	in, _ := metric(base, "chat_nats_in_messages_total")
+	out, _ := metric(base, "chat_nats_out_messages_total")
+	return &allocSample{m, b, g, in, out}
 }
 
 // allocResult is what the server that serves -url allocated per acked
@@ -156,11 +159,18 @@ type allocResult struct {
 	PerAck      float64 `json:"allocs_per_ack"`
 	BytesPerAck float64 `json:"bytes_per_ack"`
 	GCs         float64 `json:"gcs"`
+	// NATS messages the server received and published per acked message.
+	NATSInPerAck  float64 `json:"nats_in_per_ack"`
+	NATSOutPerAck float64 `json:"nats_out_per_ack"`
 }
 
 func allocDiff(a, b *allocSample, acked int64) *allocResult {
 	if a == nil || b == nil || acked == 0 {
 		return nil
 	}
-	return &allocResult{PerAck: (b.mallocs - a.mallocs) / float64(acked), BytesPerAck: (b.bytes - a.bytes) / float64(acked), GCs: b.gcs - a.gcs}
+	n := float64(acked)
+	return &allocResult{
+		PerAck: (b.mallocs - a.mallocs) / n, BytesPerAck: (b.bytes - a.bytes) / n, GCs: b.gcs - a.gcs,
+		NATSInPerAck: (b.natsIn - a.natsIn) / n, NATSOutPerAck: (b.natsOut - a.natsOut) / n,
+	}
 }

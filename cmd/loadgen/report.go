@@ -48,6 +48,9 @@ func printSummary(w io.Writer, r *results) {
 		for _, p := range r.Phases {
 			if p.Allocs != nil {
 				fmt.Fprintf(w, "server allocations, %s: %.0f per acked message, %.0f bytes per acked message, %.0f GCs\n", phaseName(p), p.Allocs.PerAck, p.Allocs.BytesPerAck, p.Allocs.GCs)
+				if p.Allocs.NATSInPerAck+p.Allocs.NATSOutPerAck > 0 {
+					fmt.Fprintf(w, "server NATS traffic, %s: %.1f messages received and %.1f published per acked message\n", phaseName(p), p.Allocs.NATSInPerAck, p.Allocs.NATSOutPerAck)
+				}
 			}
 		}
 		for _, p := range r.Phases {

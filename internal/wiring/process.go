@@ -71,6 +71,7 @@ func connect(ctx context.Context, cfg config.Config, log *slog.Logger) (*process
 	}
 	p.nc = nc
 	p.onClose(nc.Close)
+	nc.Register(p.reg)
 	if cfg.NATSURL != "" {
 		log.Info("durability: TIMELINE is synced to disk as the NATS servers' jetstream sync_interval says (CHAT_STREAM_SYNC applies to the embedded server only); see docs/operations.md, Durability", "replicas", cfg.StreamReplicas)
 	}

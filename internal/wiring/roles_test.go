@@ -83,6 +83,11 @@ func TestEachRoleBootsAlone(t *testing.T) {
 		call(t, "GET", api+"/v1/unread", bob.token, "", &u)
 		return u.Total == 1
 	})
+	// Every role counts its NATS traffic: the edge published the send.
+	_, metrics := get(t, addr[wiring.Edge]+"/metrics", "")
+	if !strings.Contains(metrics, "\nchat_nats_out_messages_total ") || strings.Contains(metrics, "\nchat_nats_out_messages_total 0\n") {
+		t.Errorf("the edge's /metrics lacks a count of the NATS messages it published")
+	}
 }
 
 type user struct{ id, token string }
