@@ -8,12 +8,16 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/seqchat/seqchat/events"
 )
 
-// Consumers. A JetStream pull consumer runs a JetStream pull consumer as a loop over batches:
+// Consumers. Each runs a JetStream pull consumer as a loop over batches:
 // messages are gathered as they arrive (no waiting for a full batch) and
 // handed to a function that processes them together; the loop retries a
 // failed batch itself, so a transient failure never reorders or drops work.
+// ConsumeBatches hands over the messages; ConsumeEvents, for TIMELINE's
+// projections, the events they hold, decoded once per batch.
 
 // BatchHandler processes a batch in order. It returns an error to have the same
 // batch retried; it acks the messages itself. The slice is reused for the
@@ -31,6 +35,75 @@ var ErrDeliveryGap = errors.New("consume: a delivery was lost on the way")
 // failing. Whoever runs it restarts it then; nothing was acked past what
 // was processed.
 func ConsumeBatches(ctx context.Context, cons jetstream.Consumer, max int, log *slog.Logger, h BatchHandler) error {
+	var batch []jetstream.Msg
+	take := func(msgs []jetstream.Msg, _ []*jetstream.MsgMetadata) { batch = msgs }
+	return consume(ctx, cons, max, log, take, func(ctx context.Context) error { return h(ctx, batch) })
+}
+
+// Events is one batch of TIMELINE as a projection takes it: the events that
+// decoded, in stream order, and the messages to ack. The slices are reused
+// for the next batch: a handler that keeps them past its return must copy.
+type Events struct {
+	// Stored holds the events that decoded; Msgs[i] is the message
+	// Stored[i] came from (its data is the event as TIMELINE holds it).
+	Stored []Stored
+	Msgs   []jetstream.Msg
+
+	all         []jetstream.Msg // the whole batch, undecodable messages too
+	first, last *jetstream.MsgMetadata
+}
+
+// Ack acks the whole batch, undecodable messages too, on a consumer that
+// acks everything up to a message (jetstream.AckAllPolicy, as projections'
+// consumers are).
+func (b *Events) Ack() { _ = b.all[len(b.all)-1].Ack() }
+
+// InProgress tells the server the whole batch is still being worked on.
+func (b *Events) InProgress() {
+	for _, m := range b.all {
+		_ = m.InProgress()
+	}
+}
+
+// FirstStreamSeq is the stream sequence of the batch's first message.
+func (b *Events) FirstStreamSeq() uint64 { return b.first.Sequence.Stream }
+
+// Pending is how many messages the consumer had still to deliver after the
+// batch: the projection's lag.
+func (b *Events) Pending() uint64 { return b.last.NumPending }
+
+// take decodes msgs into b. An event that does not decode is logged and
+// skipped: no retry would make it decode, and the batch's ack covers it.
+func (b *Events) take(msgs []jetstream.Msg, mds []*jetstream.MsgMetadata, log *slog.Logger) {
+	b.all, b.first, b.last = msgs, mds[0], mds[len(mds)-1]
+	b.Stored, b.Msgs = b.Stored[:0], b.Msgs[:0]
+	for i, m := range msgs {
+		ev, err := events.DecodeEvent(m.Data())
+		if err != nil {
+			log.Error("undecodable event in TIMELINE; skipped", "subject", m.Subject(), "stream_seq", mds[i].Sequence.Stream, "err", err)
+			continue
+		}
+		b.Stored = append(b.Stored, Stored{Event: ev, StreamSeq: mds[i].Sequence.Stream, Origin: m.Headers().Get(HeaderOrigin)})
+		b.Msgs = append(b.Msgs, m)
+	}
+}
+
+// EventHandler processes a batch of TIMELINE, decoded, in order. Like a
+// BatchHandler it returns an error to have the same batch retried and acks
+// the batch itself.
+type EventHandler func(ctx context.Context, b *Events) error
+
+// ConsumeEvents is ConsumeBatches for a consumer of TIMELINE: each batch is
+// decoded once, whatever the retries, and h gets the events.
+func ConsumeEvents(ctx context.Context, cons jetstream.Consumer, max int, log *slog.Logger, h EventHandler) error {
+	b := &Events{Stored: make([]Stored, 0, max), Msgs: make([]jetstream.Msg, 0, max)}
+	take := func(msgs []jetstream.Msg, mds []*jetstream.MsgMetadata) { b.take(msgs, mds, log) }
+	return consume(ctx, cons, max, log, take, func(ctx context.Context) error { return h(ctx, b) })
+}
+
+// consume is ConsumeBatches' loop: take gets each batch and its messages'
+// metadata once, then h runs until it succeeds or gives up.
+func consume(ctx context.Context, cons jetstream.Consumer, max int, log *slog.Logger, take func([]jetstream.Msg, []*jetstream.MsgMetadata), h func(context.Context) error) error {
 	it, err := cons.Messages(jetstream.PullMaxMessages(2*max), jetstream.PullExpiry(5*time.Second))
 	if err != nil {
 		return fmt.Errorf("consume: %w", err)
@@ -65,9 +138,10 @@ func ConsumeBatches(ctx context.Context, cons jetstream.Consumer, max int, log *
 			_ = m.Nak()
 		}
 	}()
+	mds := make([]*jetstream.MsgMetadata, 0, max)
 	var last uint64 // consumer sequence of the last message taken
 	for {
-		batch = batch[:0]
+		batch, mds = batch[:0], mds[:0]
 		select {
 		case <-ctx.Done():
 			return nil
@@ -101,10 +175,12 @@ func ConsumeBatches(ctx context.Context, cons jetstream.Consumer, max int, log *
 				return fmt.Errorf("%w: delivery %d after %d", ErrDeliveryGap, md.Sequence.Consumer, last)
 			}
 			last = md.Sequence.Consumer
+			mds = append(mds, md)
 		}
+		take(batch, mds)
 		backoff := 50 * time.Millisecond
 		for attempt := 1; ; attempt++ {
-			err := h(ctx, batch)
+			err := h(ctx)
 			if err == nil {
 				batch = batch[:0]
 				break
@@ -166,12 +242,12 @@ func ResetConsumer(ctx context.Context, js jetstream.JetStream, stream string, c
 	return cons, nil
 }
 
-// RunProjection runs a projector's durable consumer of stream: reset to its ack
-// floor (one active instance at a time holds it, under a lease), acked a
-// whole batch at a time, handing batches to h. start says where a consumer
-// that never existed begins.
-func RunProjection(ctx context.Context, js jetstream.JetStream, stream, name string, start jetstream.DeliverPolicy, batch int, log *slog.Logger, h BatchHandler) error {
-	cons, err := ResetConsumer(ctx, js, stream, jetstream.ConsumerConfig{
+// RunProjection runs a projector's durable consumer of TIMELINE: reset to
+// its ack floor (one active instance at a time holds it, under a lease),
+// acked a whole batch at a time, handing batches to h decoded
+// (ConsumeEvents). start says where a consumer that never existed begins.
+func RunProjection(ctx context.Context, js jetstream.JetStream, name string, start jetstream.DeliverPolicy, batch int, log *slog.Logger, h EventHandler) error {
+	cons, err := ResetConsumer(ctx, js, TimelineStream, jetstream.ConsumerConfig{
 		Durable:       name,
 		AckPolicy:     jetstream.AckAllPolicy,
 		AckWait:       10 * time.Second,
@@ -181,5 +257,5 @@ func RunProjection(ctx context.Context, js jetstream.JetStream, stream, name str
 	if err != nil {
 		return err
 	}
-	return ConsumeBatches(ctx, cons, batch, log, h)
+	return ConsumeEvents(ctx, cons, batch, log, h)
 }

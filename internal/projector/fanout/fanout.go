@@ -81,26 +81,22 @@ func (p *Projector) Run(ctx context.Context) error {
 	defer stop()
 	// Live delivery is only for what happens from now on: when fanout is
 	// first deployed, clients catch up on the past with sync.
-	return timeline.RunProjection(ctx, p.js, timeline.TimelineStream, ConsumerName, jetstream.DeliverNewPolicy, p.batch, p.log, p.handle)
+	return timeline.RunProjection(ctx, p.js, ConsumerName, jetstream.DeliverNewPolicy, p.batch, p.log, p.handle)
 }
 
 // item is one event of a batch on its way to the edges.
 type item struct {
-	msg    jetstream.Msg
+	data   []byte   // the event as TIMELINE holds it, passed on as it is
 	to     []string // recipients
 	origin string
 }
 
-func (p *Projector) handle(ctx context.Context, msgs []jetstream.Msg) error {
+func (p *Projector) handle(ctx context.Context, b *timeline.Events) error {
 	start := time.Now()
-	items := make([]item, 0, len(msgs))
+	items := make([]item, 0, len(b.Stored))
 	users := map[string]struct{}{}
-	for _, m := range msgs {
-		ev, err := events.DecodeEvent(m.Data())
-		if err != nil {
-			p.log.Error("undecodable event in TIMELINE; skipped", "subject", m.Subject(), "err", err)
-			continue
-		}
+	for i := range b.Stored {
+		ev := &b.Stored[i]
 		// A membership event changes who gets this event and what follows:
 		// forget the cached members before looking them up.
 		if ev.Kind == events.KindMemberJoined || ev.Kind == events.KindMemberLeft {
@@ -123,7 +119,7 @@ func (p *Projector) handle(ctx context.Context, msgs []jetstream.Msg) error {
 		for _, u := range to {
 			users[u] = struct{}{}
 		}
-		items = append(items, item{msg: m, to: to, origin: m.Headers().Get(timeline.HeaderOrigin)})
+		items = append(items, item{data: b.Msgs[i].Data(), to: to, origin: ev.Origin})
 	}
 	list := make([]string, 0, len(users))
 	for u := range users {
@@ -143,7 +139,7 @@ func (p *Projector) handle(ctx context.Context, msgs []jetstream.Msg) error {
 		}
 		for edge, to := range byEdge {
 			out := nats.NewMsg(timeline.DeliverSubject(edge))
-			out.Data = it.msg.Data()
+			out.Data = it.data
 			out.Header.Set(timeline.HeaderTo, strings.Join(to, " "))
 			if it.origin != "" {
 				out.Header.Set(timeline.HeaderOrigin, it.origin)
@@ -164,11 +160,9 @@ func (p *Projector) handle(ctx context.Context, msgs []jetstream.Msg) error {
 			return fmt.Errorf("flush deliveries: %w", err)
 		}
 	}
-	_ = msgs[len(msgs)-1].Ack() // AckAll: acks the whole batch
+	b.Ack()
 	p.published.Add(float64(n))
 	p.batchTime.Observe(time.Since(start).Seconds())
-	if md, err := msgs[len(msgs)-1].Metadata(); err == nil {
-		p.lag.Set(float64(md.NumPending))
-	}
+	p.lag.Set(float64(b.Pending()))
 	return nil
 }

@@ -12,7 +12,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
-	"github.com/seqchat/seqchat/events"
 	"github.com/seqchat/seqchat/timeline"
 )
 
@@ -50,39 +49,15 @@ func NewProjector(store Store, js jetstream.JetStream, batch int, log *slog.Logg
 
 // Run projects until ctx ends.
 func (p *Projector) Run(ctx context.Context) error {
-	return timeline.RunProjection(ctx, p.js, timeline.TimelineStream, ConsumerName, jetstream.DeliverAllPolicy, p.batch, p.log, func(ctx context.Context, msgs []jetstream.Msg) error {
-		stored := make([]timeline.Stored, 0, len(msgs))
-		for _, m := range msgs {
-			s, err := decode(m)
-			if err != nil {
-				p.log.Error("undecodable event in TIMELINE; skipped", "err", err)
-				_ = m.Term()
-				continue
-			}
-			stored = append(stored, s)
-		}
-		if err := p.store.Apply(ctx, stored); err != nil {
+	return timeline.RunProjection(ctx, p.js, ConsumerName, jetstream.DeliverAllPolicy, p.batch, p.log, func(ctx context.Context, b *timeline.Events) error {
+		if err := p.store.Apply(ctx, b.Stored); err != nil {
 			return err
 		}
-		_ = msgs[len(msgs)-1].Ack() // AckAll: acks the whole batch
-		p.written.Add(float64(len(stored)))
-		if md, err := msgs[len(msgs)-1].Metadata(); err == nil {
-			p.lag.Set(float64(md.NumPending))
-		}
+		b.Ack()
+		p.written.Add(float64(len(b.Stored)))
+		p.lag.Set(float64(b.Pending()))
 		return nil
 	})
-}
-
-func decode(m jetstream.Msg) (timeline.Stored, error) {
-	md, err := m.Metadata()
-	if err != nil {
-		return timeline.Stored{}, err
-	}
-	ev, err := events.DecodeEvent(m.Data())
-	if err != nil {
-		return timeline.Stored{}, err
-	}
-	return timeline.Stored{Event: ev, StreamSeq: md.Sequence.Stream}, nil
 }
 
 // Rebuild empties the history and replays TIMELINE from its first event up

@@ -89,30 +89,28 @@ func (o *Offline) Run(ctx context.Context) error {
 	}
 	stop := watchPending(ctx, cons, o.m.pending.WithLabelValues(o.t.hook, o.t.label))
 	defer stop()
-	return timeline.ConsumeBatches(ctx, cons, o.batch, o.log, func(ctx context.Context, msgs []jetstream.Msg) error {
-		if md, err := msgs[0].Metadata(); err == nil {
-			o.waitUnread(ctx, md.Sequence.Stream-1)
-		}
-		list, err := o.notifications(ctx, msgs)
+	return timeline.ConsumeEvents(ctx, cons, o.batch, o.log, func(ctx context.Context, b *timeline.Events) error {
+		o.waitUnread(ctx, b.FirstStreamSeq()-1)
+		list, err := o.notifications(ctx, b.Stored)
 		if err != nil {
 			return err
 		}
 		for len(list) > 0 {
 			n := min(len(list), maxNotifications)
 			body, _ := json.Marshal(map[string]any{"notifications": list[:n]})
-			if err := o.post.deliver(ctx, o.t, body, n, func() { keep(msgs) }); err != nil {
+			if err := o.post.deliver(ctx, o.t, body, n, b.InProgress); err != nil {
 				return err
 			}
 			list = list[n:]
 		}
-		_ = msgs[len(msgs)-1].Ack()
+		b.Ack()
 		return nil
 	})
 }
 
 // notifications computes a batch's notifications: one presence round trip
 // and two Redis round trips for the badges, whatever the batch holds.
-func (o *Offline) notifications(ctx context.Context, msgs []jetstream.Msg) ([]Notification, error) {
+func (o *Offline) notifications(ctx context.Context, stored []timeline.Stored) ([]Notification, error) {
 	type pending struct {
 		ev events.Event
 		to []string
@@ -120,12 +118,8 @@ func (o *Offline) notifications(ctx context.Context, msgs []jetstream.Msg) ([]No
 	var todo []pending
 	recalled := map[string]map[int64]bool{}
 	users := map[string]struct{}{}
-	for _, m := range msgs {
-		ev, err := events.DecodeEvent(m.Data())
-		if err != nil {
-			o.log.Error("undecodable event in TIMELINE; skipped", "subject", m.Subject(), "err", err)
-			continue
-		}
+	for _, s := range stored {
+		ev := s.Event
 		switch ev.Kind {
 		case events.KindMemberJoined, events.KindMemberLeft:
 			o.members.Invalidate(ev.Conv)

@@ -10,6 +10,7 @@ import (
 	"github.com/seqchat/seqchat/events"
 	"github.com/seqchat/seqchat/internal/projector/unread"
 	"github.com/seqchat/seqchat/internal/testenv"
+	"github.com/seqchat/seqchat/timeline"
 	counts "github.com/seqchat/seqchat/unread"
 )
 
@@ -60,11 +61,11 @@ func BenchmarkUnread(b *testing.B) {
 			b.ResetTimer()
 			ops := 0
 			for done := 0; done < b.N; done += batch {
-				evs := make([]events.Event, 0, batch)
+				evs := make([]timeline.Stored, 0, batch)
 				for i := 0; i < batch && done+i < b.N; i++ {
 					conv := fmt.Sprintf("c%d", (done+i)%tc.convs)
 					seqs[conv]++
-					evs = append(evs, events.Event{Conv: conv, Seq: seqs[conv], Kind: events.KindMessage, From: fmt.Sprintf("u%d-0", (done+i)%tc.convs)})
+					evs = append(evs, timeline.Stored{Event: events.Event{Conv: conv, Seq: seqs[conv], Kind: events.KindMessage, From: fmt.Sprintf("u%d-0", (done+i)%tc.convs)}})
 				}
 				o, err := unread.Ops(ctx, m, evs)
 				if err != nil {

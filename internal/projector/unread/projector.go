@@ -30,9 +30,10 @@ type Members interface {
 
 // Ops turns events into projection ops, in order. Member events invalidate
 // members so that later events of the batch see the change.
-func Ops(ctx context.Context, members Members, evs []events.Event) ([]counts.Op, error) {
+func Ops(ctx context.Context, members Members, stored []timeline.Stored) ([]counts.Op, error) {
 	var ops []counts.Op
-	for _, e := range evs {
+	for i := range stored {
+		e := stored[i].Event
 		switch e.Kind {
 		case events.KindMessage:
 			cv, err := members.Get(ctx, e.Conv)
@@ -87,33 +88,20 @@ func NewProjector(store *counts.Store, pool *postgres.Pool, members Members, js 
 // Run projects until ctx ends. Events are applied in stream order, one batch
 // per Redis round trip.
 func (p *Projector) Run(ctx context.Context) error {
-	return timeline.RunProjection(ctx, p.js, timeline.TimelineStream, ConsumerName, jetstream.DeliverAllPolicy, p.batch, p.log, func(ctx context.Context, msgs []jetstream.Msg) error {
-		evs := make([]events.Event, 0, len(msgs))
-		for _, m := range msgs {
-			e, err := events.DecodeEvent(m.Data())
-			if err != nil {
-				p.log.Error("undecodable event in TIMELINE; skipped", "err", err)
-				continue
-			}
-			evs = append(evs, e)
-		}
+	return timeline.RunProjection(ctx, p.js, ConsumerName, jetstream.DeliverAllPolicy, p.batch, p.log, func(ctx context.Context, b *timeline.Events) error {
 		// A batch that starts at TIMELINE's first event has nothing before
 		// it a projection could hold: a missing marker then means a fresh
 		// install, not a Redis that lost its data.
-		var first uint64
-		if md, err := msgs[0].Metadata(); err == nil {
-			first = md.Sequence.Stream
-		}
-		if err := p.apply(ctx, evs, first == 1); err != nil {
+		if err := p.apply(ctx, b.Stored, b.FirstStreamSeq() == 1); err != nil {
 			return err
 		}
-		_ = msgs[len(msgs)-1].Ack() // AckAll: acks the whole batch
+		b.Ack()
 		return nil
 	})
 }
 
-func (p *Projector) apply(ctx context.Context, evs []events.Event, fromStart bool) error {
-	ops, err := Ops(ctx, p.members, evs)
+func (p *Projector) apply(ctx context.Context, stored []timeline.Stored, fromStart bool) error {
+	ops, err := Ops(ctx, p.members, stored)
 	if err != nil {
 		return err
 	}
@@ -141,7 +129,7 @@ func (p *Projector) apply(ctx context.Context, evs []events.Event, fromStart boo
 			return err
 		}
 	}
-	p.applied.Add(float64(len(evs)))
+	p.applied.Add(float64(len(stored)))
 	p.ops.Add(float64(len(ops)))
 	return nil
 }
@@ -167,15 +155,11 @@ func Rebuild(ctx context.Context, store *counts.Store, pool *postgres.Pool, js j
 	}
 	n := 0
 	err = timeline.Replay(ctx, js, batch, func(stored []timeline.Stored) error {
-		evs := make([]events.Event, len(stored))
-		for i, s := range stored {
-			evs[i] = s.Event
-		}
-		ops, err := Ops(ctx, members, evs)
+		ops, err := Ops(ctx, members, stored)
 		if err != nil {
 			return err
 		}
-		n += len(evs)
+		n += len(stored)
 		return store.Apply(ctx, ops)
 	})
 	if err != nil {

@@ -1,0 +1,90 @@
+package timeline_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/seqchat/seqchat/internal/testenv"
+	"github.com/seqchat/seqchat/timeline"
+)
+
+// ConsumeEvents hands a projection the events that decode, each with its
+// stream sequence, origin and message; an undecodable one is logged once,
+// however often its batch is retried, and acked with the batch even when it
+// is the batch's last.
+func TestConsumeEventsSkipsUndecodable(t *testing.T) {
+	t.Parallel()
+	c := testenv.Connect(t)
+	ctx := testenv.Context(t, 30*time.Second)
+	if err := timeline.Ensure(ctx, c.JS, timeline.Settings{Storage: "file"}); err != nil {
+		t.Fatal(err)
+	}
+	tl, js := timeline.New(c.NC, c.JS), c.JS
+	if _, _, err := tl.Append(ctx, timeline.Entry{Event: ev("c1", 1), Origin: "e1/7"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, timeline.TimelineSubject("c1"), []byte("not an event")); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := tl.Append(ctx, timeline.Entry{Event: ev("c1", 2)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, timeline.TimelineSubject("c1"), []byte(`{"conv":`)); err != nil {
+		t.Fatal(err)
+	}
+	cons, err := js.CreateOrUpdateConsumer(ctx, timeline.TimelineStream, jetstream.ConsumerConfig{
+		Durable: "decode-test", AckPolicy: jetstream.AckAllPolicy, DeliverPolicy: jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	var logs testenv.LogBuffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	var got []timeline.Stored
+	calls := 0
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	err = timeline.ConsumeEvents(cctx, cons, 10, log, func(ctx context.Context, b *timeline.Events) error {
+		calls++
+		if calls == 1 {
+			return errors.New("not yet") // the same batch comes again
+		}
+		if len(b.Msgs) != len(b.Stored) {
+			t.Fatalf("%d messages for %d events", len(b.Msgs), len(b.Stored))
+		}
+		for i, s := range b.Stored {
+			if want := s.Event.Encode(); string(b.Msgs[i].Data()) != string(want) {
+				t.Fatalf("message %d holds %s, event %s", i, b.Msgs[i].Data(), want)
+			}
+		}
+		got = append(got, b.Stored...)
+		b.Ack()
+		if b.Pending() == 0 {
+			cancel()
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].Seq != 1 || got[0].StreamSeq != 1 || got[0].Origin != "e1/7" || got[1].Seq != 2 || got[1].StreamSeq != 3 || got[1].Origin != "" {
+		t.Fatalf("got %+v, want seq 1 at #1 from e1/7 and seq 2 at #3", got)
+	}
+	if n := strings.Count(logs.String(), "undecodable event in TIMELINE"); n != 2 {
+		t.Fatalf("%d undecodable events logged, want 2 (once each): %s", n, logs.String())
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.AckFloor.Stream != 4 {
+		t.Fatalf("ack floor #%d, want #4: the undecodable last message is acked with its batch", info.AckFloor.Stream)
+	}
+}
