@@ -3,6 +3,7 @@ package unread
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 
 	"github.com/redis/go-redis/v9"
@@ -38,7 +39,9 @@ type Badge struct {
 // Badges answers keys, in the order the messages were appended, in two
 // round trips. A message the projection has not counted yet (the unread
 // projector may lag) is counted here, and so are the ones before it in
-// keys: the total always includes it.
+// keys: the total always includes it, once. The unread projector may count
+// a message while this runs, so whether it is counted and the counts it
+// adds to are read together, in one transaction.
 func (s *Store) Badges(ctx context.Context, keys []BadgeKey) ([]Badge, error) {
 	out := make([]Badge, len(keys))
 	if len(keys) == 0 {
@@ -46,7 +49,6 @@ func (s *Store) Badges(ctx context.Context, keys []BadgeKey) ([]Badge, error) {
 	}
 	type first struct {
 		read  *redis.StringCmd
-		score *redis.FloatCmd
 		convs *redis.StringSliceCmd
 	}
 	f := make([]first, len(keys))
@@ -54,36 +56,45 @@ func (s *Store) Badges(ctx context.Context, keys []BadgeKey) ([]Badge, error) {
 	for i, k := range keys {
 		f[i] = first{
 			read:  pipe.HGet(ctx, s.readKey(k.User), k.Conv),
-			score: pipe.ZScore(ctx, s.zkey(k.User, k.Conv), strconv.FormatInt(k.Seq, 10)),
 			convs: pipe.SMembers(ctx, s.convsKey(k.User)),
 		}
 	}
 	if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
 		return nil, fmt.Errorf("badges: %w", err)
 	}
-	pipe = s.rdb.Pipeline()
+	tx := s.rdb.TxPipeline()
+	scores := make([]*redis.FloatCmd, len(keys))
 	cards := make([][]*redis.IntCmd, len(keys))
-	// Messages of one call not counted yet add up: a user's second message
-	// of the batch counts the first too.
-	uncounted := map[string]int64{}
 	for i, k := range keys {
 		read, _ := strconv.ParseInt(f[i].read.Val(), 10, 64)
 		if read >= k.Seq {
 			out[i].Read = true
 			continue
 		}
-		if f[i].score.Err() == redis.Nil {
+		scores[i] = tx.ZScore(ctx, s.zkey(k.User, k.Conv), strconv.FormatInt(k.Seq, 10))
+		// The message's own conversation may have joined the set since.
+		convs := f[i].convs.Val()
+		if !slices.Contains(convs, k.Conv) {
+			convs = append(convs, k.Conv)
+		}
+		for _, c := range convs {
+			cards[i] = append(cards[i], tx.ZCard(ctx, s.zkey(k.User, c)))
+		}
+	}
+	if _, err := tx.Exec(ctx); err != nil && err != redis.Nil {
+		return nil, fmt.Errorf("badges: %w", err)
+	}
+	// Messages of one call not counted yet add up: a user's second message
+	// of the batch counts the first too.
+	uncounted := map[string]int64{}
+	for i, k := range keys {
+		if out[i].Read {
+			continue
+		}
+		if scores[i].Err() == redis.Nil {
 			uncounted[k.User]++
 		}
 		out[i].Unread = uncounted[k.User]
-		for _, c := range f[i].convs.Val() {
-			cards[i] = append(cards[i], pipe.ZCard(ctx, s.zkey(k.User, c)))
-		}
-	}
-	if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
-		return nil, fmt.Errorf("badges: %w", err)
-	}
-	for i := range keys {
 		for _, c := range cards[i] {
 			out[i].Unread += c.Val()
 		}
