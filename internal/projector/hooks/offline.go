@@ -75,15 +75,7 @@ func NewOffline(js jetstream.JetStream, url, secret string, members Members, onl
 
 // Run notifies until ctx ends or the consumer must be set up again.
 func (o *Offline) Run(ctx context.Context) error {
-	cons, err := timeline.ResetConsumer(ctx, o.js, timeline.TimelineStream, jetstream.ConsumerConfig{
-		Durable:           OfflineConsumer,
-		Description:       "offline push " + o.t.label,
-		AckPolicy:         jetstream.AckAllPolicy,
-		AckWait:           ackWait,
-		MaxAckPending:     20 * o.batch,
-		DeliverPolicy:     jetstream.DeliverNewPolicy,
-		InactiveThreshold: inactive,
-	})
+	cons, err := resetConsumer(ctx, o.js, OfflineConsumer, "offline push "+o.t.label, o.batch)
 	if err != nil {
 		return err
 	}

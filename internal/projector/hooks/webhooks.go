@@ -69,15 +69,7 @@ func (w *Webhooks) run(ctx context.Context, t target) error {
 	name := ConsumerName(t.url)
 	// Created with DeliverNew the first time: the URL gets every event
 	// appended from then on. Afterwards Reset resumes at the ack floor.
-	cons, err := timeline.ResetConsumer(ctx, w.js, timeline.TimelineStream, jetstream.ConsumerConfig{
-		Durable:           name,
-		Description:       "webhook " + t.label,
-		AckPolicy:         jetstream.AckAllPolicy,
-		AckWait:           ackWait,
-		MaxAckPending:     20 * w.batch,
-		DeliverPolicy:     jetstream.DeliverNewPolicy,
-		InactiveThreshold: inactive,
-	})
+	cons, err := resetConsumer(ctx, w.js, name, "webhook "+t.label, w.batch)
 	if err != nil {
 		return err
 	}
@@ -134,4 +126,19 @@ func watchPending(ctx context.Context, cons jetstream.Consumer, g interface{ Set
 		}
 	}()
 	return func() { cancel(); <-done }
+}
+
+// resetConsumer (re)creates a hook's durable consumer of TIMELINE: from
+// what is new when it first starts, acked a batch at a time, kept for a
+// week while nobody pulls from it.
+func resetConsumer(ctx context.Context, js jetstream.JetStream, name, description string, batch int) (jetstream.Consumer, error) {
+	return timeline.ResetConsumer(ctx, js, timeline.TimelineStream, jetstream.ConsumerConfig{
+		Durable:           name,
+		Description:       description,
+		AckPolicy:         jetstream.AckAllPolicy,
+		AckWait:           ackWait,
+		MaxAckPending:     20 * batch,
+		DeliverPolicy:     jetstream.DeliverNewPolicy,
+		InactiveThreshold: inactive,
+	})
 }
