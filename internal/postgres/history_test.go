@@ -22,7 +22,7 @@ type rig struct {
 	writer *postgres.HistoryWriter
 	nc     *timeline.Conn
 	tl     *timeline.Log
-	pos    map[string]timeline.Position
+	*testenv.TimelineWriter
 }
 
 func newRig(t testing.TB) *rig {
@@ -37,28 +37,7 @@ func newRig(t testing.TB) *rig {
 	if err := timeline.Ensure(ctx, nc.JS, timeline.Settings{Storage: "file"}); err != nil {
 		t.Fatal(err)
 	}
-	return &rig{pool: pool, writer: postgres.NewHistoryWriter(pool), nc: nc, tl: timeline.New(nc.NC, nc.JS), pos: map[string]timeline.Position{}}
-}
-
-// append writes n messages to conv straight into TIMELINE, as the sequencer would.
-func (r *rig) append(t testing.TB, conv string, n int) {
-	t.Helper()
-	var entries []timeline.Entry
-	pos := r.pos[conv]
-	for i := 0; i < n; i++ {
-		seq := pos.Seq + int64(i) + 1
-		e := timeline.Entry{Event: &events.Event{Conv: conv, Seq: seq, Kind: events.KindMessage, ID: fmt.Sprintf("m%d", seq), From: "u1", TS: 1000 + seq, Body: json.RawMessage(fmt.Sprintf(`{"n":%d}`, seq))}}
-		if i == 0 {
-			expect := pos.StreamSeq
-			e.Expect = &expect
-		}
-		entries = append(entries, e)
-	}
-	first, err := r.tl.AppendBatch(context.Background(), entries)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.pos[conv] = timeline.Position{Seq: pos.Seq + int64(n), StreamSeq: first + uint64(n) - 1}
+	return &rig{pool: pool, writer: postgres.NewHistoryWriter(pool), nc: nc, tl: timeline.New(nc.NC, nc.JS), TimelineWriter: testenv.NewTimelineWriter(timeline.New(nc.NC, nc.JS))}
 }
 
 func count(t testing.TB, pool *pgxpool.Pool) int {
@@ -74,7 +53,7 @@ func count(t testing.TB, pool *pgxpool.Pool) int {
 func TestHistoryApplyRedeliveryIdempotent(t *testing.T) {
 	t.Parallel()
 	r := newRig(t)
-	r.append(t, "a", 30)
+	r.Messages(t, "a", 30)
 	got, err := r.tl.Read(context.Background(), "a", 0, 100, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -147,7 +126,7 @@ func TestReadYourWrites(t *testing.T) {
 	r := newRig(t)
 	h := postgres.NewHistory(r.pool, r.tl)
 	ctx := testenv.Context(t, time.Minute)
-	r.append(t, "x", 40)
+	r.Messages(t, "x", 40)
 	check := func(what string, from, to int64) {
 		t.Helper()
 		got, err := h.Range(ctx, "x", from, to)
@@ -195,7 +174,7 @@ func TestRecallShowsWhileProjectorCommits(t *testing.T) {
 	r := newRig(t)
 	h := postgres.NewHistory(r.pool, r.tl)
 	ctx := testenv.Context(t, time.Minute)
-	r.append(t, "x", 1)
+	r.Messages(t, "x", 1)
 	recall := timeline.Entry{Event: &events.Event{Conv: "x", Seq: 2, Kind: events.KindRecall, ID: "r1", From: "u1", TS: 2000, Target: 1}}
 	streamSeq, _, err := r.tl.Append(ctx, recall)
 	if err != nil {
@@ -261,7 +240,7 @@ func TestRecallShowsFarBehindProjection(t *testing.T) {
 	r := newRig(t)
 	h := postgres.NewHistory(r.pool, r.tl)
 	ctx := testenv.Context(t, 2*time.Minute)
-	r.append(t, "x", 1)
+	r.Messages(t, "x", 1)
 	msg, err := r.tl.Read(ctx, "x", 0, 1, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -270,9 +249,9 @@ func TestRecallShowsFarBehindProjection(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 12 {
-		r.append(t, "x", 1000)
+		r.Messages(t, "x", 1000)
 	}
-	pos := r.pos["x"]
+	pos := r.Position("x")
 	recall := timeline.Entry{Event: &events.Event{Conv: "x", Seq: pos.Seq + 1, Kind: events.KindRecall, ID: "r1", From: "u1", TS: 2000, Target: 1}, Expect: &pos.StreamSeq}
 	if _, _, err := r.tl.Append(ctx, recall); err != nil {
 		t.Fatal(err)

@@ -22,7 +22,7 @@ func BenchmarkHistoryProjector(b *testing.B) {
 			r := newRig(b)
 			for done, c := 0, 0; done < b.N; c++ {
 				n := min(100, b.N-done)
-				r.append(b, fmt.Sprintf("c%d", c), n)
+				r.Messages(b, fmt.Sprintf("c%d", c), n)
 				done += n
 			}
 			ctx := context.Background()

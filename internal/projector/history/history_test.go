@@ -2,7 +2,6 @@ package history_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"reflect"
 	"testing"
@@ -10,7 +9,6 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/seqchat/seqchat/events"
 	"github.com/seqchat/seqchat/internal/postgres"
 	"github.com/seqchat/seqchat/internal/projector/history"
 	"github.com/seqchat/seqchat/internal/testenv"
@@ -21,7 +19,7 @@ type rig struct {
 	pool *pgxpool.Pool
 	nc   *timeline.Conn
 	tl   *timeline.Log
-	pos  map[string]timeline.Position
+	*testenv.TimelineWriter
 }
 
 func newRig(t testing.TB) *rig {
@@ -36,28 +34,7 @@ func newRig(t testing.TB) *rig {
 	if err := timeline.Ensure(ctx, nc.JS, timeline.Settings{Storage: "file"}); err != nil {
 		t.Fatal(err)
 	}
-	return &rig{pool: pool, nc: nc, tl: timeline.New(nc.NC, nc.JS), pos: map[string]timeline.Position{}}
-}
-
-// append writes n messages to conv straight into TIMELINE, as the sequencer would.
-func (r *rig) append(t testing.TB, conv string, n int) {
-	t.Helper()
-	var entries []timeline.Entry
-	pos := r.pos[conv]
-	for i := 0; i < n; i++ {
-		seq := pos.Seq + int64(i) + 1
-		e := timeline.Entry{Event: &events.Event{Conv: conv, Seq: seq, Kind: events.KindMessage, ID: fmt.Sprintf("m%d", seq), From: "u1", TS: 1000 + seq, Body: json.RawMessage(fmt.Sprintf(`{"n":%d}`, seq))}}
-		if i == 0 {
-			expect := pos.StreamSeq
-			e.Expect = &expect
-		}
-		entries = append(entries, e)
-	}
-	first, err := r.tl.AppendBatch(context.Background(), entries)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.pos[conv] = timeline.Position{Seq: pos.Seq + int64(n), StreamSeq: first + uint64(n) - 1}
+	return &rig{pool: pool, nc: nc, tl: timeline.New(nc.NC, nc.JS), TimelineWriter: testenv.NewTimelineWriter(timeline.New(nc.NC, nc.JS))}
 }
 
 type row struct {
@@ -128,14 +105,14 @@ func TestProjectorConvergesAndRebuilds(t *testing.T) {
 	r := newRig(t)
 	for i := 0; i < 10; i++ {
 		for _, conv := range []string{"a", "b", "c"} {
-			r.append(t, conv, 100)
+			r.Messages(t, conv, 100)
 		}
 	}
 	stop := r.runProjector(t, 50)
 	testenv.Eventually(t, 20*time.Second, "the projector to start writing", func() bool { return count(t, r.pool) > 0 })
 	stop() // mid-stream: whatever was fetched but not acked is redelivered
 	mid := count(t, r.pool)
-	r.append(t, "a", 100)
+	r.Messages(t, "a", 100)
 	r.runProjector(t, 50)
 	testenv.Eventually(t, 30*time.Second, "the projector to catch up", func() bool { return count(t, r.pool) >= 3100 })
 	t.Logf("stopped after %d rows, converged to %d", mid, count(t, r.pool))
