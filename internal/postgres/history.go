@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/seqchat/seqchat/events"
@@ -60,15 +61,22 @@ func (h *History) read(ctx context.Context, conv string, from, to int64, recalls
 	// transaction), every later one is still in TIMELINE past it. Read
 	// after the rows, a recall the projector commits in between would be
 	// in neither, and an acked recall would not show.
+	// One round trip for both, in that order.
+	batch := &pgx.Batch{}
+	if recalls {
+		batch.Queue(projectedSQL, conv)
+	}
+	batch.Queue(`SELECT seq, stream_seq, kind, cmd_id, sender, ts, body, target, member, recalled`+richSelect+`
+		FROM events WHERE conv_id=$1 AND seq BETWEEN $2 AND $3 ORDER BY seq`, conv, from, to)
+	br := h.pool.SendBatch(ctx, batch)
+	defer br.Close()
 	var projected int64
 	if recalls {
-		var err error
-		if projected, err = h.projected(ctx, conv); err != nil {
-			return nil, err
+		if err := br.QueryRow().Scan(&projected); err != nil {
+			return nil, events.WrapError(events.CodeUnavailable, err, "history unavailable")
 		}
 	}
-	rows, err := h.pool.Query(ctx, `SELECT seq, stream_seq, kind, cmd_id, sender, ts, body, target, member, recalled`+richSelect+`
-		FROM events WHERE conv_id=$1 AND seq BETWEEN $2 AND $3 ORDER BY seq`, conv, from, to)
+	rows, err := br.Query()
 	if err != nil {
 		return nil, events.WrapError(events.CodeUnavailable, err, "history unavailable")
 	}
@@ -132,10 +140,14 @@ func (h *History) read(ctx context.Context, conv string, from, to int64, recalls
 	return out, nil
 }
 
+// projectedSQL reads the last seq of a conversation the history projector
+// has written.
+const projectedSQL = "SELECT coalesce((SELECT last_seq FROM heads WHERE conv_id=$1), 0)"
+
 // projected returns the last seq of conv the history projector has written.
 func (h *History) projected(ctx context.Context, conv string) (int64, error) {
 	var projected int64
-	err := h.pool.QueryRow(ctx, "SELECT coalesce((SELECT last_seq FROM heads WHERE conv_id=$1), 0)", conv).Scan(&projected)
+	err := h.pool.QueryRow(ctx, projectedSQL, conv).Scan(&projected)
 	if err != nil {
 		return 0, events.WrapError(events.CodeUnavailable, err, "history unavailable")
 	}
