@@ -20,11 +20,8 @@ import (
 // is the batch's last.
 func TestConsumeEventsSkipsUndecodable(t *testing.T) {
 	t.Parallel()
-	c := testenv.Connect(t)
+	c := testenv.Streams(t)
 	ctx := testenv.Context(t, 30*time.Second)
-	if err := timeline.Ensure(ctx, c.JS, timeline.Settings{Storage: "file"}); err != nil {
-		t.Fatal(err)
-	}
 	tl, js := timeline.New(c.NC, c.JS), c.JS
 	if _, _, err := tl.Append(ctx, timeline.Entry{Event: ev("c1", 1), Origin: "e1/7"}); err != nil {
 		t.Fatal(err)

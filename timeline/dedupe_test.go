@@ -15,11 +15,8 @@ import (
 // every key of them (and nothing for a key never remembered).
 func TestDedupeRememberBatchAndLookup(t *testing.T) {
 	t.Parallel()
-	c := testenv.Connect(t)
+	c := testenv.Streams(t)
 	ctx := testenv.Context(t, 30*time.Second)
-	if err := timeline.Ensure(ctx, c.JS, timeline.Settings{Storage: "file"}); err != nil {
-		t.Fatal(err)
-	}
 	d := timeline.NewDedupe(c.NC, c.JS)
 	var rs []timeline.Remembered
 	var keys []string

@@ -103,6 +103,19 @@ func Connect(t testing.TB) *timeline.Conn {
 	return c
 }
 
+// Streams is Connect with the streams and buckets created (file storage,
+// one replica), as the roles find them.
+func Streams(t testing.TB) *timeline.Conn {
+	t.Helper()
+	c := Connect(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := timeline.Ensure(ctx, c.JS, timeline.Settings{Storage: "file"}); err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	return c
+}
+
 // Config returns a configuration for t: its own JetStream server, database
 // and Redis prefix, a random HTTP port, cheap password hashing and memory
 // streams unless file storage is asked for.

@@ -36,10 +36,7 @@ func BenchmarkFanout(b *testing.B) {
 	for _, batch := range []int{4, 500} {
 		b.Run(fmt.Sprintf("batch%d", batch), func(b *testing.B) {
 			ctx := context.Background()
-			nc := testenv.Connect(b)
-			if err := timeline.Ensure(ctx, nc.JS, timeline.Settings{Storage: "file"}); err != nil {
-				b.Fatal(err)
-			}
+			nc := testenv.Streams(b)
 			ropt, err := redis.ParseURL(testenv.RedisURL())
 			if err != nil {
 				b.Fatal(err)

@@ -30,10 +30,7 @@ func newRig(t testing.TB) *rig {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	nc := testenv.Connect(t)
-	if err := timeline.Ensure(ctx, nc.JS, timeline.Settings{Storage: "file"}); err != nil {
-		t.Fatal(err)
-	}
+	nc := testenv.Streams(t)
 	return &rig{pool: pool, nc: nc, tl: timeline.New(nc.NC, nc.JS), TimelineWriter: testenv.NewTimelineWriter(timeline.New(nc.NC, nc.JS))}
 }
 
