@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"bytes"
 	"encoding/json"
 	"strings"
 	"time"
@@ -23,6 +24,18 @@ type eventHead struct {
 	TS   int64  `json:"ts"`
 }
 
+// headFields are eventHead's JSON names.
+var headFields = [][]byte{[]byte("conv"), []byte("seq"), []byte("id"), []byte("from"), []byte("ts")}
+
+func foldsToHeadField(key []byte) bool {
+	for _, f := range headFields {
+		if bytes.EqualFold(key, f) {
+			return true
+		}
+	}
+	return false
+}
+
 // decodeHead reads the head of an event the sequencer encoded: by hand in
 // the plain case (every delivery is read once per edge; the rest of the
 // event, body included, goes out as it came, unchecked), else with
@@ -42,10 +55,9 @@ func decodeHead(b []byte) (eventHead, error) {
 		case "ts":
 			h.TS, ok = events.PlainInt(v)
 		default:
-			// Only exact lower-case names are known not to be these
-			// fields: encoding/json matches names without regard to case.
-			ok = !strings.EqualFold(string(key), "conv") && !strings.EqualFold(string(key), "seq") &&
-				!strings.EqualFold(string(key), "id") && !strings.EqualFold(string(key), "from") && !strings.EqualFold(string(key), "ts")
+			// encoding/json matches names without regard to case: a name
+			// that folds to one of the head's is left to it.
+			ok = !foldsToHeadField(key)
 		}
 		return ok
 	})
