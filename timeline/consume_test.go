@@ -85,3 +85,57 @@ func TestConsumeEventsSkipsUndecodable(t *testing.T) {
 		t.Fatalf("ack floor #%d, want #4: the undecodable last message is acked with its batch", info.AckFloor.Stream)
 	}
 }
+
+// A projection with a linger takes, once a batch's first event is in, what
+// comes within the linger into the same batch (up to its size), and hands
+// over a batch that did not fill when the linger ends.
+func TestProjectionLingerFillsBatches(t *testing.T) {
+	t.Parallel()
+	c := testenv.Streams(t)
+	ctx := testenv.Context(t, 60*time.Second)
+	tl := timeline.New(c.NC, c.JS)
+	appendSeqs := func(from, to int64) {
+		for s := from; s <= to; s++ {
+			if _, _, err := tl.Append(ctx, timeline.Entry{Event: ev("c1", s)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	appendSeqs(1, 1)
+	batches := make(chan []int64, 10)
+	cctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		p := timeline.Projection{Name: "linger-test", Start: jetstream.DeliverAllPolicy, Batch: 5, Linger: 2 * time.Second}
+		done <- timeline.RunProjection(cctx, c.JS, p, testenv.Logger(t), func(ctx context.Context, b *timeline.Events) error {
+			var seqs []int64
+			for _, s := range b.Stored {
+				seqs = append(seqs, s.Seq)
+			}
+			batches <- seqs
+			b.Ack()
+			return nil
+		})
+	}()
+	// Once the first event is delivered, the batch holding it is lingering:
+	// what is appended now joins it.
+	testenv.Eventually(t, 10*time.Second, "the first event is delivered", func() bool {
+		cons, err := c.JS.Consumer(ctx, timeline.TimelineStream, "linger-test")
+		if err != nil {
+			return false
+		}
+		info, err := cons.Info(ctx)
+		return err == nil && info.Delivered.Stream == 1
+	})
+	appendSeqs(2, 6)
+	if got := <-batches; len(got) != 5 || got[0] != 1 || got[4] != 5 {
+		t.Fatalf("first batch %v, want seqs 1..5 (full)", got)
+	}
+	if got := <-batches; len(got) != 1 || got[0] != 6 {
+		t.Fatalf("second batch %v, want seq 6 alone once the linger ended", got)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

@@ -85,7 +85,7 @@ func (e *env) reactionsOf(t *testing.T, u user, conv string, seq int64) map[stri
 
 // runHistory runs a history projector until the returned stop is called.
 func runHistory(t *testing.T, a *wiring.System) (stop func()) {
-	p := history.NewProjector(postgres.NewHistoryWriter(a.Pool), a.NATS.JS, 5, testenv.Logger(t), nil)
+	p := history.NewProjector(postgres.NewHistoryWriter(a.Pool), a.NATS.JS, 5, 0, testenv.Logger(t), nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {

@@ -182,7 +182,7 @@ func TestUnreadProjectorRedeliveryAndRebuild(t *testing.T) {
 	defer rdb.Close()
 	store := unread.New(rdb, cfg.RedisPrefix)
 	run := func() (stop func()) {
-		p := unreadprojector.NewProjector(store, a.Pool, postgres.NewMemberCache(a.Pool, 0), a.NATS.JS, 7, testenv.Logger(t), nil)
+		p := unreadprojector.NewProjector(store, a.Pool, postgres.NewMemberCache(a.Pool, 0), a.NATS.JS, 7, 0, testenv.Logger(t), nil)
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
 		go func() {

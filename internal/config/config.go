@@ -60,6 +60,7 @@ type Config struct {
 	CommandsInFlight int
 	SequencerBatch   int
 	ProjectorBatch   int
+	ProjectorLinger  time.Duration
 	CommandRate      float64
 	CommandBurst     int
 	MaxGroupMembers  int
@@ -135,6 +136,7 @@ func Default() Config {
 		CommandsInFlight:     4000,
 		SequencerBatch:       500,
 		ProjectorBatch:       500,
+		ProjectorLinger:      20 * time.Millisecond,
 		CommandRate:          50,
 		CommandBurst:         100,
 		MaxGroupMembers:      10000,
@@ -256,6 +258,7 @@ func load(args []string, getenv func(string) string, defined func(*flag.FlagSet)
 	add(num(&c.PasswordCost, "password-cost", "CHAT_PASSWORD_COST", d.PasswordCost, "bcrypt cost"))
 	add(num(&c.SequencerBatch, "sequencer-batch", "CHAT_SEQUENCER_BATCH", d.SequencerBatch, "commands a sequencer appends in one atomic batch"))
 	add(num(&c.ProjectorBatch, "projector-batch", "CHAT_PROJECTOR_BATCH", d.ProjectorBatch, "events a projector writes at once"))
+	add(dur(&c.ProjectorLinger, "projector-linger", "CHAT_PROJECTOR_LINGER", d.ProjectorLinger, "how long the history and unread projectors wait for a batch to fill (0: not at all)"))
 	add(num(&c.CommandBurst, "command-burst", "CHAT_COMMAND_BURST", d.CommandBurst, "commands a connection may send in a burst"))
 	add(num(&c.MaxGroupMembers, "max-group-members", "CHAT_MAX_GROUP_MEMBERS", d.MaxGroupMembers, "largest group"))
 	add(num(&c.EdgeOutboundSize, "edge-outbound", "CHAT_EDGE_OUTBOUND", d.EdgeOutboundSize, "frames queued per connection before it is dropped as too slow"))
@@ -290,6 +293,9 @@ func load(args []string, getenv func(string) string, defined func(*flag.FlagSet)
 	}
 	if c.SequencerBatch < 1 || c.SequencerBatch > 1000 {
 		return c, fmt.Errorf("sequencer batch: want 1..1000 (JetStream's atomic batch limit), got %d", c.SequencerBatch)
+	}
+	if c.ProjectorLinger < 0 || c.ProjectorLinger > time.Second {
+		return c, fmt.Errorf("projector linger: want 0..1s, got %v", c.ProjectorLinger)
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return c, fmt.Errorf("CHAT_TLS_CERT and CHAT_TLS_KEY go together")

@@ -56,8 +56,8 @@ func (p *process) wireProjectors(ctx context.Context) error {
 		return leased("projector-"+name, run)
 	}
 	p.run(
-		projector("history", history.NewProjector(postgres.NewHistoryWriter(p.pool), p.nc.JS, cfg.ProjectorBatch, p.log.With("role", "projector"), p.reg).Run),
-		projector("unread", unreadprojector.NewProjector(p.unreads, p.pool, postgres.NewMemberCache(p.pool, 0), p.nc.JS, cfg.ProjectorBatch, p.log.With("role", "unread"), p.reg).Run),
+		projector("history", history.NewProjector(postgres.NewHistoryWriter(p.pool), p.nc.JS, cfg.ProjectorBatch, cfg.ProjectorLinger, p.log.With("role", "projector"), p.reg).Run),
+		projector("unread", unreadprojector.NewProjector(p.unreads, p.pool, postgres.NewMemberCache(p.pool, 0), p.nc.JS, cfg.ProjectorBatch, cfg.ProjectorLinger, p.log.With("role", "unread"), p.reg).Run),
 		projector("fanout", fanout.New(p.nc.NC, p.nc.JS, postgres.NewMemberCache(p.pool, 0), p.pres, cfg.ProjectorBatch, p.log.With("role", "fanout"), p.reg).Run))
 	// Webhooks and offline push: one leased consumer per URL (server.go).
 	p.run(p.hookRuns(leased)...)

@@ -81,7 +81,7 @@ func (p *Projector) Run(ctx context.Context) error {
 	defer stop()
 	// Live delivery is only for what happens from now on: when fanout is
 	// first deployed, clients catch up on the past with sync.
-	return timeline.RunProjection(ctx, p.js, ConsumerName, jetstream.DeliverNewPolicy, p.batch, p.log, p.handle)
+	return timeline.RunProjection(ctx, p.js, timeline.Projection{Name: ConsumerName, Start: jetstream.DeliverNewPolicy, Batch: p.batch}, p.log, p.handle)
 }
 
 // item is one event of a batch on its way to the edges.

@@ -61,7 +61,7 @@ func rows(t *testing.T, pool *pgxpool.Pool) []row {
 }
 
 func (r *rig) runProjector(t testing.TB, batch int) (stop func()) {
-	p := history.NewProjector(postgres.NewHistoryWriter(r.pool), r.nc.JS, batch, testenv.Logger(t), nil)
+	p := history.NewProjector(postgres.NewHistoryWriter(r.pool), r.nc.JS, batch, 0, testenv.Logger(t), nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {

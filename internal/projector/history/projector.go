@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -32,16 +33,18 @@ type Projector struct {
 	store   Store
 	js      jetstream.JetStream
 	batch   int
+	linger  time.Duration
 	log     *slog.Logger
 	written prometheus.Counter
 	lag     prometheus.Gauge
 }
 
-// NewProjector returns a history projector.
-func NewProjector(store Store, js jetstream.JetStream, batch int, log *slog.Logger, reg prometheus.Registerer) *Projector {
+// NewProjector returns a history projector that writes up to batch events
+// at once, waiting up to linger for a batch to fill (timeline.Projection).
+func NewProjector(store Store, js jetstream.JetStream, batch int, linger time.Duration, log *slog.Logger, reg prometheus.Registerer) *Projector {
 	f := promauto.With(reg)
 	return &Projector{
-		store: store, js: js, batch: max(batch, 1), log: log,
+		store: store, js: js, batch: max(batch, 1), linger: linger, log: log,
 		written: f.NewCounter(prometheus.CounterOpts{Name: "chat_history_events_written_total", Help: "Events the history projector wrote to Postgres."}),
 		lag:     f.NewGauge(prometheus.GaugeOpts{Name: "chat_history_pending_events", Help: "Events in TIMELINE the history projector has not written yet."}),
 	}
@@ -49,7 +52,7 @@ func NewProjector(store Store, js jetstream.JetStream, batch int, log *slog.Logg
 
 // Run projects until ctx ends.
 func (p *Projector) Run(ctx context.Context) error {
-	return timeline.RunProjection(ctx, p.js, ConsumerName, jetstream.DeliverAllPolicy, p.batch, p.log, func(ctx context.Context, b *timeline.Events) error {
+	return timeline.RunProjection(ctx, p.js, timeline.Projection{Name: ConsumerName, Start: jetstream.DeliverAllPolicy, Batch: p.batch, Linger: p.linger}, p.log, func(ctx context.Context, b *timeline.Events) error {
 		if err := p.store.Apply(ctx, b.Stored); err != nil {
 			return err
 		}

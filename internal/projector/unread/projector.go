@@ -8,6 +8,7 @@ import (
 	"context"
 	"log/slog"
 	"slices"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -70,16 +71,18 @@ type Projector struct {
 	members Members
 	js      jetstream.JetStream
 	batch   int
+	linger  time.Duration
 	log     *slog.Logger
 	applied prometheus.Counter
 	ops     prometheus.Counter
 }
 
-// NewProjector returns an unread projector.
-func NewProjector(store *counts.Store, pool *postgres.Pool, members Members, js jetstream.JetStream, batch int, log *slog.Logger, reg prometheus.Registerer) *Projector {
+// NewProjector returns an unread projector that applies up to batch events
+// at once, waiting up to linger for a batch to fill (timeline.Projection).
+func NewProjector(store *counts.Store, pool *postgres.Pool, members Members, js jetstream.JetStream, batch int, linger time.Duration, log *slog.Logger, reg prometheus.Registerer) *Projector {
 	f := promauto.With(reg)
 	return &Projector{
-		store: store, pool: pool, members: members, js: js, batch: max(batch, 1), log: log,
+		store: store, pool: pool, members: members, js: js, batch: max(batch, 1), linger: linger, log: log,
 		applied: f.NewCounter(prometheus.CounterOpts{Name: "chat_unread_events_total", Help: "Events the unread projector applied."}),
 		ops:     f.NewCounter(prometheus.CounterOpts{Name: "chat_unread_redis_ops_total", Help: "Redis operations the unread projector issued."}),
 	}
@@ -88,7 +91,7 @@ func NewProjector(store *counts.Store, pool *postgres.Pool, members Members, js 
 // Run projects until ctx ends. Events are applied in stream order, one batch
 // per Redis round trip.
 func (p *Projector) Run(ctx context.Context) error {
-	return timeline.RunProjection(ctx, p.js, ConsumerName, jetstream.DeliverAllPolicy, p.batch, p.log, func(ctx context.Context, b *timeline.Events) error {
+	return timeline.RunProjection(ctx, p.js, timeline.Projection{Name: ConsumerName, Start: jetstream.DeliverAllPolicy, Batch: p.batch, Linger: p.linger}, p.log, func(ctx context.Context, b *timeline.Events) error {
 		// A batch that starts at TIMELINE's first event has nothing before
 		// it a projection could hold: a missing marker then means a fresh
 		// install, not a Redis that lost its data.
