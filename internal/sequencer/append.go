@@ -68,20 +68,35 @@ func (s *Sequencer) append(ctx context.Context, state map[string]*timeline.Posit
 	if len(order) == 0 {
 		return nil
 	}
-	deepest := 0
+	n, deepest := 0, 0
 	for _, q := range queues {
-		deepest = max(deepest, len(q))
+		n, deepest = n+len(q), max(deepest, len(q))
 	}
-	// Rounds cost a round trip per command of the busiest conversation;
-	// an atomic batch one for all (plus, on a single file replica, staging
-	// it in a synced file): worth it once a conversation is busy.
-	if s.opt.AtomicBatches || deepest > 2 {
+	if s.atomic(n, deepest) {
 		done, err := s.appendAtomic(ctx, state, work, ts)
 		if done || err != nil {
 			return err
 		}
 	}
 	return s.appendRounds(ctx, state, queues, order, ts)
+}
+
+// atomic reports whether a batch of n commands whose busiest conversation
+// has deepest of them is worth one atomic append rather than rounds. Rounds
+// cost a PubAck per command and a round trip per command of the busiest
+// conversation. An atomic batch costs one round trip; where JetStream stages
+// batches cheaply (AtomicBatches) nothing more, but on a single file-backed
+// replica it stages each batch in a file store of its own, created, synced
+// and removed per batch: a few milliseconds of CPU and a sync, which only a
+// large batch or a deep queue repays. Measured (docs/benchmarks.md): direct
+// conversations with 4 sends outstanding per socket make batches of about 48
+// with queues of up to 8, and went from 4,000-5,300 to 8,100-9,500 acked/s
+// in rounds; batches of 500 still gain from going atomic.
+func (s *Sequencer) atomic(n, deepest int) bool {
+	if s.opt.AtomicBatches {
+		return true
+	}
+	return deepest > 2 && (n >= 256 || deepest > 16)
 }
 
 // appendRounds appends queues (each conversation's commands, in order) in

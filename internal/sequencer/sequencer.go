@@ -52,7 +52,7 @@ type Options struct {
 	// round trip and, on a cluster, one Raft proposal. Worth it where
 	// JetStream stages batches cheaply (memory or replicated streams); a
 	// single file-backed replica stages them in synced files, so there only
-	// batches with a busy conversation go atomic. It also writes a batch's
+	// large batches or ones with a deep conversation queue go atomic. It also writes a batch's
 	// results to DEDUPE as one atomic batch rather than one write each.
 	AtomicBatches bool
 	// History answers recall's questions; without it recall is refused.
