@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/gorilla/websocket"
 )
@@ -29,7 +30,15 @@ type corkConn struct {
 	br  *bufio.Reader // what the WebSocket reads from (corkWriter)
 	mu  sync.Mutex
 	buf *[]byte // non-nil while corked
+	// deadline is the write deadline set while corked, for the flush; set
+	// is the one on the socket.
+	deadline, set time.Time
 }
+
+// deadlineSlack is how much earlier than asked a write deadline may fall:
+// a deadline that moved less than this since the socket's was set is not
+// set again.
+const deadlineSlack = time.Second
 
 // readBufferSize is the read buffer of a connection, which it holds for
 // life: small, as a frame bigger than it is read straight into the message.
@@ -45,6 +54,34 @@ func (c *corkConn) Write(p []byte) (int, error) {
 	}
 	c.mu.Unlock()
 	return c.Conn.Write(p)
+}
+
+// SetWriteDeadline keeps a deadline set while corked for the flush, and
+// sets one on the socket only once it moved by deadlineSlack: gorilla sets
+// one before every frame it writes, and each set rearms the socket's timer,
+// work for nothing for a frame that is only gathered or a deadline that
+// moved by a few milliseconds.
+func (c *corkConn) SetWriteDeadline(t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.buf != nil {
+		c.deadline = t
+		return nil
+	}
+	return c.setDeadline(t)
+}
+
+// setDeadline sets t on the socket unless the one there is at most
+// deadlineSlack earlier. c.mu is held.
+func (c *corkConn) setDeadline(t time.Time) error {
+	if !t.IsZero() && !c.set.IsZero() && !t.Before(c.set) && t.Sub(c.set) < deadlineSlack {
+		return nil
+	}
+	if err := c.Conn.SetWriteDeadline(t); err != nil {
+		return err
+	}
+	c.set = t
+	return nil
 }
 
 // cork starts gathering writes.
@@ -70,14 +107,17 @@ func (c *corkConn) gathered() int {
 // buffer goes back to the pool, so an idle connection holds none.
 func (c *corkConn) uncork() error {
 	c.mu.Lock()
-	b := c.buf
-	c.buf = nil
+	b, deadline := c.buf, c.deadline
+	c.buf, c.deadline = nil, time.Time{}
+	var err error
+	if b != nil && len(*b) > 0 && !deadline.IsZero() {
+		err = c.setDeadline(deadline)
+	}
 	c.mu.Unlock()
 	if b == nil {
 		return nil
 	}
-	var err error
-	if len(*b) > 0 {
+	if len(*b) > 0 && err == nil {
 		_, err = c.Conn.Write(*b)
 	}
 	if cap(*b) <= 4*corkLimit {
@@ -112,7 +152,8 @@ func (w corkWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 }
 
 // writeFrames writes text frames, in one write syscall when the socket is
-// a corkConn (in bursts of corkLimit); set sets each frame's deadline.
+// a corkConn (in bursts of corkLimit); deadline sets the write deadline,
+// once for each burst.
 func writeFrames(ws *websocket.Conn, frames [][]byte, deadline func()) (written int, err error) {
 	cc, _ := ws.NetConn().(*corkConn)
 	// One small frame goes out as it is: nothing to gather, no copy.
@@ -124,8 +165,8 @@ func writeFrames(ws *websocket.Conn, frames [][]byte, deadline func()) (written 
 			}
 		}()
 	}
+	deadline()
 	for _, f := range frames {
-		deadline()
 		if err := ws.WriteMessage(websocket.TextMessage, f); err != nil {
 			return written, err
 		}
@@ -135,6 +176,7 @@ func writeFrames(ws *websocket.Conn, frames [][]byte, deadline func()) (written 
 				return written, err
 			}
 			cc.cork()
+			deadline()
 		}
 	}
 	return written, nil

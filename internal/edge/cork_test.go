@@ -2,10 +2,12 @@ package edge
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -111,4 +113,42 @@ func total(frames [][]byte) int {
 		n += len(f)
 	}
 	return n
+}
+
+// TestCorkedDeadlineHoldsForTheFlush: a deadline set while corked is not
+// lost: the flush that sends the gathered frames runs under it.
+func TestCorkedDeadlineHoldsForTheFlush(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	cc := &corkConn{Conn: a}
+	cc.cork()
+	if err := cc.SetWriteDeadline(time.Now().Add(-time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cc.Write([]byte("gathered")); err != nil {
+		t.Fatalf("corked write: %v", err)
+	}
+	// Nobody reads b: without the deadline the flush would block forever.
+	if err := cc.uncork(); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("flush past its deadline: err = %v, want a deadline error", err)
+	}
+}
+
+// TestEarlierDeadlineIsSet: skipping deadlines that moved only a little
+// later never skips one that moved earlier.
+func TestEarlierDeadlineIsSet(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	cc := &corkConn{Conn: a}
+	if err := cc.SetWriteDeadline(time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := cc.SetWriteDeadline(time.Now().Add(-time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cc.Write([]byte("x")); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("write past its deadline: err = %v, want a deadline error", err)
+	}
 }
