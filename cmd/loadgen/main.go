@@ -14,6 +14,11 @@
 //   - idle (-idle 10000): that many connections that sync and then stay
 //     idle; the server's RSS per connection before and after the sync.
 //
+// A command refused for load (unavailable, rate_limited) is resent with its
+// id after a second, as the protocol asks of a client; it keeps its place in
+// the window meanwhile, and its ack latency counts from the first send. The
+// errors column counts the refusals.
+//
 // Each phase prints a progress line every second (so does the account
 // setup) and the run ends with a summary table, or JSON with -json. With
 // -pids (and -pgdb for the Postgres backends of one database) it reports

@@ -121,6 +121,8 @@ func (ph *phaseState) delivered(now time.Time, sent int64) {
 	ph.mu.Unlock()
 }
 
+// failed ends a command that was answered with an error it will not be
+// resent for: its credit goes back.
 func (ph *phaseState) failed(p *peer, ours bool, code string) {
 	if ours && p.credit != nil {
 		select {
@@ -128,6 +130,30 @@ func (ph *phaseState) failed(p *peer, ours bool, code string) {
 		default:
 		}
 	}
+}
+
+// retryAfter is when a client may resend a command refused for load: the
+// protocol's "server busy; retry in 1s".
+const retryAfter = time.Second
+
+// retriable reports whether a command answered with code is resent, with
+// its id, after retryAfter: the refusals for load (docs/protocol.md,
+// Overload). It keeps its credit meanwhile, so a closed loop's window
+// counts it as outstanding, as a client's would.
+func retriable(code string) bool { return code == "unavailable" || code == "rate_limited" }
+
+func (p *peer) retryLater(id string) {
+	ch := p.resend
+	time.AfterFunc(retryAfter, func() {
+		select {
+		case ch <- id:
+		default: // the phase is over, or the queue is full: left unanswered
+		}
+	})
+}
+
+// errored counts an error answer by code.
+func (ph *phaseState) errored(code string) {
 	ph.errs.Add(1)
 	ph.mu.Lock()
 	if ph.errCodes == nil {
@@ -213,6 +239,7 @@ func runPhase(o options, peers []*peer, spec phaseSpec) (*phaseResult, error) {
 		clear(p.sent)
 		p.mu.Unlock()
 		p.credit = nil
+		p.resend = make(chan string, 1024)
 		if spec.window > 0 {
 			p.credit = make(chan struct{}, spec.window)
 			for range spec.window {
@@ -353,36 +380,41 @@ func sendLoop(ctx context.Context, p *peer, i, n int, spec phaseSpec, body strin
 	prefix := `{"type":"send","conv":"` + p.conv + `","id":"`
 	buf := make([]byte, 0, 256)
 	for {
-		if tick != nil {
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick:
-			}
-		} else {
-			select {
-			case <-ctx.Done():
-				return
-			case <-p.credit:
+		var id string
+		var at time.Time
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick: // nil in a closed loop
+		case <-p.credit: // nil in an open loop
+		case id = <-p.resend:
+			p.mu.Lock()
+			at = p.sent[id]
+			p.mu.Unlock()
+			if at.IsZero() {
+				continue // answered meanwhile, or of an earlier phase
 			}
 		}
-		id := "m" + strconv.FormatInt(cmdSeq.Add(1), 36)
-		now := time.Now()
+		if id == "" {
+			id, at = "m"+strconv.FormatInt(cmdSeq.Add(1), 36), time.Now()
+			p.mu.Lock()
+			p.sent[id] = at
+			p.mu.Unlock()
+			if ph.measure.Load() {
+				ph.sent.Add(1)
+			}
+		}
+		// A resend carries the first send's time: its ack's latency is the
+		// whole wait, retries included.
 		buf = append(buf[:0], prefix...)
 		buf = append(buf, id...)
 		buf = append(buf, `","body":`...)
 		buf = append(buf, body...)
-		buf = strconv.AppendInt(buf, now.UnixNano(), 10)
+		buf = strconv.AppendInt(buf, at.UnixNano(), 10)
 		buf = append(buf, "}}"...)
-		p.mu.Lock()
-		p.sent[id] = now
-		p.mu.Unlock()
 		if err := p.write(buf); err != nil {
-			ph.failed(p, false, "write: "+err.Error())
+			ph.errored("write: " + err.Error())
 			return
-		}
-		if ph.measure.Load() {
-			ph.sent.Add(1)
 		}
 	}
 }

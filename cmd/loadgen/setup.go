@@ -29,6 +29,9 @@ type peer struct {
 	// credit is the closed loop's window: a send takes a token, an ack
 	// (or an error answer) gives it back.
 	credit chan struct{}
+	// resend takes the ids of commands refused for load, once their retry
+	// time has passed: they go again with the same id, as a client would.
+	resend chan string
 	// frames the reader routes to whoever waits for a sync answer
 	synced  chan map[string]int64
 	lastSeq atomic.Int64 // the highest seq this peer saw in its conversation
@@ -302,9 +305,18 @@ func (p *peer) read(ws *websocket.Conn, synced chan map[string]int64, readErr ch
 		case "error":
 			p.mu.Lock()
 			_, ok := p.sent[f.ID]
-			delete(p.sent, f.ID)
+			retry := ok && ph != nil && retriable(f.Code)
+			if !retry {
+				delete(p.sent, f.ID)
+			}
 			p.mu.Unlock()
 			if ph != nil {
+				ph.errored(f.Code)
+			}
+			switch {
+			case retry:
+				p.retryLater(f.ID)
+			case ph != nil:
 				ph.failed(p, ok, f.Code)
 			}
 		}
