@@ -164,6 +164,9 @@ func DecodeEvent(b []byte) (Event, error) {
 
 // DecodeBatch parses a batched CMDS message's data.
 func DecodeBatch(b []byte) ([]Queued, error) {
+	if q, ok := fastBatch(b); ok {
+		return q, nil
+	}
 	var q []Queued
 	if err := json.Unmarshal(b, &q); err != nil {
 		return nil, fmt.Errorf("decode command batch: %w", err)

@@ -244,3 +244,48 @@ func fastCommand(b []byte, c *Command) bool {
 		return ok
 	})
 }
+
+// fastBatch decodes a command batch (DecodeBatch) in the plain form the
+// submitters write: a JSON array of {"r": reply, "c": command} objects.
+func fastBatch(b []byte) ([]Queued, bool) {
+	i := skipSpace(b, 0)
+	if i >= len(b) || b[i] != '[' {
+		return nil, false
+	}
+	q := make([]Queued, 0, 16)
+	i = skipSpace(b, i+1)
+	if i < len(b) && b[i] == ']' {
+		return q, skipSpace(b, i+1) == len(b)
+	}
+	for {
+		end, ok := skipValue(b, i)
+		if !ok {
+			return nil, false
+		}
+		var e Queued
+		if !ScanFlat(b[i:end], func(key, v []byte) (ok bool) {
+			switch string(key) {
+			case "r":
+				e.Reply, ok = PlainString(v)
+			case "c":
+				ok = fastCommand(v, &e.Cmd)
+			}
+			return ok
+		}) {
+			return nil, false
+		}
+		q = append(q, e)
+		i = skipSpace(b, end)
+		if i >= len(b) {
+			return nil, false
+		}
+		switch b[i] {
+		case ',':
+			i = skipSpace(b, i+1)
+		case ']':
+			return q, skipSpace(b, i+1) == len(b)
+		default:
+			return nil, false
+		}
+	}
+}

@@ -19,6 +19,8 @@ func FuzzFastDecodeMatchesJSON(f *testing.F) {
 		`{"conv":"é","Seq":1}`, `{"conv":"a\u0041"}`, `{"seq":01}`, `{"seq":1.5}`, `{"body":null}`,
 		`{"seq":123456789012345678}`, `{"seq":9223372036854775807}`, `{}`, `{"recalled":false,"recalled":true}`,
 		"{\"id\":\"\xff\"}", `{"body":{"a":1}x}`, `{"body":[1,}`, `{"conv":"c1"}trailing`,
+		`[{"r":"_INBOX.a.1","c":{"op":"send","id":"m1","conv":"c1","from":"u1","body":{"text":"hi"}}},{"r":"_INBOX.a.2","c":{"op":"recall","id":"m2","conv":"c1","from":"u1","target":1}}]`,
+		`[]`, ` [ { "r" : "x" } ] `, `[{"c":{"op":"send"},"c":{"id":"a"}}]`, `[{"R":"x"}]`, `[null]`, `[{"r":"x"},]`, `[{"r":"x"}]]`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -31,6 +33,15 @@ func FuzzFastDecodeMatchesJSON(f *testing.F) {
 			}
 			if !reflect.DeepEqual(fast, slow) {
 				t.Fatalf("%q: fast %+v, encoding/json %+v", b, fast, slow)
+			}
+		}
+		if fq, ok := fastBatch(b); ok {
+			var slow []Queued
+			if err := json.Unmarshal(b, &slow); err != nil {
+				t.Fatalf("fast path took batch %q, encoding/json refuses it: %v", b, err)
+			}
+			if !reflect.DeepEqual(fq, slow) {
+				t.Fatalf("%q: fast %+v, encoding/json %+v", b, fq, slow)
 			}
 		}
 		var fc Command
@@ -64,6 +75,11 @@ func TestEncodedEventsTakeTheFastPath(t *testing.T) {
 	if !fastCommand(b, &got) || !reflect.DeepEqual(got, c) {
 		t.Fatalf("%s: fast path gave %+v", b, got)
 	}
+	q := []Queued{{Reply: "_INBOX.x.1", Cmd: c}, {Reply: "_INBOX.x.2", Cmd: Command{Op: OpRecall, ID: "r", Conv: "c1", From: "u1", Target: 1}}}
+	b, _ = json.Marshal(q)
+	if got, ok := fastBatch(b); !ok || !reflect.DeepEqual(got, q) {
+		t.Fatalf("%s: fast path %v gave %+v", b, ok, got)
+	}
 }
 
 // An escape after a non-ASCII character is not plain: the fast path must
@@ -76,5 +92,23 @@ func TestPlainStringEscapeAfterNonASCII(t *testing.T) {
 	}
 	if s, ok := PlainString([]byte(`"é&"`)); !ok || s != "é&" {
 		t.Errorf(`PlainString("é&") = %q, %v`, s, ok)
+	}
+}
+
+// BenchmarkDecodeBatch decodes a CMDS batch of 16 sends, as the sequencer
+// does for every batched CMDS message.
+//
+//	go test -run '^$' -bench DecodeBatch -benchmem ./events/
+func BenchmarkDecodeBatch(b *testing.B) {
+	q := make([]Queued, 16)
+	for i := range q {
+		q[i] = Queued{Reply: "_INBOX.edge1.tok" + string(rune('a'+i)), Cmd: Command{Op: OpSend, ID: "m" + string(rune('a'+i)), Conv: "dm.u1.u2", From: "u1", Body: json.RawMessage(`{"text":"a message of a typical length, some sixty bytes long"}`)}}
+	}
+	data, _ := json.Marshal(q)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := DecodeBatch(data); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
