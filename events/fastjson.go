@@ -245,25 +245,45 @@ func fastCommand(b []byte, c *Command) bool {
 	})
 }
 
-// fastBatch decodes a command batch (DecodeBatch) in the plain form the
-// submitters write: a JSON array of {"r": reply, "c": command} objects.
-func fastBatch(b []byte) ([]Queued, bool) {
+// scanArray calls elem for each element of the JSON array b with the
+// element's raw value. It returns false, having maybe called elem for some
+// elements, when b is not an array or elem returns false.
+func scanArray(b []byte, elem func(v []byte) bool) bool {
 	i := skipSpace(b, 0)
 	if i >= len(b) || b[i] != '[' {
-		return nil, false
+		return false
 	}
-	q := make([]Queued, 0, 16)
 	i = skipSpace(b, i+1)
 	if i < len(b) && b[i] == ']' {
-		return q, skipSpace(b, i+1) == len(b)
+		return skipSpace(b, i+1) == len(b)
 	}
 	for {
 		end, ok := skipValue(b, i)
-		if !ok {
-			return nil, false
+		if !ok || !elem(b[i:end]) {
+			return false
 		}
+		i = skipSpace(b, end)
+		if i >= len(b) {
+			return false
+		}
+		switch b[i] {
+		case ',':
+			i = skipSpace(b, i+1)
+		case ']':
+			return skipSpace(b, i+1) == len(b)
+		default:
+			return false
+		}
+	}
+}
+
+// fastBatch decodes a command batch (DecodeBatch) in the plain form the
+// submitters write: a JSON array of {"r": reply, "c": command} objects.
+func fastBatch(b []byte) ([]Queued, bool) {
+	q := make([]Queued, 0, 16)
+	ok := scanArray(b, func(v []byte) bool {
 		var e Queued
-		if !ScanFlat(b[i:end], func(key, v []byte) (ok bool) {
+		if !ScanFlat(v, func(key, v []byte) (ok bool) {
 			switch string(key) {
 			case "r":
 				e.Reply, ok = PlainString(v)
@@ -272,20 +292,13 @@ func fastBatch(b []byte) ([]Queued, bool) {
 			}
 			return ok
 		}) {
-			return nil, false
+			return false
 		}
 		q = append(q, e)
-		i = skipSpace(b, end)
-		if i >= len(b) {
-			return nil, false
-		}
-		switch b[i] {
-		case ',':
-			i = skipSpace(b, i+1)
-		case ']':
-			return q, skipSpace(b, i+1) == len(b)
-		default:
-			return nil, false
-		}
+		return true
+	})
+	if !ok {
+		return nil, false
 	}
+	return q, true
 }

@@ -122,22 +122,13 @@ func fastResult(b []byte, r *Result) bool {
 }
 
 func fastAnswers(b []byte) ([]Answer, bool) {
-	i := skipSpace(b, 0)
-	if i >= len(b) || b[i] != '[' {
-		return nil, false
-	}
 	answers := make([]Answer, 0, 8)
-	i = skipSpace(b, i+1)
-	if i < len(b) && b[i] == ']' {
-		return answers, skipSpace(b, i+1) == len(b)
-	}
-	for {
-		end, ok := skipValue(b, i)
-		if !ok || b[i] != '{' {
-			return nil, false
+	ok := scanArray(b, func(v []byte) bool {
+		if v[0] != '{' {
+			return false
 		}
 		var a Answer
-		ok = ScanFlat(b[i:end], func(key, v []byte) (ok bool) {
+		if !ScanFlat(v, func(key, v []byte) (ok bool) {
 			switch string(key) {
 			case "t":
 				a.Token, ok = PlainString(v)
@@ -145,22 +136,14 @@ func fastAnswers(b []byte) ([]Answer, bool) {
 				ok = fastResult(v, &a.Result)
 			}
 			return ok
-		})
-		if !ok {
-			return nil, false
+		}) {
+			return false
 		}
 		answers = append(answers, a)
-		i = skipSpace(b, end)
-		if i >= len(b) {
-			return nil, false
-		}
-		switch b[i] {
-		case ',':
-			i = skipSpace(b, i+1)
-		case ']':
-			return answers, skipSpace(b, i+1) == len(b)
-		default:
-			return nil, false
-		}
+		return true
+	})
+	if !ok {
+		return nil, false
 	}
+	return answers, true
 }

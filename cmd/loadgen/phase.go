@@ -123,7 +123,7 @@ func (ph *phaseState) delivered(now time.Time, sent int64) {
 
 // failed ends a command that was answered with an error it will not be
 // resent for: its credit goes back.
-func (ph *phaseState) failed(p *peer, ours bool, code string) {
+func (ph *phaseState) failed(p *peer, ours bool) {
 	if ours && p.credit != nil {
 		select {
 		case p.credit <- struct{}{}:

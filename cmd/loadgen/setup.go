@@ -27,7 +27,7 @@ type peer struct {
 	mu   sync.Mutex
 	sent map[string]time.Time // command id -> send time, until acked
 	// credit is the closed loop's window: a send takes a token, an ack
-	// (or an error answer) gives it back.
+	// (or an error answer it is not resent for) gives it back.
 	credit chan struct{}
 	// resend takes the ids of commands refused for load, once their retry
 	// time has passed: they go again with the same id, as a client would.
@@ -317,7 +317,7 @@ func (p *peer) read(ws *websocket.Conn, synced chan map[string]int64, readErr ch
 			case retry:
 				p.retryLater(f.ID)
 			case ph != nil:
-				ph.failed(p, ok, f.Code)
+				ph.failed(p, ok)
 			}
 		}
 	}
