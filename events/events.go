@@ -145,7 +145,10 @@ type Queued struct {
 
 // Encode returns the event's JSON.
 func (e *Event) Encode() []byte {
-	b, _ := json.Marshal(e) // an Event always marshals: its body is valid JSON
+	b := e.AppendJSON(make([]byte, 0, 192+len(e.Body)))
+	if len(b) == 0 {
+		return nil // a body that is not JSON, which json.Marshal refuses too
+	}
 	return b
 }
 

@@ -66,9 +66,7 @@ func AppendAnswers(b []byte, answers []Answer) []byte {
 // escape, else as encoding/json writes it.
 func appendString(b []byte, s string) []byte {
 	for i := 0; i < len(s); i++ {
-		// encoding/json also escapes <, >, & and U+2028/9 (bytes ≥ 0x80
-		// are left to it too, which keeps invalid UTF-8 its business).
-		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' || c >= 0x80 {
+		if escaped[s[i]] {
 			q, _ := json.Marshal(s)
 			return append(b, q...)
 		}
@@ -77,6 +75,17 @@ func appendString(b []byte, s string) []byte {
 	b = append(b, s...)
 	return append(b, '"')
 }
+
+// escaped marks the bytes a string cannot be copied with: what encoding/json
+// escapes (control characters, ", \, and <, > and & for HTML) and every
+// byte of a multi-byte character (it escapes U+2028 and U+2029 and mends
+// invalid UTF-8), which are left to it.
+var escaped = func() (t [256]bool) {
+	for c := range 256 {
+		t[c] = c < 0x20 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' || c >= 0x80
+	}
+	return t
+}()
 
 // DecodeResult parses a command's result.
 func DecodeResult(b []byte) (Result, error) {

@@ -41,7 +41,7 @@ type Remembered struct {
 func (d *Dedupe) Remember(ctx context.Context, rs []Remembered) error {
 	futures := make([]jetstream.PubAckFuture, 0, len(rs))
 	for _, r := range rs {
-		b, _ := json.Marshal(r.Result)
+		b := r.Result.AppendJSON(nil)
 		f, err := d.js.PublishAsync(dedupePrefix+r.Key, b)
 		if err != nil {
 			return fmt.Errorf("remember %s: %w", r.Key, err)
@@ -72,7 +72,7 @@ func (d *Dedupe) RememberBatch(ctx context.Context, rs []Remembered) error {
 		msgs := make([]*nats.Msg, n)
 		for i, r := range rs[:n] {
 			msgs[i] = nats.NewMsg(dedupePrefix + r.Key)
-			msgs[i].Data, _ = json.Marshal(r.Result)
+			msgs[i].Data = r.Result.AppendJSON(nil)
 		}
 		ack, err := publishAtomic(ctx, d.nc, msgs)
 		if err != nil {

@@ -2,7 +2,6 @@ package timeline
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"sync"
 	"time"
@@ -106,7 +105,7 @@ type PendingCommand struct {
 // messages in the order they were sent while many wait for their seq at once.
 func (s *Submitter) Publish(ctx context.Context, cmd events.Command, origin string) (*PendingCommand, error) {
 	p := s.expect()
-	data, _ := json.Marshal(cmd)
+	data := cmd.AppendJSON(make([]byte, 0, 160+len(cmd.Body)))
 	m := nats.NewMsg(CmdSubject(s.partitions, cmd.Conv))
 	m.Data = data
 	m.Header.Set(HeaderReply, s.prefix+"."+p.token)
@@ -142,7 +141,7 @@ func (s *Submitter) PublishBatch(ctx context.Context, cmds []events.Command, ori
 		ps[i] = s.expect()
 		q[i] = events.Queued{Reply: s.prefix + "." + ps[i].token, Cmd: cmds[i]}
 	}
-	data, _ := json.Marshal(q)
+	data := events.AppendBatch(make([]byte, 0, len(q)*(224+len(cmds[0].Body))), q)
 	m := nats.NewMsg(CmdSubject(s.partitions, cmds[0].Conv))
 	m.Data = data
 	m.Header.Set(HeaderBatch, "1")
