@@ -36,9 +36,38 @@ type Remembered struct {
 	Result events.Result
 }
 
-// Remember stores the results of a batch of commands, one pipelined write
-// (and PubAck) each; when it returns nil, all are stored.
+// Remember stores the results of a batch of commands on a bucket of one
+// replica; when it returns nil, all are stored. It writes them as plain
+// publishes and asks a PubAck for the last one only: one server takes one
+// connection's messages to a stream in the order they were sent, so the
+// last one stored means every one before it was stored too. That holds
+// only while the connection stays with one server process, so should the
+// connection have reconnected meanwhile (messages in flight are lost then),
+// it writes them all again, each acked. A bucket of several replicas takes
+// RememberBatch: there a new stream leader may not have had the earlier
+// messages.
 func (d *Dedupe) Remember(ctx context.Context, rs []Remembered) error {
+	if len(rs) == 0 {
+		return nil
+	}
+	reconnects := d.nc.Stats().Reconnects
+	last := len(rs) - 1
+	for _, r := range rs[:last] {
+		if err := d.nc.Publish(dedupePrefix+r.Key, r.Result.AppendJSON(nil)); err != nil {
+			return fmt.Errorf("remember %s: %w", r.Key, err)
+		}
+	}
+	if err := d.rememberAcked(ctx, rs[last:]); err != nil {
+		return err
+	}
+	if d.nc.Stats().Reconnects != reconnects {
+		return d.rememberAcked(ctx, rs)
+	}
+	return nil
+}
+
+// rememberAcked stores rs with one pipelined write and PubAck each.
+func (d *Dedupe) rememberAcked(ctx context.Context, rs []Remembered) error {
 	futures := make([]jetstream.PubAckFuture, 0, len(rs))
 	for _, r := range rs {
 		b := r.Result.AppendJSON(nil)
