@@ -77,9 +77,10 @@ func (s *Submitter) dispatch(token string, r events.Result) {
 // Submit appends cmd and waits until it is sequenced (or refused). origin
 // names the connection it came from, if any. A command id seen before, within
 // the dedupe TTL, gets its original result: the sequencer appends nothing.
-// Over the process's in-flight limit it answers Busy at once (admit.go).
+// Over the process's in-flight limit it waits for a slot for the admission
+// wait, then answers Busy (admit.go).
 func (s *Submitter) Submit(ctx context.Context, cmd events.Command, origin string) (events.Result, error) {
-	if !s.Admit() {
+	if !s.Admit(ctx) {
 		return events.Result{}, Busy()
 	}
 	defer s.Release()

@@ -55,9 +55,10 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	CommandTimeout  time.Duration
 	// CommandsInFlight bounds the commands one api/edge process has taken
-	// in and not yet answered; over it a command gets unavailable at once
-	// (timeline/admit.go). 0: no bound.
+	// in and not yet answered; over it a command waits up to AdmissionWait
+	// for a slot, then gets unavailable (timeline/admit.go). 0: no bound.
 	CommandsInFlight int
+	AdmissionWait    time.Duration
 	SequencerBatch   int
 	ProjectorBatch   int
 	ProjectorLinger  time.Duration
@@ -134,6 +135,7 @@ func Default() Config {
 		ShutdownTimeout:      10 * time.Second,
 		CommandTimeout:       10 * time.Second,
 		CommandsInFlight:     4000,
+		AdmissionWait:        time.Second,
 		SequencerBatch:       500,
 		ProjectorBatch:       500,
 		ProjectorLinger:      20 * time.Millisecond,
@@ -240,7 +242,8 @@ func load(args []string, getenv func(string) string, defined func(*flag.FlagSet)
 	add(dur(&c.LeaseTTL, "lease-ttl", "CHAT_LEASE_TTL", d.LeaseTTL, "how long a dead sequencer holds its partitions"))
 	add(dur(&c.ShutdownTimeout, "shutdown-timeout", "CHAT_SHUTDOWN_TIMEOUT", d.ShutdownTimeout, "how long SIGTERM waits for in-flight work"))
 	add(dur(&c.CommandTimeout, "command-timeout", "CHAT_COMMAND_TIMEOUT", d.CommandTimeout, "how long a REST send waits for its seq"))
-	add(num(&c.CommandsInFlight, "commands-in-flight", "CHAT_COMMANDS_IN_FLIGHT", d.CommandsInFlight, "commands a process has in flight (taken in, not answered) before it refuses more with unavailable; 0: no bound"))
+	add(num(&c.CommandsInFlight, "commands-in-flight", "CHAT_COMMANDS_IN_FLIGHT", d.CommandsInFlight, "commands a process has in flight (taken in, not answered) before more wait for room; 0: no bound"))
+	add(dur(&c.AdmissionWait, "admission-wait", "CHAT_ADMISSION_WAIT", d.AdmissionWait, "how long a command over the in-flight limit waits for room before it is refused with unavailable; 0: refused at once"))
 	add(dur(&c.HTTPReadTimeout, "http-read-timeout", "CHAT_HTTP_READ_TIMEOUT", d.HTTPReadTimeout, "how long a REST request's body may take to arrive"))
 	add(dur(&c.HTTPWriteTimeout, "http-write-timeout", "CHAT_HTTP_WRITE_TIMEOUT", d.HTTPWriteTimeout, "how long a REST answer may take to write (WebSockets are exempt)"))
 	add(dur(&c.EdgeFirstSyncWait, "edge-first-sync-wait", "CHAT_EDGE_FIRST_SYNC_WAIT", d.EdgeFirstSyncWait, "how long a new connection's live events wait for its first sync before they are delivered without one"))

@@ -12,15 +12,15 @@ import (
 	"github.com/seqchat/seqchat/internal/config"
 )
 
-// With a process limit of two commands in flight, a burst of 200 gets fast
-// unavailable for what is over the limit; what was admitted is acked, and
+// With a process limit of two commands in flight and no admission wait, a
+// burst of 200 gets fast unavailable for what is over the limit; what was admitted is acked, and
 // always a prefix of what was sent (a refused command blocks its
 // connection's later ones, so none overtakes it). Resending the refused
 // ones in order gets them acked, each event once, and the timeline holds
 // all 200 in the order sent.
 func TestAdmissionControl(t *testing.T) {
 	t.Parallel()
-	s := startWith(t, func(c *config.Config) { c.CommandsInFlight = 2 })
+	s := startWith(t, func(c *config.Config) { c.CommandsInFlight = 2; c.AdmissionWait = 0 })
 	a, b := s.user("alice"), s.user("bob")
 	conv := s.direct(a, b)
 	c := dial(t, s.main.Addr, a.token)
@@ -90,6 +90,39 @@ func TestAdmissionControl(t *testing.T) {
 	}
 	if got := metric(t, s.main.Addr, "chat_commands_refused_busy_total"); got < 1 {
 		t.Fatalf("chat_commands_refused_busy_total = %v after %d refusals", got, refusals)
+	}
+}
+
+// With the admission wait, the same burst waits for slots instead: every
+// command is acked, none refused, in the order sent.
+func TestAdmissionWait(t *testing.T) {
+	t.Parallel()
+	s := startWith(t, func(c *config.Config) { c.CommandsInFlight = 2; c.AdmissionWait = 5 * time.Second })
+	a, b := s.user("alice"), s.user("bob")
+	conv := s.direct(a, b)
+	c := dial(t, s.main.Addr, a.token)
+	c.sync(map[string]int64{conv: 0})
+	const n = 200
+	for i := range n {
+		c.send(sendFrame(fmt.Sprintf("m%04d", i), conv, i))
+	}
+	for i := range n {
+		f := c.next(10 * time.Second)
+		if f.Type != "ack" {
+			t.Fatalf("answer %d: %+v, want an ack", i, f)
+		}
+	}
+	list := s.allHistory(a, conv)
+	if len(list) != n {
+		t.Fatalf("history has %d events, want %d", len(list), n)
+	}
+	for i, ev := range list {
+		if want := fmt.Sprintf("m%04d", i); ev.ID != want || ev.Seq != int64(i+1) {
+			t.Fatalf("event %d is %s at seq %d, want %s at %d", i, ev.ID, ev.Seq, want, i+1)
+		}
+	}
+	if got := metric(t, s.main.Addr, "chat_commands_refused_busy_total"); got != 0 {
+		t.Fatalf("chat_commands_refused_busy_total = %v, want 0", got)
 	}
 }
 

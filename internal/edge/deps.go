@@ -17,10 +17,10 @@ type Publisher interface {
 	// PublishBatch stores commands of one partition, in order, at once.
 	PublishBatch(ctx context.Context, cmds []events.Command, origin string) ([]*timeline.PendingCommand, error)
 	SamePartition(a, b string) bool
-	// Admit takes one of the process's slots for a command in flight, or
-	// reports false when they are all taken; Release gives one back
-	// (timeline.Submitter's admission control).
-	Admit() bool
+	// Admit takes one of the process's slots for a command in flight,
+	// waiting a little for one when they are all taken, or reports false;
+	// Release gives one back (timeline.Submitter's admission control).
+	Admit(ctx context.Context) bool
 	Release()
 }
 

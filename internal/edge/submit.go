@@ -40,20 +40,25 @@ func (c *conn) submit(cmd events.Command) {
 		return
 	}
 	c.refused = ""
-	var refuse error
 	if c.nInFlight >= maxInFlight {
-		refuse = events.Errorf(events.CodeUnavailable, "too many commands in flight; retry later with the same id")
-	} else if !c.e.cmds.Admit() {
-		// Over the process's limit: refused now rather than queued
-		// behind a backlog it would not get through in time.
-		refuse = timeline.Busy()
-	}
-	if refuse != nil {
 		c.refused, c.refusedAt = key, time.Now()
 		c.mu.Unlock()
-		c.fail(cmd.ID, refuse)
+		c.fail(cmd.ID, events.Errorf(events.CodeUnavailable, "too many commands in flight; retry later with the same id"))
 		return
 	}
+	c.mu.Unlock()
+	// Over the process's limit the command waits a little for a slot, and
+	// the connection reads nothing meanwhile (only this reader submits, so
+	// nothing overtakes it); after that wait it is refused rather than
+	// queued behind a backlog the process would not get through in time.
+	if !c.e.cmds.Admit(c.ctx) {
+		c.mu.Lock()
+		c.refused, c.refusedAt = key, time.Now()
+		c.mu.Unlock()
+		c.fail(cmd.ID, timeline.Busy())
+		return
+	}
+	c.mu.Lock()
 	c.nInFlight++
 	if c.inFlight == nil {
 		c.inFlight = map[string]int{} // made once the connection sends

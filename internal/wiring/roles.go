@@ -84,7 +84,7 @@ func (p *process) wireFront(ctx context.Context) (*front, error) {
 		return nil, err
 	}
 	p.onClose(sub.Close)
-	sub.Limit(cfg.CommandsInFlight, p.reg)
+	sub.Limit(cfg.CommandsInFlight, cfg.AdmissionWait, p.reg)
 	g, err := p.newGuards(ctx)
 	if err != nil {
 		return nil, err
