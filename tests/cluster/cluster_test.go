@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -377,12 +378,22 @@ type throughput struct {
 }
 
 // measure offers the same fixed load to a deployment: 100 clients in 50
-// direct conversations, 1500 messages per second together, for 8 seconds.
+// direct conversations, 1500 messages per second together
+// (CHAT_CLUSTER_RATE sets another rate, to find where the deployment
+// saturates), for 8 seconds.
 func measure(t *testing.T, name, api string, edges []string) throughput {
-	const clients, rate, dur = 100, 1500, 8 * time.Second
+	const clients, dur = 100, 8 * time.Second
+	rate := 1500
+	if v := os.Getenv("CHAT_CLUSTER_RATE"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < clients {
+			t.Fatalf("CHAT_CLUSTER_RATE=%q: want a number of messages per second, at least %d", v, clients)
+		}
+		rate = n
+	}
 	users := makeUsers(t, api, strings.ReplaceAll(testenv.Name("tp"), "-", ""), clients)
 	rec := newRecorder(t, filepath.Join(t.TempDir(), name+".jsonl"))
-	ld := load{interval: time.Second * clients / rate, window: 64, resendAfter: 10 * time.Second, finishTimeout: 60 * time.Second}
+	ld := load{interval: time.Second * clients / time.Duration(rate), window: 64, resendAfter: 10 * time.Second, finishTimeout: 60 * time.Second}
 	tr := startTraffic(users, edges, rec, ld)
 	waitFor(t, 60*time.Second, "first acks", func() bool { return countClients(tr.acks, tr.started) == clients })
 	from := time.Now()
