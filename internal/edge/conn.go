@@ -47,6 +47,8 @@ type conn struct {
 	nInFlight  int
 	queue      []job // commands waiting to be published, in frame order
 	publishing bool  // a goroutine is draining queue
+	// queued wakes a lingering publishLoop (made with its first one).
+	queued chan struct{}
 	// refused is the command (inFlightKey) that was refused for load or
 	// failed to publish, refusedAt when: until it is resent, the
 	// connection's later commands are refused too, so that none overtakes
