@@ -43,12 +43,16 @@ type Remembered struct {
 // last one stored means every one before it was stored too. That holds
 // only while the connection stays with one server process, so should the
 // connection have reconnected meanwhile (messages in flight are lost then),
-// it writes them all again, each acked. A bucket of several replicas takes
-// RememberBatch: there a new stream leader may not have had the earlier
-// messages.
+// it writes them all again, each acked; and only on a server of no cluster,
+// where no route between servers could lose some of them unseen (on a
+// cluster each is acked). A bucket of several replicas takes RememberBatch:
+// there a new stream leader may not have had the earlier messages.
 func (d *Dedupe) Remember(ctx context.Context, rs []Remembered) error {
 	if len(rs) == 0 {
 		return nil
+	}
+	if d.nc.ConnectedClusterName() != "" {
+		return d.rememberAcked(ctx, rs)
 	}
 	reconnects := d.nc.Stats().Reconnects
 	last := len(rs) - 1

@@ -89,9 +89,10 @@ func (c *conn) submit(cmd events.Command) {
 const publishLinger = time.Second
 
 // publishLoop drains the publish queue and ends once it has stayed empty for
-// publishLinger, so that an idle connection costs no goroutine. What queued up while a publish was
-// under way goes as one CMDS message (per partition, in frame order): the
-// queue then costs one store and one PubAck wait, not one per command.
+// publishLinger, so that an idle connection costs no goroutine. What queued
+// up while a publish was under way goes as one CMDS message (per partition,
+// in frame order): the queue then costs one store and one PubAck wait, not
+// one per command.
 func (c *conn) publishLoop() {
 	var linger *time.Timer
 	defer func() {
