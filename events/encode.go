@@ -30,18 +30,7 @@ func (e *Event) AppendJSON(b []byte) []byte {
 	b = appendString(b, e.From)
 	b = append(b, `,"ts":`...)
 	b = strconv.AppendInt(b, e.TS, 10)
-	if len(e.Body) > 0 {
-		b = append(b, `,"body":`...)
-		b = append(b, e.Body...)
-	}
-	if e.Target != 0 {
-		b = append(b, `,"target":`...)
-		b = strconv.AppendInt(b, e.Target, 10)
-	}
-	if e.User != "" {
-		b = append(b, `,"user":`...)
-		b = appendString(b, e.User)
-	}
+	b = appendBodyTargetUser(b, e.Body, e.Target, e.User)
 	if e.Recalled {
 		b = append(b, `,"recalled":true`...)
 	}
@@ -86,18 +75,7 @@ func (c *Command) AppendJSON(b []byte) []byte {
 	b = appendString(b, c.Conv)
 	b = append(b, `,"from":`...)
 	b = appendString(b, c.From)
-	if len(c.Body) > 0 {
-		b = append(b, `,"body":`...)
-		b = append(b, c.Body...)
-	}
-	if c.Target != 0 {
-		b = append(b, `,"target":`...)
-		b = strconv.AppendInt(b, c.Target, 10)
-	}
-	if c.User != "" {
-		b = append(b, `,"user":`...)
-		b = appendString(b, c.User)
-	}
+	b = appendBodyTargetUser(b, c.Body, c.Target, c.User)
 	b = appendRich(b, c.ReplyTo, c.Mentions, c.Emoji, c.On)
 	return append(b, '}')
 }
@@ -117,6 +95,24 @@ func AppendBatch(b []byte, q []Queued) []byte {
 		b = append(b, '}')
 	}
 	return append(b, ']')
+}
+
+// appendBodyTargetUser appends the body, target and user fields events and
+// commands share, in their order, each left out when empty.
+func appendBodyTargetUser(b, body []byte, target int64, user string) []byte {
+	if len(body) > 0 {
+		b = append(b, `,"body":`...)
+		b = append(b, body...)
+	}
+	if target != 0 {
+		b = append(b, `,"target":`...)
+		b = strconv.AppendInt(b, target, 10)
+	}
+	if user != "" {
+		b = append(b, `,"user":`...)
+		b = appendString(b, user)
+	}
+	return b
 }
 
 // appendRich appends the rich fields events and commands share, in their

@@ -79,15 +79,7 @@ func TestAdmissionControl(t *testing.T) {
 		}
 		pending = next
 	}
-	list := s.allHistory(a, conv)
-	if len(list) != n {
-		t.Fatalf("history has %d events, want %d", len(list), n)
-	}
-	for i, ev := range list {
-		if want := fmt.Sprintf("m%04d", i); ev.ID != want || ev.Seq != int64(i+1) {
-			t.Fatalf("event %d is %s at seq %d, want %s at %d", i, ev.ID, ev.Seq, want, i+1)
-		}
-	}
+	wantInOrder(t, s.allHistory(a, conv), n)
 	if got := metric(t, s.main.Addr, "chat_commands_refused_busy_total"); got < 1 {
 		t.Fatalf("chat_commands_refused_busy_total = %v after %d refusals", got, refusals)
 	}
@@ -112,7 +104,16 @@ func TestAdmissionWait(t *testing.T) {
 			t.Fatalf("answer %d: %+v, want an ack", i, f)
 		}
 	}
-	list := s.allHistory(a, conv)
+	wantInOrder(t, s.allHistory(a, conv), n)
+	if got := metric(t, s.main.Addr, "chat_commands_refused_busy_total"); got != 0 {
+		t.Fatalf("chat_commands_refused_busy_total = %v, want 0", got)
+	}
+}
+
+// wantInOrder checks that list holds the n sends m0000, m0001, … at seqs
+// 1, 2, …: each once, in the order sent.
+func wantInOrder(t *testing.T, list []event, n int) {
+	t.Helper()
 	if len(list) != n {
 		t.Fatalf("history has %d events, want %d", len(list), n)
 	}
@@ -120,9 +121,6 @@ func TestAdmissionWait(t *testing.T) {
 		if want := fmt.Sprintf("m%04d", i); ev.ID != want || ev.Seq != int64(i+1) {
 			t.Fatalf("event %d is %s at seq %d, want %s at %d", i, ev.ID, ev.Seq, want, i+1)
 		}
-	}
-	if got := metric(t, s.main.Addr, "chat_commands_refused_busy_total"); got != 0 {
-		t.Fatalf("chat_commands_refused_busy_total = %v, want 0", got)
 	}
 }
 
