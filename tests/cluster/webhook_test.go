@@ -113,8 +113,11 @@ func (c *Cluster) timelineRange(t *testing.T, from, to uint64) map[convSeq]strin
 				return out
 			}
 		}
-		if n == 0 {
-			t.Fatalf("TIMELINE ended before stream seq %d", to)
+		// An empty fetch on a cluster still settling after a kill is no
+		// end: TIMELINE holds up to its last sequence, read before. Only the
+		// context's deadline ends the wait.
+		if n == 0 && ctx.Err() != nil {
+			t.Fatalf("TIMELINE read no further than before stream seq %d in 60 s", to)
 		}
 	}
 }
