@@ -47,17 +47,9 @@ func ScanFlat(b []byte, field func(key, val []byte) bool) bool {
 		if !ok || !field(key, b[i:end]) {
 			return false
 		}
-		i = skipSpace(b, end)
-		if i >= len(b) {
-			return false
-		}
-		switch b[i] {
-		case ',':
-			i = skipSpace(b, i+1)
-		case '}':
-			return skipSpace(b, i+1) == len(b)
-		default:
-			return false
+		var last bool
+		if i, last, ok = afterValue(b, end, '}'); !ok || last {
+			return ok
 		}
 	}
 }
@@ -262,19 +254,29 @@ func scanArray(b []byte, elem func(v []byte) bool) bool {
 		if !ok || !elem(b[i:end]) {
 			return false
 		}
-		i = skipSpace(b, end)
-		if i >= len(b) {
-			return false
-		}
-		switch b[i] {
-		case ',':
-			i = skipSpace(b, i+1)
-		case ']':
-			return skipSpace(b, i+1) == len(b)
-		default:
-			return false
+		var last bool
+		if i, last, ok = afterValue(b, end, ']'); !ok || last {
+			return ok
 		}
 	}
+}
+
+// afterValue reads what follows a member or element that ends at end, in
+// an object or array that closer ends and that is the whole of b: a comma
+// (next is where the next value starts), or the closer and nothing after it
+// but space (last). ok is false for anything else.
+func afterValue(b []byte, end int, closer byte) (next int, last, ok bool) {
+	i := skipSpace(b, end)
+	if i >= len(b) {
+		return 0, false, false
+	}
+	switch b[i] {
+	case ',':
+		return skipSpace(b, i+1), false, true
+	case closer:
+		return 0, true, skipSpace(b, i+1) == len(b)
+	}
+	return 0, false, false
 }
 
 // fastBatch decodes a command batch (DecodeBatch) in the plain form the
