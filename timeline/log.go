@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -18,6 +19,13 @@ type Log struct {
 	js   jetstream.JetStream
 	dg   *direct
 	repl replication
+
+	// pmu serializes this Log's appends; next is the stream sequence the
+	// next one is predicted to get (0: not known), for AppendPipelined.
+	pmu    sync.Mutex
+	next   uint64
+	noFast bool // TIMELINE takes no fast batches (an older server): never pipeline
+	fast   fastReplies
 }
 
 // New returns a Log over an open connection; the streams must exist (Ensure).
@@ -110,6 +118,7 @@ func (l *Log) AppendBatch(ctx context.Context, entries []Entry) (uint64, error) 
 		msgs[i] = entries[i].msg()
 	}
 	last := len(entries) - 1
+	l.moved()
 	ack, err := publishAtomic(ctx, l.nc, msgs)
 	if err != nil {
 		return 0, fmt.Errorf("append batch to %s: %w", TimelineStream, err)
@@ -128,7 +137,12 @@ func (l *Log) AppendBatch(ctx context.Context, entries []Entry) (uint64, error) 
 
 // AppendAsync starts appending one entry; Settle reads the outcome.
 func (l *Log) AppendAsync(e Entry) (jetstream.PubAckFuture, error) {
+	// Under the lock, so as not to land inside a pipelined batch; and it
+	// moves the stream where the prediction did not expect it.
+	l.pmu.Lock()
 	f, err := l.js.PublishMsgAsync(e.msg())
+	l.next = 0
+	l.pmu.Unlock()
 	if err != nil {
 		return nil, fmt.Errorf("append to %s: %w", TimelineSubject(e.Event.Conv), err)
 	}

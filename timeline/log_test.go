@@ -17,6 +17,13 @@ import (
 
 func setup(t *testing.T) (*timeline.Log, context.Context) {
 	t.Helper()
+	tl, ctx, _ := setupConn(t)
+	return tl, ctx
+}
+
+// setupConn is setup that also gives the connection the Log uses.
+func setupConn(t *testing.T) (*timeline.Log, context.Context, *timeline.Conn) {
+	t.Helper()
 	c := testenv.Connect(t)
 	ctx := testenv.Context(t, 30*time.Second)
 	if err := timeline.Ensure(ctx, c.JS, timeline.Settings{Storage: "file"}); err != nil {
@@ -26,7 +33,7 @@ func setup(t *testing.T) (*timeline.Log, context.Context) {
 	if err := timeline.Ensure(ctx, c.JS, timeline.Settings{Storage: "file", DuplicateWindow: time.Minute}); err != nil {
 		t.Fatalf("second Ensure: %v", err)
 	}
-	return timeline.New(c.NC, c.JS), ctx
+	return timeline.New(c.NC, c.JS), ctx, c
 }
 
 func ev(conv string, seq int64) *events.Event {

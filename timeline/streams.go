@@ -38,6 +38,12 @@ type Settings struct {
 	LeaseTTL        time.Duration
 }
 
+// Pipelined reports whether the sequencer appends to these streams with
+// Log.AppendPipelined rather than atomic batches: on a single file-backed
+// replica, where JetStream stages an atomic batch in a synced file store of
+// its own.
+func (s Settings) Pipelined() bool { return s.Replicas <= 1 && s.Storage != "memory" }
+
 func (s Settings) storage() jetstream.StorageType {
 	if s.Storage == "memory" {
 		return jetstream.MemoryStorage
@@ -125,6 +131,10 @@ func ensure(ctx context.Context, js jetstream.JetStream, s Settings) error {
 		MaxAge:             s.MaxAge,
 		AllowDirect:        true,
 		AllowAtomicPublish: true,
+		// Fast batches, for Log.AppendPipelined, where the sequencer
+		// pipelines: a single file replica. Only there, since a stream
+		// that allows them needs NATS 2.14 on every node.
+		AllowBatchPublish: s.Pipelined(),
 	}}
 	for _, cfg := range streams {
 		// Update only what changed: most starts change nothing, and an
@@ -190,7 +200,8 @@ func sameStream(have, want jetstream.StreamConfig) bool {
 	return slices.Equal(have.Subjects, want.Subjects) && have.Description == want.Description &&
 		have.Retention == want.Retention && have.Storage == want.Storage && have.Replicas == want.Replicas &&
 		have.Duplicates == want.Duplicates && have.MaxAge == want.MaxAge && limit(have.MaxBytes) == limit(want.MaxBytes) &&
-		have.Discard == want.Discard && have.AllowDirect == want.AllowDirect && have.AllowAtomicPublish == want.AllowAtomicPublish
+		have.Discard == want.Discard && have.AllowDirect == want.AllowDirect && have.AllowAtomicPublish == want.AllowAtomicPublish &&
+		have.AllowBatchPublish == want.AllowBatchPublish
 }
 
 // ErrConflict means another writer appended to a conversation first: reload

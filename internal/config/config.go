@@ -259,7 +259,7 @@ func load(args []string, getenv func(string) string, defined func(*flag.FlagSet)
 	add(num(&c.Partitions, "partitions", "CHAT_PARTITIONS", d.Partitions, "sequencer partitions; the same in every process"))
 	add(num(&c.StreamReplicas, "stream-replicas", "CHAT_STREAM_REPLICAS", d.StreamReplicas, "replicas of the JetStream streams (3 on a cluster)"))
 	add(num(&c.PasswordCost, "password-cost", "CHAT_PASSWORD_COST", d.PasswordCost, "bcrypt cost"))
-	add(num(&c.SequencerBatch, "sequencer-batch", "CHAT_SEQUENCER_BATCH", d.SequencerBatch, "commands a sequencer appends in one atomic batch"))
+	add(num(&c.SequencerBatch, "sequencer-batch", "CHAT_SEQUENCER_BATCH", d.SequencerBatch, "commands a sequencer takes from CMDS and appends at once"))
 	add(num(&c.ProjectorBatch, "projector-batch", "CHAT_PROJECTOR_BATCH", d.ProjectorBatch, "events a projector writes at once"))
 	add(dur(&c.ProjectorLinger, "projector-linger", "CHAT_PROJECTOR_LINGER", d.ProjectorLinger, "how long the history and unread projectors wait for a batch to fill (0: not at all)"))
 	add(num(&c.CommandBurst, "command-burst", "CHAT_COMMAND_BURST", d.CommandBurst, "commands a connection may send in a burst"))
@@ -349,12 +349,6 @@ func (c Config) StreamSyncMode() (always bool, interval time.Duration, err error
 	}
 	return false, d, nil
 }
-
-// AtomicBatches reports whether the sequencer appends every batch as one
-// JetStream atomic batch (sequencer.Options.AtomicBatches): where
-// JetStream stages batches cheaply, on replicated or memory streams. A
-// single file-backed replica stages them in synced files.
-func (c Config) AtomicBatches() bool { return c.StreamReplicas > 1 || c.StreamStorage == "memory" }
 
 // onOff parses a switch; empty is not possible (every switch has a default).
 func onOff(env, v string) (bool, error) {

@@ -47,13 +47,20 @@ func (s *Sequencer) position(ctx context.Context, state map[string]*timeline.Pos
 	return &pos, nil
 }
 
-// append stores the accepted commands' events. Commands of one conversation
-// go in order, one per round; the rounds pipeline every conversation of the
-// batch at once, each append carrying the stream sequence its conversation
-// must be at. With AtomicBatches the whole batch is first tried as one atomic
-// append.
+// append stores the accepted commands' events. The whole batch goes at
+// once, as one atomic append with AtomicBatches, else pipelined
+// (timeline.Log.AppendPipelined); what that leaves (a conflict, a
+// duplicate, an atomic batch refused) goes in rounds, where each append
+// carries the stream sequence its conversation must be at.
 func (s *Sequencer) append(ctx context.Context, state map[string]*timeline.Position, work []*pending) error {
 	ts := s.opt.Now().UnixMilli()
+	appendAll := s.appendPipelined
+	if s.opt.AtomicBatches {
+		appendAll = s.appendAtomic
+	}
+	if err := appendAll(ctx, state, work, ts); err != nil {
+		return err
+	}
 	queues := map[string][]*pending{}
 	var order []string
 	for _, p := range work {
@@ -68,35 +75,73 @@ func (s *Sequencer) append(ctx context.Context, state map[string]*timeline.Posit
 	if len(order) == 0 {
 		return nil
 	}
-	n, deepest := 0, 0
-	for _, q := range queues {
-		n, deepest = n+len(q), max(deepest, len(q))
-	}
-	if s.atomic(n, deepest) {
-		done, err := s.appendAtomic(ctx, state, work, ts)
-		if done || err != nil {
-			return err
-		}
-	}
 	return s.appendRounds(ctx, state, queues, order, ts)
 }
 
-// atomic reports whether a batch of n commands whose busiest conversation
-// has deepest of them is worth one atomic append rather than rounds. Rounds
-// cost a PubAck per command and a round trip per command of the busiest
-// conversation. An atomic batch costs one round trip; where JetStream stages
-// batches cheaply (AtomicBatches) nothing more, but on a single file-backed
-// replica it stages each batch in a file store of its own, created, synced
-// and removed per batch: a few milliseconds of CPU and a sync, which only a
-// large batch or a deep queue repays. Measured (docs/benchmarks.md): direct
-// conversations with 4 sends outstanding per socket make batches of about 48
-// with queues of up to 8, and went from 4,000-5,300 to 8,100-9,500 acked/s
-// in rounds; batches of 500 still gain from going atomic.
-func (s *Sequencer) atomic(n, deepest int) bool {
-	if s.opt.AtomicBatches {
-		return true
+// unsettled builds the entries of the batch's commands still to append, in
+// order: the first of each conversation carries the stream sequence its
+// conversation must be at, the others follow it. It stops before a second
+// copy of a command (a resend in the same batch), which the rounds answer.
+func (s *Sequencer) unsettled(ctx context.Context, state map[string]*timeline.Position, work []*pending, ts int64) ([]timeline.Entry, []*pending, error) {
+	var entries []timeline.Entry
+	var batch []*pending
+	next := map[string]int64{}
+	keys := map[string]bool{}
+	for _, p := range work {
+		if p.result != nil {
+			continue
+		}
+		key := p.cmd.DedupeKey()
+		if keys[key] {
+			break
+		}
+		keys[key] = true
+		pos, err := s.position(ctx, state, p.cmd.Conv)
+		if err != nil {
+			return nil, nil, err
+		}
+		p.ev = s.event(&p.cmd, ts)
+		e := timeline.Entry{Event: &p.ev, MsgID: key, Origin: p.origin}
+		if n, ok := next[p.cmd.Conv]; ok {
+			p.ev.Seq = n + 1
+		} else {
+			p.ev.Seq = pos.Seq + 1
+			expect := pos.StreamSeq
+			e.Expect = &expect
+		}
+		next[p.cmd.Conv] = p.ev.Seq
+		entries = append(entries, e)
+		batch = append(batch, p)
 	}
-	return deepest > 2 && (n >= 256 || deepest > 16)
+	return entries, batch, nil
+}
+
+// appendPipelined appends the batch in one pipelined round trip and
+// settles what was stored: always a prefix of the batch, each event at the
+// stream sequence predicted for it. The conversations of the rest are read
+// again by the rounds that take it.
+func (s *Sequencer) appendPipelined(ctx context.Context, state map[string]*timeline.Position, work []*pending, ts int64) error {
+	entries, batch, err := s.unsettled(ctx, state, work, ts)
+	if err != nil || len(entries) == 0 {
+		return err
+	}
+	stored, first, err := s.tl.AppendPipelined(ctx, entries)
+	for i, p := range batch[:stored] {
+		pos := state[p.cmd.Conv]
+		pos.Seq, pos.StreamSeq = p.ev.Seq, first+uint64(i)
+		s.settle(p)
+	}
+	s.appended.Add(float64(stored))
+	if stored < len(batch) {
+		for _, p := range batch[stored:] {
+			delete(state, p.cmd.Conv)
+		}
+		s.opt.Log.Debug("pipelined append stopped short; appending the rest in rounds", "err", err, "stored", stored, "size", len(batch))
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return nil
 }
 
 // appendRounds appends queues (each conversation's commands, in order) in
@@ -168,43 +213,23 @@ func (s *Sequencer) appendRounds(ctx context.Context, state map[string]*timeline
 	return nil
 }
 
-// appendAtomic tries the whole batch as one atomic append; done is false
-// when it failed and the caller should append in rounds.
-func (s *Sequencer) appendAtomic(ctx context.Context, state map[string]*timeline.Position, work []*pending, ts int64) (done bool, err error) {
-	var entries []timeline.Entry
-	var batch []*pending
-	next := map[string]int64{}
-	for _, p := range work {
-		if p.result != nil {
-			continue
-		}
-		pos, err := s.position(ctx, state, p.cmd.Conv)
-		if err != nil {
-			return false, err
-		}
-		p.ev = s.event(&p.cmd, ts)
-		e := timeline.Entry{Event: &p.ev, MsgID: p.cmd.DedupeKey(), Origin: p.origin}
-		if n, ok := next[p.cmd.Conv]; ok {
-			p.ev.Seq = n + 1
-		} else {
-			p.ev.Seq = pos.Seq + 1
-			expect := pos.StreamSeq
-			e.Expect = &expect
-		}
-		next[p.cmd.Conv] = p.ev.Seq
-		entries = append(entries, e)
-		batch = append(batch, p)
+// appendAtomic tries the whole batch as one atomic append; when that
+// fails, nothing is stored and the rounds take the batch.
+func (s *Sequencer) appendAtomic(ctx context.Context, state map[string]*timeline.Position, work []*pending, ts int64) error {
+	entries, batch, err := s.unsettled(ctx, state, work, ts)
+	if err != nil || len(entries) == 0 {
+		return err
 	}
 	first, err := s.tl.AppendBatch(ctx, entries)
 	if err != nil {
 		if ctx.Err() != nil {
-			return false, ctx.Err()
+			return ctx.Err()
 		}
 		s.opt.Log.Debug("atomic batch failed; appending in rounds", "err", err, "size", len(batch))
-		for conv := range next {
-			delete(state, conv)
+		for _, p := range batch {
+			delete(state, p.cmd.Conv)
 		}
-		return false, nil
+		return nil
 	}
 	for i, p := range batch {
 		pos := state[p.cmd.Conv]
@@ -212,7 +237,7 @@ func (s *Sequencer) appendAtomic(ctx context.Context, state map[string]*timeline
 		s.settle(p)
 	}
 	s.appended.Add(float64(len(batch)))
-	return true, nil
+	return nil
 }
 
 // settle records the result of an appended command.

@@ -8,9 +8,10 @@
 // their order. Ownership is an optimisation, not the guarantee: every append
 // carries Nats-Expected-Last-Subject-Sequence, so two sequencers racing on a
 // conversation (a lease handover, a paused process) get a conflict, never a
-// gap or a duplicate. Commands are appended in JetStream atomic batches, one
-// round trip for a whole batch across many conversations, falling back to
-// one-at-a-time appends when a batch fails.
+// gap or a duplicate. A whole batch across many conversations is appended in
+// one round trip (a JetStream atomic batch, or pipelined on a single
+// file-backed replica), falling back to one-at-a-time appends for what a
+// batch leaves.
 package sequencer
 
 import (
@@ -51,9 +52,11 @@ type Options struct {
 	// AtomicBatches appends every batch as one JetStream atomic batch: one
 	// round trip and, on a cluster, one Raft proposal. Worth it where
 	// JetStream stages batches cheaply (memory or replicated streams); a
-	// single file-backed replica stages them in synced files, so there only
-	// large batches or ones with a deep conversation queue go atomic. It also writes a batch's
-	// results to DEDUPE as one atomic batch rather than one write each.
+	// single file-backed replica stages them in synced files, so there a
+	// batch is pipelined instead (timeline.Log.AppendPipelined), which only
+	// a process that writes TIMELINE through one Log can predict. It also
+	// writes a batch's results to DEDUPE as one atomic batch rather than one
+	// write each.
 	AtomicBatches bool
 	// History answers recall's questions; without it recall is refused.
 	History History

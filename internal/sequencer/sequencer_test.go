@@ -104,7 +104,7 @@ func TestGapFreeOrderedUnderTwoSequencers(t *testing.T) {
 		name    string
 		atomic  bool
 		storage string
-	}{{"rounds on file storage", false, "file"}, {"atomic batches on memory storage", true, "memory"}} {
+	}{{"pipelined on file storage", false, "file"}, {"atomic batches on memory storage", true, "memory"}} {
 		t.Run(mode.name, func(t *testing.T) {
 			t.Parallel()
 			r := newRig(t, func(c *config.Config) { c.StreamStorage = mode.storage })

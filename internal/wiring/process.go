@@ -116,15 +116,20 @@ func openRedis(url string) (*redis.Client, error) {
 // once on a fresh cluster find it still electing its leaders: Ensure
 // retries that by itself, and each 20 seconds without success is logged.
 func ensureStreams(ctx context.Context, nc *timeline.Conn, cfg config.Config, log *slog.Logger) error {
-	settings := timeline.Settings{
-		Replicas: cfg.StreamReplicas, Storage: cfg.StreamStorage, MaxAge: cfg.TimelineMaxAge,
-		DuplicateWindow: cfg.DuplicateWindow, DedupeTTL: cfg.DedupeTTL, LeaseTTL: cfg.LeaseTTL,
-	}
+	settings := streamSettings(cfg)
 	return untilUp(ctx, log, "jetstream", func() error {
 		actx, cancel := context.WithTimeout(ctx, 20*time.Second)
 		defer cancel()
 		return timeline.Ensure(actx, nc.JS, settings)
 	})
+}
+
+// streamSettings are the streams' settings cfg asks for.
+func streamSettings(cfg config.Config) timeline.Settings {
+	return timeline.Settings{
+		Replicas: cfg.StreamReplicas, Storage: cfg.StreamStorage, MaxAge: cfg.TimelineMaxAge,
+		DuplicateWindow: cfg.DuplicateWindow, DedupeTTL: cfg.DedupeTTL, LeaseTTL: cfg.LeaseTTL,
+	}
 }
 
 // openPostgres opens the pool, waiting for Postgres while it is not up yet
