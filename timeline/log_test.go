@@ -26,11 +26,11 @@ func setupConn(t *testing.T) (*timeline.Log, context.Context, *timeline.Conn) {
 	t.Helper()
 	c := testenv.Connect(t)
 	ctx := testenv.Context(t, 30*time.Second)
-	if err := timeline.Ensure(ctx, c.JS, timeline.Settings{Storage: "file"}); err != nil {
+	if err := timeline.Ensure(ctx, c.JS, timeline.Settings{Storage: "file", FastBatches: true}); err != nil {
 		t.Fatal(err)
 	}
 	// Ensure twice: updating in place must work and keep the data.
-	if err := timeline.Ensure(ctx, c.JS, timeline.Settings{Storage: "file", DuplicateWindow: time.Minute}); err != nil {
+	if err := timeline.Ensure(ctx, c.JS, timeline.Settings{Storage: "file", DuplicateWindow: time.Minute, FastBatches: true}); err != nil {
 		t.Fatalf("second Ensure: %v", err)
 	}
 	return timeline.New(c.NC, c.JS), ctx, c

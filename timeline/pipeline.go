@@ -36,10 +36,16 @@ import (
 // (its Nats-Msg-Id seen within the duplicate window). So every message but
 // the first also names the message id that must be the stream's last
 // (Nats-Expected-Last-Msg-Id): its predecessor in the batch. After a
-// skipped duplicate the next message finds another message last (and the
-// stream short of its prediction) and is refused, so a duplicate ends the
-// stored prefix too, even should another process's append fill the slot
-// the duplicate left. Every entry therefore needs a MsgID.
+// skipped duplicate the next message finds the stream short of its
+// prediction and is refused, so a duplicate ends the stored prefix too.
+//
+// That last step needs the Log to be TIMELINE's only writer: were another
+// process to append its own copy of the very command the batch skipped,
+// into the very slot it left, the next message would find everything as
+// predicted, and a conversation whose position the skipped message was to
+// check would go on from a position nobody checked. So only a sequencer
+// that is the only writer (the one of a process with the embedded
+// JetStream) pipelines; any other goes by atomic batches and rounds.
 
 // maxPipelined is the most messages one fast batch carries; a longer
 // append goes as several, one after the other.
@@ -71,7 +77,7 @@ type fastReplies struct {
 // AppendPipelined appends entries in order as fast batches (at most
 // maxPipelined each) and reports how many of them, from the first, are
 // stored, and the stream sequence of the first. Where TIMELINE takes no
-// fast batches (Settings.Pipelined, or a server older than NATS 2.14) it
+// fast batches (Settings.FastBatches, a server of NATS 2.14 or newer) it
 // stores none. The rest are not stored:
 // the caller appends them another way (AppendAsync with Expect), where a
 // conflict or a duplicate is told apart. err is set only when not even the

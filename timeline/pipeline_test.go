@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
+	"github.com/seqchat/seqchat/internal/testenv"
 	"github.com/seqchat/seqchat/timeline"
 )
 
@@ -150,4 +152,20 @@ func TestAppendPipelinedLong(t *testing.T) {
 		t.Fatalf("AppendPipelined = %d stored from #%d, %v; want 2200 from #1", stored, first, err)
 	}
 	wantSeqs(t, ctx, tl, "a", 1000) // Read gives at most 1000 at once
+}
+
+// TestAppendPipelinedWithoutFastBatches: where TIMELINE takes no fast
+// batches nothing is pipelined; the caller appends all of it another way.
+func TestAppendPipelinedWithoutFastBatches(t *testing.T) {
+	t.Parallel()
+	c := testenv.Streams(t) // FastBatches unset
+	tl := timeline.New(c.NC, c.JS)
+	ctx := testenv.Context(t, 30*time.Second)
+	stored, _, err := tl.AppendPipelined(ctx, pipelined(1, 2, nil, "a"))
+	if err != nil || stored != 0 {
+		t.Fatalf("AppendPipelined = %d stored, %v; want 0 stored", stored, err)
+	}
+	if last := lastStreamSeq(t, ctx, c); last != 0 {
+		t.Fatalf("TIMELINE ends at #%d, want nothing stored", last)
+	}
 }

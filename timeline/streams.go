@@ -36,13 +36,11 @@ type Settings struct {
 	DuplicateWindow time.Duration
 	DedupeTTL       time.Duration
 	LeaseTTL        time.Duration
+	// FastBatches lets TIMELINE take JetStream fast batches, for
+	// Log.AppendPipelined. A stream that allows them needs NATS 2.14 on
+	// every node.
+	FastBatches bool
 }
-
-// Pipelined reports whether the sequencer appends to these streams with
-// Log.AppendPipelined rather than atomic batches: on a single file-backed
-// replica, where JetStream stages an atomic batch in a synced file store of
-// its own.
-func (s Settings) Pipelined() bool { return s.Replicas <= 1 && s.Storage != "memory" }
 
 func (s Settings) storage() jetstream.StorageType {
 	if s.Storage == "memory" {
@@ -131,10 +129,7 @@ func ensure(ctx context.Context, js jetstream.JetStream, s Settings) error {
 		MaxAge:             s.MaxAge,
 		AllowDirect:        true,
 		AllowAtomicPublish: true,
-		// Fast batches, for Log.AppendPipelined, where the sequencer
-		// pipelines: a single file replica. Only there, since a stream
-		// that allows them needs NATS 2.14 on every node.
-		AllowBatchPublish: s.Pipelined(),
+		AllowBatchPublish:  s.FastBatches,
 	}}
 	for _, cfg := range streams {
 		// Update only what changed: most starts change nothing, and an

@@ -350,6 +350,18 @@ func (c Config) StreamSyncMode() (always bool, interval time.Duration, err error
 	return false, d, nil
 }
 
+// AtomicBatches reports whether the sequencer appends every batch as one
+// JetStream atomic batch (sequencer.Options.AtomicBatches): where
+// JetStream stages batches cheaply, on replicated or memory streams. A
+// single file-backed replica stages them in synced files.
+func (c Config) AtomicBatches() bool { return c.StreamReplicas > 1 || c.StreamStorage == "memory" }
+
+// Pipelined reports whether the sequencer pipelines its appends
+// (sequencer.Options.Pipelined): with the embedded JetStream on one file
+// replica, where this process is the only writer of TIMELINE and an atomic
+// batch would be staged in a synced file.
+func (c Config) Pipelined() bool { return c.NATSURL == "" && !c.AtomicBatches() }
+
 // onOff parses a switch; empty is not possible (every switch has a default).
 func onOff(env, v string) (bool, error) {
 	switch strings.ToLower(v) {

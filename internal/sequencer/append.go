@@ -48,19 +48,37 @@ func (s *Sequencer) position(ctx context.Context, state map[string]*timeline.Pos
 }
 
 // append stores the accepted commands' events. The whole batch goes at
-// once, as one atomic append with AtomicBatches, else pipelined
-// (timeline.Log.AppendPipelined); what that leaves (a conflict, a
-// duplicate, an atomic batch refused) goes in rounds, where each append
-// carries the stream sequence its conversation must be at.
+// once where that pays: pipelined (Options.Pipelined), or as one atomic
+// append (atomic). What that leaves (a conflict, a duplicate, an atomic
+// batch refused), or the whole batch otherwise, goes in rounds, where each
+// append carries the stream sequence its conversation must be at.
 func (s *Sequencer) append(ctx context.Context, state map[string]*timeline.Position, work []*pending) error {
 	ts := s.opt.Now().UnixMilli()
-	appendAll := s.appendPipelined
-	if s.opt.AtomicBatches {
+	queues, order := unsettledQueues(work)
+	if len(order) == 0 {
+		return nil
+	}
+	var appendAll func(context.Context, map[string]*timeline.Position, []*pending, int64) error
+	switch {
+	case s.opt.Pipelined:
+		appendAll = s.appendPipelined
+	case s.atomic(queues):
 		appendAll = s.appendAtomic
 	}
-	if err := appendAll(ctx, state, work, ts); err != nil {
-		return err
+	if appendAll != nil {
+		if err := appendAll(ctx, state, work, ts); err != nil {
+			return err
+		}
+		if queues, order = unsettledQueues(work); len(order) == 0 {
+			return nil
+		}
 	}
+	return s.appendRounds(ctx, state, queues, order, ts)
+}
+
+// unsettledQueues gathers the commands still to append by conversation,
+// each queue in batch order, and the conversations in order of appearance.
+func unsettledQueues(work []*pending) (map[string][]*pending, []string) {
 	queues := map[string][]*pending{}
 	var order []string
 	for _, p := range work {
@@ -72,10 +90,26 @@ func (s *Sequencer) append(ctx context.Context, state map[string]*timeline.Posit
 		}
 		queues[p.cmd.Conv] = append(queues[p.cmd.Conv], p)
 	}
-	if len(order) == 0 {
-		return nil
+	return queues, order
+}
+
+// atomic reports whether a batch is worth one atomic append rather than
+// rounds. Rounds cost a PubAck per command and a round trip per command of
+// the busiest conversation. An atomic batch costs one round trip; where
+// JetStream stages batches cheaply (AtomicBatches) nothing more, but on a
+// single file-backed replica it stages each batch in a file store of its
+// own, created, synced and removed per batch: a few milliseconds of CPU and
+// a sync, which only a large batch or a deep queue repays. Measured
+// (docs/benchmarks.md): direct conversations with 4 sends outstanding per
+// socket make batches of about 48 with queues of up to 8, and went from
+// 4,000-5,300 to 8,100-9,500 acked/s in rounds; batches of 500 still gain
+// from going atomic.
+func (s *Sequencer) atomic(queues map[string][]*pending) bool {
+	n, deepest := 0, 0
+	for _, q := range queues {
+		n, deepest = n+len(q), max(deepest, len(q))
 	}
-	return s.appendRounds(ctx, state, queues, order, ts)
+	return s.opt.AtomicBatches || deepest > 2 && (n >= 256 || deepest > 16)
 }
 
 // unsettled builds the entries of the batch's commands still to append, in

@@ -23,23 +23,28 @@ import (
 //
 //	go test -run '^$' -bench Sequencer -benchtime 200000x ./internal/sequencer/
 //
-// file is the default deployment (one file-backed replica), with traffic
-// spread over 1,000 conversations and concentrated on 10; memory-atomic shows
-// what JetStream's atomic batches give where staging them is cheap.
+// file-pipelined is the one-process default (the embedded JetStream, one
+// file-backed replica: the sequencer pipelines), file the same streams on
+// an external server (atomic batches for large batches, else rounds), with
+// traffic spread over 1,000 conversations and concentrated on 10;
+// memory-atomic shows what JetStream's atomic batches give where staging
+// them is cheap.
 func BenchmarkSequencer(b *testing.B) {
 	for _, mode := range []struct {
-		name    string
-		storage string
-		atomic  bool
-		convs   int
+		name              string
+		storage           string
+		atomic, pipelined bool
+		convs             int
 	}{
-		{"file/1000convs", "file", false, 1000},
-		{"file/10convs", "file", false, 10},
-		{"memory-atomic/1000convs", "memory", true, 1000},
+		{"file-pipelined/1000convs", "file", false, true, 1000},
+		{"file-pipelined/10convs", "file", false, true, 10},
+		{"file/1000convs", "file", false, false, 1000},
+		{"file/10convs", "file", false, false, 10},
+		{"memory-atomic/1000convs", "memory", true, false, 1000},
 	} {
 		b.Run(mode.name, func(b *testing.B) {
 			r := newRig(b, func(c *config.Config) { c.StreamStorage = mode.storage; c.Partitions = 8 })
-			r.atomic = mode.atomic
+			r.atomic, r.pipelined = mode.atomic, mode.pipelined
 			benchSequencer(b, r, mode.convs)
 		})
 	}

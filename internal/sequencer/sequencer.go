@@ -9,9 +9,9 @@
 // carries Nats-Expected-Last-Subject-Sequence, so two sequencers racing on a
 // conversation (a lease handover, a paused process) get a conflict, never a
 // gap or a duplicate. A whole batch across many conversations is appended in
-// one round trip (a JetStream atomic batch, or pipelined on a single
-// file-backed replica), falling back to one-at-a-time appends for what a
-// batch leaves.
+// one round trip (a JetStream atomic batch, or pipelined where this process
+// is TIMELINE's only writer), falling back to one-at-a-time appends for what
+// a batch leaves.
 package sequencer
 
 import (
@@ -52,12 +52,18 @@ type Options struct {
 	// AtomicBatches appends every batch as one JetStream atomic batch: one
 	// round trip and, on a cluster, one Raft proposal. Worth it where
 	// JetStream stages batches cheaply (memory or replicated streams); a
-	// single file-backed replica stages them in synced files, so there a
-	// batch is pipelined instead (timeline.Log.AppendPipelined), which only
-	// a process that writes TIMELINE through one Log can predict. It also
-	// writes a batch's results to DEDUPE as one atomic batch rather than one
-	// write each.
+	// single file-backed replica stages them in synced files, so there only
+	// large batches or ones with a deep conversation queue go atomic. It
+	// also writes a batch's results to DEDUPE as one atomic batch rather
+	// than one write each.
 	AtomicBatches bool
+	// Pipelined appends every batch pipelined (timeline.Log.AppendPipelined,
+	// TIMELINE allowing fast batches) rather than atomic or in rounds. Only
+	// for a sequencer that is TIMELINE's only writer, as the one of a
+	// process with the embedded JetStream is: another writer's copy of a
+	// command could take the place of one the pipeline skips as a duplicate
+	// and pass the next message's checks.
+	Pipelined bool
 	// History answers recall's questions; without it recall is refused.
 	History History
 	Log     *slog.Logger

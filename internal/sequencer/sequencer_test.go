@@ -23,12 +23,13 @@ import (
 )
 
 type rig struct {
-	atomic bool
-	cfg    config.Config
-	pool   *pgxpool.Pool
-	nc     *timeline.Conn
-	tl     *timeline.Log
-	sub    *timeline.Submitter
+	atomic    bool
+	pipelined bool // only with one sequencer at a time: Options.Pipelined
+	cfg       config.Config
+	pool      *pgxpool.Pool
+	nc        *timeline.Conn
+	tl        *timeline.Log
+	sub       *timeline.Submitter
 }
 
 func newRig(t testing.TB, tweak func(*config.Config)) *rig {
@@ -50,7 +51,7 @@ func newRig(t testing.TB, tweak func(*config.Config)) *rig {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	if err := timeline.Ensure(ctx, nc.JS, timeline.Settings{Storage: cfg.StreamStorage, DuplicateWindow: cfg.DuplicateWindow, LeaseTTL: cfg.LeaseTTL}); err != nil {
+	if err := timeline.Ensure(ctx, nc.JS, timeline.Settings{Storage: cfg.StreamStorage, DuplicateWindow: cfg.DuplicateWindow, LeaseTTL: cfg.LeaseTTL, FastBatches: true}); err != nil {
 		t.Fatal(err)
 	}
 	sub, err := timeline.NewSubmitter(ctx, nc.NC, nc.JS, cfg.Partitions)
@@ -72,7 +73,7 @@ func (r *rig) startLog(t testing.TB, id string, log *slog.Logger) (stop func()) 
 	t.Helper()
 	s, err := sequencer.New(context.Background(), r.nc.NC, r.nc.JS, postgres.NewMemberCache(r.pool, 0), sequencer.Options{
 		InstanceID: id, Partitions: r.cfg.Partitions, Batch: r.cfg.SequencerBatch, LeaseTTL: r.cfg.LeaseTTL, Log: log,
-		AtomicBatches: r.atomic, History: postgres.NewHistory(r.pool, r.tl),
+		AtomicBatches: r.atomic, Pipelined: r.pipelined, History: postgres.NewHistory(r.pool, r.tl),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -101,14 +102,20 @@ func (r *rig) timeline(t *testing.T, conv string) []timeline.Stored {
 func TestGapFreeOrderedUnderTwoSequencers(t *testing.T) {
 	t.Parallel()
 	for _, mode := range []struct {
-		name    string
-		atomic  bool
-		storage string
-	}{{"pipelined on file storage", false, "file"}, {"atomic batches on memory storage", true, "memory"}} {
+		name              string
+		atomic, pipelined bool
+		storage           string
+	}{
+		{"rounds on file storage", false, false, "file"},
+		{"atomic batches on memory storage", true, false, "memory"},
+		// A pipelining sequencer is TIMELINE's only writer: the second
+		// one starts once the first has stopped.
+		{"pipelined on file storage, one sequencer at a time", false, true, "file"},
+	} {
 		t.Run(mode.name, func(t *testing.T) {
 			t.Parallel()
 			r := newRig(t, func(c *config.Config) { c.StreamStorage = mode.storage })
-			r.atomic = mode.atomic
+			r.atomic, r.pipelined = mode.atomic, mode.pipelined
 			testGapFreeOrdered(t, r)
 		})
 	}
@@ -124,7 +131,9 @@ func testGapFreeOrdered(t *testing.T, r *rig) {
 		testenv.Seed(t, r.pool, fmt.Sprintf("c%02d", c), users...)
 	}
 	stopA := r.start(t, "seq-a")
-	r.start(t, "seq-b")
+	if !r.pipelined {
+		r.start(t, "seq-b")
+	}
 
 	var acked sync.WaitGroup
 	var mu sync.Mutex
@@ -207,6 +216,9 @@ func testGapFreeOrdered(t *testing.T, r *rig) {
 		t.Fatal("half the commands were not answered in 30s")
 	}
 	stopA() // the other sequencer takes over its partitions
+	if r.pipelined {
+		r.start(t, "seq-b")
+	}
 	acked.Wait()
 	if t.Failed() {
 		return
@@ -287,13 +299,14 @@ func TestIdempotentResend(t *testing.T) {
 // JetStream's duplicate window, a resend of any of them is answered with
 // its first seq and appends nothing.
 func TestIdempotentResendOfABatch(t *testing.T) {
-	t.Run("pipelined", func(t *testing.T) { t.Parallel(); testResendOfABatch(t, false) })
-	t.Run("atomic", func(t *testing.T) { t.Parallel(); testResendOfABatch(t, true) })
+	t.Run("pipelined", func(t *testing.T) { t.Parallel(); testResendOfABatch(t, false, true) })
+	t.Run("rounds", func(t *testing.T) { t.Parallel(); testResendOfABatch(t, false, false) })
+	t.Run("atomic", func(t *testing.T) { t.Parallel(); testResendOfABatch(t, true, false) })
 }
 
-func testResendOfABatch(t *testing.T, atomic bool) {
+func testResendOfABatch(t *testing.T, atomic, pipelined bool) {
 	r := newRig(t, func(c *config.Config) { c.DuplicateWindow = time.Second })
-	r.atomic = atomic
+	r.atomic, r.pipelined = atomic, pipelined
 	testenv.Seed(t, r.pool, "c1", "alice", "bob")
 	ctx := testenv.Context(t, time.Minute)
 	stop := r.start(t, "seq-1")

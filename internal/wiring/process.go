@@ -129,6 +129,7 @@ func streamSettings(cfg config.Config) timeline.Settings {
 	return timeline.Settings{
 		Replicas: cfg.StreamReplicas, Storage: cfg.StreamStorage, MaxAge: cfg.TimelineMaxAge,
 		DuplicateWindow: cfg.DuplicateWindow, DedupeTTL: cfg.DedupeTTL, LeaseTTL: cfg.LeaseTTL,
+		FastBatches: cfg.Pipelined(),
 	}
 }
 

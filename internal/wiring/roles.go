@@ -25,8 +25,8 @@ func (p *process) wireSequencer(ctx context.Context) error {
 	seq, err := sequencer.New(ctx, p.nc.NC, p.nc.JS, postgres.NewMemberCache(p.pool, 0), sequencer.Options{
 		InstanceID: cfg.InstanceID, Partitions: cfg.Partitions, Batch: cfg.SequencerBatch,
 		LeaseTTL: cfg.LeaseTTL, RecallWindow: cfg.RecallWindow, Log: p.log.With("role", "sequencer"), Metrics: p.reg,
-		AtomicBatches: !streamSettings(cfg).Pipelined(),
-		History:       p.hist,
+		AtomicBatches: cfg.AtomicBatches(), Pipelined: cfg.Pipelined(),
+		History: p.hist,
 	})
 	if err != nil {
 		return err
