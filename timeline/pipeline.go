@@ -33,18 +33,18 @@ import (
 // still carries its Expect, checked against what the caller read.
 //
 // The one message a fast batch skips without stopping is a duplicate
-// (its Nats-Msg-Id seen within the duplicate window). So every message but
-// the first also names the message id that must be the stream's last
-// (Nats-Expected-Last-Msg-Id): its predecessor in the batch. After a
-// skipped duplicate the next message finds the stream short of its
-// prediction and is refused, so a duplicate ends the stored prefix too.
+// (its Nats-Msg-Id seen within the duplicate window); the message after it
+// then finds the stream short of its prediction and is refused, so a
+// duplicate ends the stored prefix too.
 //
 // That last step needs the Log to be TIMELINE's only writer: were another
 // process to append its own copy of the very command the batch skipped,
 // into the very slot it left, the next message would find everything as
 // predicted, and a conversation whose position the skipped message was to
-// check would go on from a position nobody checked. So only a sequencer
-// that is the only writer (the one of a process with the embedded
+// check would go on from a position nobody checked. (Naming the message id
+// that must be last, Nats-Expected-Last-Msg-Id, would not tell that copy
+// from the skipped message either: they share their id.) So only a
+// sequencer that is the only writer (the one of a process with the embedded
 // JetStream) pipelines; any other goes by atomic batches and rounds.
 
 // maxPipelined is the most messages one fast batch carries; a longer
@@ -56,10 +56,7 @@ const maxPipelined = 1000
 // sent whole at once, so a large window keeps the acknowledgements few.
 const fastFlow = maxPipelined
 
-const (
-	hdrExpectStream = "Nats-Expected-Last-Sequence"
-	hdrExpectMsgID  = "Nats-Expected-Last-Msg-Id"
-)
+const hdrExpectStream = "Nats-Expected-Last-Sequence"
 
 // fastCall waits for the PubAck that ends one fast batch.
 type fastCall struct {
@@ -85,7 +82,8 @@ type fastReplies struct {
 // come); stored then still counts what is known stored.
 //
 // The first entry of each conversation carries Expect; the others need
-// none, the prediction covers them. Every entry needs a MsgID.
+// none, the prediction covers them. Every entry needs a MsgID (a resend
+// must be found a duplicate), and the Log must be TIMELINE's only writer.
 func (l *Log) AppendPipelined(ctx context.Context, entries []Entry) (stored int, first uint64, err error) {
 	for i := range entries {
 		if entries[i].MsgID == "" {
@@ -133,9 +131,6 @@ func (l *Log) appendFast(ctx context.Context, entries []Entry) (stored int, base
 	for i := range entries {
 		m := entries[i].msg()
 		m.Header.Set(hdrExpectStream, strconv.FormatUint(base+uint64(i)-1, 10))
-		if i > 0 {
-			m.Header.Set(hdrExpectMsgID, entries[i-1].MsgID)
-		}
 		op := 1 // append
 		switch {
 		case i == last:
