@@ -69,8 +69,17 @@ func decodeHead(b []byte) (eventHead, error) {
 	return h, err
 }
 
+// ID is the edge's id: it listens on deliver.<id>.
+func (e *Edge) ID() string { return e.opt.ID }
+
+// Deliver hands a delivery to this edge's connections as if it had come on
+// deliver.<edge-id>: for a fanout projector in the same process
+// (fanout.Local).
+func (e *Edge) Deliver(m *nats.Msg) { e.deliver(m) }
+
 // deliver hands an event fanout sent to this edge to its recipients'
-// connections. It runs on the subscription's goroutine and never blocks.
+// connections. It runs on the subscription's goroutine, or on a fanout's in
+// this process, and never blocks; several may run at once.
 func (e *Edge) deliver(m *nats.Msg) {
 	if m.Header.Get(timeline.HeaderKind) == timeline.KindFrame {
 		e.deliverFrame(m)

@@ -42,6 +42,9 @@ type process struct {
 	unreads *unread.Store
 	reads   *receipts.Service
 	pres    *activity.Presence
+	// fanout is this process's fanout projector, if it runs one: an edge
+	// in the same process takes its deliveries directly.
+	fanout *fanout.Projector
 
 	runs    []func(context.Context) error
 	closers []func()

@@ -55,10 +55,11 @@ func (p *process) wireProjectors(ctx context.Context) error {
 	projector := func(name string, run func(context.Context) error) func(context.Context) error {
 		return leased("projector-"+name, run)
 	}
+	p.fanout = fanout.New(p.nc.NC, p.nc.JS, postgres.NewMemberCache(p.pool, 0), p.pres, cfg.ProjectorBatch, p.log.With("role", "fanout"), p.reg)
 	p.run(
 		projector("history", history.NewProjector(postgres.NewHistoryWriter(p.pool), p.nc.JS, cfg.ProjectorBatch, cfg.ProjectorLinger, p.log.With("role", "projector"), p.reg).Run),
 		projector("unread", unreadprojector.NewProjector(p.unreads, p.pool, postgres.NewMemberCache(p.pool, 0), p.nc.JS, cfg.ProjectorBatch, cfg.ProjectorLinger, p.log.With("role", "unread"), p.reg).Run),
-		projector("fanout", fanout.New(p.nc.NC, p.nc.JS, postgres.NewMemberCache(p.pool, 0), p.pres, cfg.ProjectorBatch, p.log.With("role", "fanout"), p.reg).Run))
+		projector("fanout", p.fanout.Run))
 	// Webhooks and offline push: one leased consumer per URL (server.go).
 	p.run(p.hookRuns(leased)...)
 	return nil
@@ -131,6 +132,9 @@ func (p *process) wireEdge(f *front) error {
 	e, err := edge.New(p.nc.NC, f.sub, p.hist, postgres.NewMembers(p.pool), f.tokens, p.pres, opt)
 	if err != nil {
 		return err
+	}
+	if p.fanout != nil {
+		p.fanout.DeliverLocally(e)
 	}
 	e.Mount(p.mux)
 	p.run(e.Run)

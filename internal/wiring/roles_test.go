@@ -8,13 +8,16 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/nats-io/nats.go"
 
 	"github.com/seqchat/seqchat/internal/testenv"
 	"github.com/seqchat/seqchat/internal/wiring"
+	"github.com/seqchat/seqchat/timeline"
 )
 
 // Each role boots alone against the real stores, as a split deployment
@@ -170,5 +173,73 @@ func readType(t *testing.T, c *websocket.Conn, typ string) map[string]any {
 		case "error":
 			t.Fatalf("waiting for %s: %s", typ, b)
 		}
+	}
+}
+
+// In one process the fanout projector hands the edge beside it its events
+// directly: the event reaches bob's socket while nothing is published on
+// deliver.<edge-id> (where the split deployment's fanout would send it).
+func TestFanoutHandsLocalEdgeItsEvents(t *testing.T) {
+	t.Parallel()
+	cfg := testenv.Config(t)
+	s, err := wiring.Start(context.Background(), cfg, testenv.Logger(t), wiring.AllRoles...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Stop() })
+	nc, err := nats.Connect(cfg.NATSURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	var mu sync.Mutex
+	published := 0 // event deliveries seen on NATS (frames are sent there still)
+	sub, err := nc.Subscribe(timeline.DeliverSubject("*"), func(m *nats.Msg) {
+		if m.Header.Get(timeline.HeaderKind) != timeline.KindFrame {
+			mu.Lock()
+			published++
+			mu.Unlock()
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	api := "http://" + s.Addr
+	alice, bob := signUp(t, api, "alice"), signUp(t, api, "bob")
+	var conv struct{ ID string }
+	call(t, "POST", api+"/v1/conversations", alice.token, fmt.Sprintf(`{"kind":"direct","members":[%q]}`, bob.id), &conv)
+	ws := func(u user) *websocket.Conn {
+		c, resp, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(api, "http")+"/v1/ws?token="+u.token, nil)
+		if err != nil {
+			t.Fatalf("dial: %v (%v)", err, resp)
+		}
+		t.Cleanup(func() { c.Close() })
+		_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+		return c
+	}
+	toBob, toAlice := ws(bob), ws(alice)
+	for _, c := range []*websocket.Conn{toBob, toAlice} {
+		write(t, c, `{"type":"sync","id":"s1","cursors":{}}`)
+		readType(t, c, "synced")
+	}
+	for i := 1; i <= 3; i++ {
+		write(t, toAlice, fmt.Sprintf(`{"type":"send","id":"m%d","conv":%q,"body":{"text":"hello"}}`, i, conv.ID))
+		if ev := readType(t, toBob, "event"); ev["seq"] != float64(i) {
+			t.Fatalf("bob got %v, want seq %d", ev, i)
+		}
+	}
+	// Anything published for the edge has reached this subscriber by now:
+	// one round trip after the events arrived.
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	_ = sub.Unsubscribe()
+	mu.Lock()
+	defer mu.Unlock()
+	if published != 0 {
+		t.Fatalf("%d event deliveries went through NATS to the edge in fanout's own process", published)
 	}
 }

@@ -41,6 +41,15 @@ type Locator interface {
 	Edges(ctx context.Context, users []string) (map[string][]string, error)
 }
 
+// Local is an edge in this process (the one-process mode). Its deliveries
+// are handed to it directly, as the message it would have got on
+// deliver.<edge>: a publish, a delivery and, per batch, a flush of the
+// connection fewer for every event.
+type Local interface {
+	ID() string
+	Deliver(m *nats.Msg)
+}
+
 // Projector is the fanout projector.
 type Projector struct {
 	nc      *nats.Conn
@@ -49,6 +58,7 @@ type Projector struct {
 	where   *edgeCache
 	batch   int
 	log     *slog.Logger
+	local   Local // nil: every edge is reached through NATS
 
 	published prometheus.Counter
 	lag       prometheus.Gauge
@@ -60,11 +70,15 @@ func New(nc *nats.Conn, js jetstream.JetStream, members Members, where Locator, 
 	f := promauto.With(reg)
 	return &Projector{
 		nc: nc, js: js, members: members, where: newEdgeCache(where, whereTTL), batch: max(batch, 1), log: log,
-		published: f.NewCounter(prometheus.CounterOpts{Name: "chat_fanout_deliveries_total", Help: "Messages fanout published to edges (one per event and edge)."}),
+		published: f.NewCounter(prometheus.CounterOpts{Name: "chat_fanout_deliveries_total", Help: "Deliveries fanout made to edges (one per event and edge), through NATS or to the edge in its process."}),
 		lag:       f.NewGauge(prometheus.GaugeOpts{Name: "chat_fanout_pending_events", Help: "Events in TIMELINE fanout has not handled yet."}),
 		batchTime: f.NewHistogram(prometheus.HistogramOpts{Name: "chat_fanout_batch_seconds", Help: "Time to fan out one batch of events.", Buckets: prometheus.ExponentialBuckets(0.0002, 2, 14)}),
 	}
 }
+
+// DeliverLocally hands the deliveries for e, an edge in this process, to it
+// directly. Call it before Run.
+func (p *Projector) DeliverLocally(e Local) { p.local = e }
 
 // Run fans out until ctx ends.
 func (p *Projector) Run(ctx context.Context) error {
@@ -129,7 +143,7 @@ func (p *Projector) handle(ctx context.Context, b *timeline.Events) error {
 	if err != nil {
 		return err
 	}
-	n := 0
+	n, published := 0, 0 // deliveries, and those of them through NATS
 	for _, it := range items {
 		byEdge := map[string][]string{}
 		for _, u := range it.to {
@@ -144,15 +158,20 @@ func (p *Projector) handle(ctx context.Context, b *timeline.Events) error {
 			if it.origin != "" {
 				out.Header.Set(timeline.HeaderOrigin, it.origin)
 			}
+			n++
+			if p.local != nil && edge == p.local.ID() {
+				p.local.Deliver(out)
+				continue
+			}
 			if err := p.nc.PublishMsg(out); err != nil {
 				return fmt.Errorf("deliver to edge %s: %w", edge, err)
 			}
-			n++
+			published++
 		}
 	}
 	// One round trip per batch makes sure the deliveries left this process
 	// before their events are acked.
-	if n > 0 {
+	if published > 0 {
 		fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		err := p.nc.FlushWithContext(fctx)
 		cancel()
