@@ -42,6 +42,13 @@ func NewSubmitter(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, pa
 	return s, nil
 }
 
+// Prefix is the prefix of this client's answer subjects.
+func (s *Submitter) Prefix() string { return s.prefix }
+
+// Answer takes an answer as if it had come on its subject: for a sequencer
+// in the same process (sequencer.Local).
+func (s *Submitter) Answer(m *nats.Msg) { s.deliver(m) }
+
 // Close stops listening for answers.
 func (s *Submitter) Close() { _ = s.sub.Unsubscribe() }
 

@@ -83,6 +83,7 @@ type Sequencer struct {
 	dedupe  *timeline.Dedupe
 	recent  *recent
 	owning  *ownedLog
+	local   Local // nil: every answer goes through NATS
 
 	appended  prometheus.Counter
 	refused   *prometheus.CounterVec

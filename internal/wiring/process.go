@@ -21,6 +21,7 @@ import (
 	"github.com/seqchat/seqchat/internal/postgres"
 	"github.com/seqchat/seqchat/internal/projector/fanout"
 	"github.com/seqchat/seqchat/internal/receipts"
+	"github.com/seqchat/seqchat/internal/sequencer"
 	"github.com/seqchat/seqchat/internal/serve"
 	"github.com/seqchat/seqchat/timeline"
 	"github.com/seqchat/seqchat/unread"
@@ -45,6 +46,9 @@ type process struct {
 	// fanout is this process's fanout projector, if it runs one: an edge
 	// in the same process takes its deliveries directly.
 	fanout *fanout.Projector
+	// seq is this process's sequencer, if it runs one: the command client
+	// in the same process takes its answers directly.
+	seq *sequencer.Sequencer
 
 	runs    []func(context.Context) error
 	closers []func()

@@ -31,6 +31,7 @@ func (p *process) wireSequencer(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	p.seq = seq
 	p.run(seq.Run)
 	return nil
 }
@@ -85,6 +86,9 @@ func (p *process) wireFront(ctx context.Context) (*front, error) {
 		return nil, err
 	}
 	p.onClose(sub.Close)
+	if p.seq != nil {
+		p.seq.AnswerLocally(sub)
+	}
 	sub.Limit(cfg.CommandsInFlight, cfg.AdmissionWait, p.reg)
 	g, err := p.newGuards(ctx)
 	if err != nil {

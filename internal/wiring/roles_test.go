@@ -177,9 +177,11 @@ func readType(t *testing.T, c *websocket.Conn, typ string) map[string]any {
 }
 
 // In one process the fanout projector hands the edge beside it its events
-// directly: the event reaches bob's socket while nothing is published on
-// deliver.<edge-id> (where the split deployment's fanout would send it).
-func TestFanoutHandsLocalEdgeItsEvents(t *testing.T) {
+// directly, and the sequencer the command client its answers: the ack
+// reaches alice and the event bob while nothing is published on
+// deliver.<edge-id> or on the client's answer subjects (where the split
+// deployment's fanout and sequencer would send them).
+func TestOneProcessHandsOverLocally(t *testing.T) {
 	t.Parallel()
 	cfg := testenv.Config(t)
 	s, err := wiring.Start(context.Background(), cfg, testenv.Logger(t), wiring.AllRoles...)
@@ -193,13 +195,21 @@ func TestFanoutHandsLocalEdgeItsEvents(t *testing.T) {
 	}
 	t.Cleanup(nc.Close)
 	var mu sync.Mutex
-	published := 0 // event deliveries seen on NATS (frames are sent there still)
+	published := map[string]int{} // events and answers seen on NATS (frames are sent there still)
 	sub, err := nc.Subscribe(timeline.DeliverSubject("*"), func(m *nats.Msg) {
 		if m.Header.Get(timeline.HeaderKind) != timeline.KindFrame {
 			mu.Lock()
-			published++
+			published["event deliveries to the edge"]++
 			mu.Unlock()
 		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	answers, err := nc.Subscribe("_CHAT.>", func(*nats.Msg) {
+		mu.Lock()
+		published["answers to the command client"]++
+		mu.Unlock()
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -227,6 +237,9 @@ func TestFanoutHandsLocalEdgeItsEvents(t *testing.T) {
 	}
 	for i := 1; i <= 3; i++ {
 		write(t, toAlice, fmt.Sprintf(`{"type":"send","id":"m%d","conv":%q,"body":{"text":"hello"}}`, i, conv.ID))
+		if ack := readType(t, toAlice, "ack"); ack["seq"] != float64(i) {
+			t.Fatalf("alice got %v, want an ack with seq %d", ack, i)
+		}
 		if ev := readType(t, toBob, "event"); ev["seq"] != float64(i) {
 			t.Fatalf("bob got %v, want seq %d", ev, i)
 		}
@@ -237,9 +250,10 @@ func TestFanoutHandsLocalEdgeItsEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = sub.Unsubscribe()
+	_ = answers.Unsubscribe()
 	mu.Lock()
 	defer mu.Unlock()
-	if published != 0 {
-		t.Fatalf("%d event deliveries went through NATS to the edge in fanout's own process", published)
+	for what, n := range published {
+		t.Errorf("%d %s went through NATS within one process", n, what)
 	}
 }
