@@ -160,16 +160,8 @@ func (s *Sequencer) appendPipelined(ctx context.Context, state map[string]*timel
 		return err
 	}
 	stored, first, err := s.tl.AppendPipelined(ctx, entries)
-	for i, p := range batch[:stored] {
-		pos := state[p.cmd.Conv]
-		pos.Seq, pos.StreamSeq = p.ev.Seq, first+uint64(i)
-		s.settle(p)
-	}
-	s.appended.Add(float64(stored))
+	s.settleAppended(state, batch, stored, first)
 	if stored < len(batch) {
-		for _, p := range batch[stored:] {
-			delete(state, p.cmd.Conv)
-		}
 		s.opt.Log.Debug("pipelined append stopped short; appending the rest in rounds", "err", err, "stored", stored, "size", len(batch))
 	}
 	if ctx.Err() != nil {
@@ -260,18 +252,29 @@ func (s *Sequencer) appendAtomic(ctx context.Context, state map[string]*timeline
 			return ctx.Err()
 		}
 		s.opt.Log.Debug("atomic batch failed; appending in rounds", "err", err, "size", len(batch))
-		for _, p := range batch {
-			delete(state, p.cmd.Conv)
-		}
+		s.settleAppended(state, batch, 0, 0)
 		return nil
 	}
-	for i, p := range batch {
-		pos := state[p.cmd.Conv]
-		pos.Seq, pos.StreamSeq = p.ev.Seq, first+uint64(i)
+	s.settleAppended(state, batch, len(batch), first)
+	return nil
+}
+
+// settleAppended settles the first n commands of batch, appended at
+// consecutive stream sequences from first on, and forgets the positions of
+// the conversations of the rest, which the rounds read again.
+func (s *Sequencer) settleAppended(state map[string]*timeline.Position, batch []*pending, n int, first uint64) {
+	for i, p := range batch[:n] {
+		// nil: position cleared the state while the batch was built; the
+		// conversation is read again when next needed.
+		if pos := state[p.cmd.Conv]; pos != nil {
+			pos.Seq, pos.StreamSeq = p.ev.Seq, first+uint64(i)
+		}
 		s.settle(p)
 	}
-	s.appended.Add(float64(len(batch)))
-	return nil
+	for _, p := range batch[n:] {
+		delete(state, p.cmd.Conv)
+	}
+	s.appended.Add(float64(n))
 }
 
 // settle records the result of an appended command.

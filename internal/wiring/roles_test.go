@@ -55,16 +55,7 @@ func TestEachRoleBootsAlone(t *testing.T) {
 	var conv struct{ ID string }
 	call(t, "POST", api+"/v1/conversations", alice.token, fmt.Sprintf(`{"kind":"direct","members":[%q]}`, bob.id), &conv)
 
-	ws := func(u user) *websocket.Conn {
-		c, resp, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(addr[wiring.Edge], "http")+"/v1/ws?token="+u.token, nil)
-		if err != nil {
-			t.Fatalf("dial the edge: %v (%v)", err, resp)
-		}
-		t.Cleanup(func() { c.Close() })
-		_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
-		return c
-	}
-	toBob, toAlice := ws(bob), ws(alice)
+	toBob, toAlice := dialWS(t, addr[wiring.Edge], bob), dialWS(t, addr[wiring.Edge], alice)
 	for _, c := range []*websocket.Conn{toBob, toAlice} {
 		write(t, c, `{"type":"sync","id":"s1","cursors":{}}`)
 		readType(t, c, "synced")
@@ -94,6 +85,19 @@ func TestEachRoleBootsAlone(t *testing.T) {
 }
 
 type user struct{ id, token string }
+
+// dialWS opens u's socket on the edge at base ("http://host:port"), with
+// reads bounded to 30 s.
+func dialWS(t *testing.T, base string, u user) *websocket.Conn {
+	t.Helper()
+	c, resp, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(base, "http")+"/v1/ws?token="+u.token, nil)
+	if err != nil {
+		t.Fatalf("dial the edge: %v (%v)", err, resp)
+	}
+	t.Cleanup(func() { c.Close() })
+	_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	return c
+}
 
 func signUp(t *testing.T, api, name string) user {
 	t.Helper()
@@ -221,16 +225,7 @@ func TestOneProcessHandsOverLocally(t *testing.T) {
 	alice, bob := signUp(t, api, "alice"), signUp(t, api, "bob")
 	var conv struct{ ID string }
 	call(t, "POST", api+"/v1/conversations", alice.token, fmt.Sprintf(`{"kind":"direct","members":[%q]}`, bob.id), &conv)
-	ws := func(u user) *websocket.Conn {
-		c, resp, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(api, "http")+"/v1/ws?token="+u.token, nil)
-		if err != nil {
-			t.Fatalf("dial: %v (%v)", err, resp)
-		}
-		t.Cleanup(func() { c.Close() })
-		_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
-		return c
-	}
-	toBob, toAlice := ws(bob), ws(alice)
+	toBob, toAlice := dialWS(t, api, bob), dialWS(t, api, alice)
 	for _, c := range []*websocket.Conn{toBob, toAlice} {
 		write(t, c, `{"type":"sync","id":"s1","cursors":{}}`)
 		readType(t, c, "synced")
