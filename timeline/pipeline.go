@@ -58,17 +58,12 @@ const fastFlow = maxPipelined
 
 const hdrExpectStream = "Nats-Expected-Last-Sequence"
 
-// fastCall waits for the PubAck that ends one fast batch.
-type fastCall struct {
-	done chan pubAck
-}
-
 // fastReplies routes the server's answers to fast batches by batch id, over
 // one long-lived subscription.
 type fastReplies struct {
 	mu     sync.Mutex
-	prefix string // "<inbox>.", set once subscribed
-	calls  map[string]*fastCall
+	prefix string                 // "<inbox>.", set once subscribed
+	calls  map[string]chan pubAck // each waits for the PubAck that ends its batch
 }
 
 // AppendPipelined appends entries in order as fast batches (at most
@@ -121,7 +116,7 @@ func (l *Log) appendFast(ctx context.Context, entries []Entry) (stored int, base
 		return 0, 0, nil // all of it goes the other way
 	}
 	base = l.next
-	call, id, err := l.fast.open(l.nc)
+	done, id, err := l.fast.open(l.nc)
 	if err != nil {
 		l.pmu.Unlock()
 		return 0, base, fmt.Errorf("append to %s: %w", TimelineStream, err)
@@ -156,7 +151,7 @@ func (l *Log) appendFast(ctx context.Context, entries []Entry) (stored int, base
 	rctx, cancel := bounded(ctx)
 	defer cancel()
 	select {
-	case ack := <-call.done:
+	case ack := <-done:
 		if ack.Error != nil || ack.Seq < base {
 			// Refused at the first message (a conflict, a duplicate: ack.Seq
 			// is then the original's), or nothing stored.
@@ -194,7 +189,7 @@ func (l *Log) moved() {
 
 // open registers a new batch and returns its id; the subscription is made
 // on first use.
-func (f *fastReplies) open(nc *nats.Conn) (*fastCall, string, error) {
+func (f *fastReplies) open(nc *nats.Conn) (chan pubAck, string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.prefix == "" {
@@ -205,10 +200,10 @@ func (f *fastReplies) open(nc *nats.Conn) (*fastCall, string, error) {
 		}
 		_ = sub.SetPendingLimits(-1, -1)
 		f.prefix = prefix
-		f.calls = map[string]*fastCall{}
+		f.calls = map[string]chan pubAck{}
 	}
 	id := nuid.Next()
-	c := &fastCall{done: make(chan pubAck, 1)}
+	c := make(chan pubAck, 1)
 	f.calls[id] = c
 	return c, id, nil
 }
@@ -238,6 +233,6 @@ func (f *fastReplies) deliver(m *nats.Msg) {
 	delete(f.calls, id)
 	f.mu.Unlock()
 	if c != nil {
-		c.done <- a.pubAck
+		c <- a.pubAck
 	}
 }

@@ -59,6 +59,20 @@ func wantSeqs(t *testing.T, ctx context.Context, tl *timeline.Log, conv string, 
 	}
 }
 
+// stoppedShort appends entries, which hold what (a conflict, a duplicate),
+// and checks that only the first want of them were stored: TIMELINE ends
+// at stream sequence last, nothing after the refusal in it.
+func stoppedShort(t *testing.T, ctx context.Context, tl *timeline.Log, c *timeline.Conn, what string, entries []timeline.Entry, want int, last uint64) {
+	t.Helper()
+	stored, _, err := tl.AppendPipelined(ctx, entries)
+	if err != nil || stored != want {
+		t.Fatalf("AppendPipelined with %s = %d stored, %v; want %d", what, stored, err, want)
+	}
+	if got := lastStreamSeq(t, ctx, c); got != last {
+		t.Fatalf("TIMELINE ends at #%d, want #%d: something after %s was stored", got, last, what)
+	}
+}
+
 func TestAppendPipelined(t *testing.T) {
 	t.Parallel()
 	tl, ctx, c := setupConn(t)
@@ -82,13 +96,7 @@ func TestAppendPipelined(t *testing.T) {
 	// What comes before it is stored, nothing after it (a's and c's later
 	// events would otherwise be stored without their predecessors).
 	at = map[string]uint64{"a": 16, "b": 99, "c": 18}
-	stored, _, err = tl.AppendPipelined(ctx, pipelined(7, 2, at, "a", "b", "c"))
-	if err != nil || stored != 1 {
-		t.Fatalf("AppendPipelined with a conflict = %d stored, %v; want 1 (a's seq 7)", stored, err)
-	}
-	if last := lastStreamSeq(t, ctx, c); last != 19 {
-		t.Fatalf("TIMELINE ends at #%d, want #19: something after the conflict was stored", last)
-	}
+	stoppedShort(t, ctx, tl, c, "a conflict", pipelined(7, 2, at, "a", "b", "c"), 1, 19)
 	wantSeqs(t, ctx, tl, "a", 7)
 	wantSeqs(t, ctx, tl, "b", 6)
 
@@ -98,13 +106,7 @@ func TestAppendPipelined(t *testing.T) {
 	entries := pipelined(7, 1, map[string]uint64{"b": 17, "c": 18}, "b", "c")
 	entries = append(entries, pipelined(8, 1, map[string]uint64{"a": 19}, "a")...)
 	entries[1].MsgID = "c-6"
-	stored, _, err = tl.AppendPipelined(ctx, entries)
-	if err != nil || stored != 1 {
-		t.Fatalf("AppendPipelined with a duplicate = %d stored, %v; want 1 (b's seq 7)", stored, err)
-	}
-	if last := lastStreamSeq(t, ctx, c); last != 20 {
-		t.Fatalf("TIMELINE ends at #%d, want #20", last)
-	}
+	stoppedShort(t, ctx, tl, c, "a duplicate", entries, 1, 20)
 	wantSeqs(t, ctx, tl, "a", 7)
 	wantSeqs(t, ctx, tl, "c", 6)
 
