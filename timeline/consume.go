@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -51,12 +52,21 @@ type Events struct {
 
 	all         []jetstream.Msg // the whole batch, undecodable messages too
 	first, last *jetstream.MsgMetadata
+	late        *lateAck // nil: Ack acks at once
 }
 
 // Ack acks the whole batch, undecodable messages too, on a consumer that
 // acks everything up to a message (jetstream.AckAllPolicy, as projections'
-// consumers are).
-func (b *Events) Ack() { _ = b.all[len(b.all)-1].Ack() }
+// consumers are). On a projection with an AckDelay the ack may follow a
+// little later, covering the batches handled meanwhile too.
+func (b *Events) Ack() {
+	last := b.all[len(b.all)-1]
+	if b.late != nil {
+		b.late.ack(last, len(b.all))
+		return
+	}
+	_ = last.Ack()
+}
 
 // InProgress tells the server the whole batch is still being worked on.
 func (b *Events) InProgress() {
@@ -96,13 +106,68 @@ type EventHandler func(ctx context.Context, b *Events) error
 // ConsumeEvents is ConsumeBatches for a consumer of TIMELINE: each batch is
 // decoded once, whatever the retries, and h gets the events.
 func ConsumeEvents(ctx context.Context, cons jetstream.Consumer, max int, log *slog.Logger, h EventHandler) error {
-	return consumeEvents(ctx, cons, max, 0, log, h)
+	return consumeEvents(ctx, cons, max, 0, 0, log, h)
 }
 
-func consumeEvents(ctx context.Context, cons jetstream.Consumer, max int, linger time.Duration, log *slog.Logger, h EventHandler) error {
+func consumeEvents(ctx context.Context, cons jetstream.Consumer, max int, linger, ackDelay time.Duration, log *slog.Logger, h EventHandler) error {
 	b := &Events{Stored: make([]Stored, 0, max), Msgs: make([]jetstream.Msg, 0, max)}
+	if ackDelay > 0 {
+		b.late = &lateAck{delay: ackDelay, max: max}
+		// What was handled is acked on the way out too: whoever consumes
+		// next need not have it again.
+		defer b.late.flush()
+	}
 	take := func(msgs []jetstream.Msg, mds []*jetstream.MsgMetadata) { b.take(msgs, mds, log) }
 	return consume(ctx, cons, max, linger, log, take, func(ctx context.Context) error { return h(ctx, b) })
+}
+
+// lateAck acks a consumer (jetstream.AckAllPolicy) at most once per delay
+// while batches come fast, and at least once per max messages: at a few
+// events a millisecond, where each batch is an event or two, an ack per
+// batch is a message and its handling in the server per event. An ack left
+// waiting goes out when the delay is up, so nothing stays unacked for long
+// after the traffic stops.
+type lateAck struct {
+	delay time.Duration
+	max   int
+
+	mu      sync.Mutex
+	pending jetstream.Msg // the last message handled and not acked
+	n       int           // how many messages an ack of pending covers
+	last    time.Time     // when the last ack went out
+	timer   *time.Timer   // armed while pending waits
+}
+
+func (a *lateAck) ack(m jetstream.Msg, n int) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.pending, a.n = m, a.n+n
+	wait := a.delay - time.Since(a.last)
+	if a.n >= a.max || wait <= 0 {
+		a.flushLocked()
+		return
+	}
+	if a.timer == nil {
+		a.timer = time.AfterFunc(wait, a.flush)
+	}
+}
+
+func (a *lateAck) flush() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.flushLocked()
+}
+
+func (a *lateAck) flushLocked() {
+	if a.timer != nil {
+		a.timer.Stop()
+		a.timer = nil
+	}
+	if a.pending == nil {
+		return
+	}
+	_ = a.pending.Ack()
+	a.pending, a.n, a.last = nil, 0, time.Now()
 }
 
 // consume is ConsumeBatches' loop: take gets each batch and its messages'
@@ -286,6 +351,12 @@ type Projection struct {
 	// for far fewer round trips at moderate rates; fanout, which clients
 	// wait on, does not linger.
 	Linger time.Duration
+	// AckDelay is how long an ack may wait to cover later batches too (0:
+	// each batch is acked as the handler asks). Only for a projection whose
+	// handler may see an event again without harm after a restart (fanout:
+	// edges drop a seq they have already), since what was handled in the
+	// last AckDelay before a crash comes again.
+	AckDelay time.Duration
 }
 
 // RunProjection runs a projector's durable consumer of TIMELINE: reset to
@@ -303,5 +374,5 @@ func RunProjection(ctx context.Context, js jetstream.JetStream, p Projection, lo
 	if err != nil {
 		return err
 	}
-	return consumeEvents(ctx, cons, p.Batch, p.Linger, log, h)
+	return consumeEvents(ctx, cons, p.Batch, p.Linger, p.AckDelay, log, h)
 }

@@ -139,3 +139,76 @@ func TestProjectionLingerFillsBatches(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A projection with an AckDelay acks a batch that comes within the delay of
+// the previous ack only when the delay is up (one ack then covers both), a
+// batch that brings the unacked count to the batch size at once, and what it
+// handled but had not acked yet when it stops on its way out.
+func TestProjectionAckDelay(t *testing.T) {
+	t.Parallel()
+	c := testenv.Streams(t)
+	ctx := testenv.Context(t, 60*time.Second)
+	tl := timeline.New(c.NC, c.JS)
+	appendSeqs := func(from, to int64) {
+		for s := from; s <= to; s++ {
+			if _, _, err := tl.Append(ctx, timeline.Entry{Event: ev("c1", s)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	floor := func() uint64 {
+		cons, err := c.JS.Consumer(ctx, timeline.TimelineStream, "ackdelay-test")
+		if err != nil {
+			return 0
+		}
+		info, err := cons.Info(ctx)
+		if err != nil {
+			return 0
+		}
+		return info.AckFloor.Stream
+	}
+	const delay = 2 * time.Second
+	handled := make(chan int64, 10)
+	cctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		p := timeline.Projection{Name: "ackdelay-test", Start: jetstream.DeliverAllPolicy, Batch: 3, AckDelay: delay}
+		done <- timeline.RunProjection(cctx, c.JS, p, testenv.Logger(t), func(ctx context.Context, b *timeline.Events) error {
+			b.Ack()
+			handled <- b.Stored[len(b.Stored)-1].Seq
+			return nil
+		})
+	}()
+
+	// The first ack after a quiet spell goes out at once.
+	appendSeqs(1, 1)
+	<-handled
+	testenv.Eventually(t, 10*time.Second, "seq 1 acked", func() bool { return floor() == 1 })
+	first := time.Now()
+	// The next batch within the delay waits for it.
+	appendSeqs(2, 2)
+	<-handled
+	testenv.Eventually(t, 10*time.Second, "seq 2 acked once the delay is up", func() bool { return floor() == 2 })
+	if waited := time.Since(first); waited < delay/2 {
+		t.Fatalf("seq 2 acked %v after seq 1, want about the delay (%v) later", waited, delay)
+	}
+	// A batch that brings the unacked count to the batch size is acked at
+	// once: the timer would ack it too, but only after the delay.
+	appendSeqs(3, 5)
+	start := time.Now()
+	for got := int64(0); got < 5; {
+		got = <-handled
+	}
+	testenv.Eventually(t, 10*time.Second, "seqs 3..5 acked", func() bool { return floor() == 5 })
+	if took := time.Since(start); took >= delay/2 {
+		t.Fatalf("seqs 3..5 acked %v after they were appended, want at once (the delay is %v)", took, delay)
+	}
+	// Handled, not yet acked, and the projection stops: acked on the way out.
+	appendSeqs(6, 6)
+	<-handled
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 10*time.Second, "seq 6 acked when the projection stopped", func() bool { return floor() == 6 })
+}

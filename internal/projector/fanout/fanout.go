@@ -95,8 +95,15 @@ func (p *Projector) Run(ctx context.Context) error {
 	defer stop()
 	// Live delivery is only for what happens from now on: when fanout is
 	// first deployed, clients catch up on the past with sync.
-	return timeline.RunProjection(ctx, p.js, timeline.Projection{Name: ConsumerName, Start: jetstream.DeliverNewPolicy, Batch: p.batch}, p.log, p.handle)
+	return timeline.RunProjection(ctx, p.js, timeline.Projection{Name: ConsumerName, Start: jetstream.DeliverNewPolicy, Batch: p.batch, AckDelay: ackDelay}, p.log, p.handle)
 }
+
+// ackDelay is how long fanout's ack of a batch may wait for the next ones:
+// at moderate rates a batch is an event, and an ack per event is a NATS
+// message and its handling in the server for each. What is handled and not
+// yet acked when fanout stops is delivered again by whoever takes over;
+// edges drop a seq they have already (internal/edge/order.go).
+const ackDelay = 20 * time.Millisecond
 
 // item is one event of a batch on its way to the edges.
 type item struct {
