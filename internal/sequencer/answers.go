@@ -23,6 +23,36 @@ type Local interface {
 // to it directly. Call it before Run.
 func (s *Sequencer) AnswerLocally(c Local) { s.local = c }
 
+// Fanout is a fanout projector in this process that takes its events from
+// this sequencer (the one-process mode, where it appends every event of
+// TIMELINE): each batch's new events are handed to it once they are
+// stored and answered.
+type Fanout interface {
+	Offer(evs []timeline.Stored)
+}
+
+// FanOutLocally hands f the events this sequencer appends. Only where
+// nothing else appends to TIMELINE. Call it before Run.
+func (s *Sequencer) FanOutLocally(f Fanout) { s.fan = f }
+
+// offer hands the local fanout the events of work, in order: those appended
+// now and, for a resend the duplicate window answered, the original (the
+// first copy may have been stored unconfirmed and never fanned out; an edge
+// drops a seq it has).
+func (s *Sequencer) offer(work []*pending) {
+	if s.fan == nil {
+		return
+	}
+	var evs []timeline.Stored
+	for _, p := range work {
+		if p.ev.Seq == 0 || p.result == nil || p.result.Code != "" || p.result.Seq != p.ev.Seq {
+			continue
+		}
+		evs = append(evs, timeline.Stored{Event: p.ev, Origin: p.origin})
+	}
+	s.fan.Offer(evs)
+}
+
 // answer sends each command's result to whoever waits for it, one message
 // per waiting process rather than one per command.
 func (s *Sequencer) answer(work []*pending) {

@@ -31,6 +31,9 @@ func (s *Sequencer) process(ctx context.Context, state map[string]*timeline.Posi
 		return err
 	}
 	if err := s.append(ctx, state, work); err != nil {
+		// What was stored before the failure is answered from memory when
+		// the batch comes again, but fanned out only now.
+		s.offer(work)
 		return err
 	}
 	// Answer at once; remembering the ids in DEDUPE can follow.
@@ -40,6 +43,7 @@ func (s *Sequencer) process(ctx context.Context, state map[string]*timeline.Posi
 		}
 	}
 	s.answer(work)
+	s.offer(work)
 	if err := s.remember(ctx, work, msgs); err != nil {
 		return err
 	}

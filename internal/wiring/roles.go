@@ -57,6 +57,11 @@ func (p *process) wireProjectors(ctx context.Context) error {
 		return leased("projector-"+name, run)
 	}
 	p.fanout = fanout.New(p.nc.NC, p.nc.JS, postgres.NewMemberCache(p.pool, 0), p.pres, cfg.ProjectorBatch, p.log.With("role", "fanout"), p.reg)
+	if p.seq != nil && cfg.Pipelined() {
+		// This process's sequencer appends every event (fed.go in fanout).
+		p.fanout.TakeOffered()
+		p.seq.FanOutLocally(p.fanout)
+	}
 	p.run(
 		projector("history", history.NewProjector(postgres.NewHistoryWriter(p.pool), p.nc.JS, cfg.ProjectorBatch, cfg.ProjectorLinger, p.log.With("role", "projector"), p.reg).Run),
 		projector("unread", unreadprojector.NewProjector(p.unreads, p.pool, postgres.NewMemberCache(p.pool, 0), p.nc.JS, cfg.ProjectorBatch, cfg.ProjectorLinger, p.log.With("role", "unread"), p.reg).Run),

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,7 +15,9 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/seqchat/seqchat/internal/projector/fanout"
 	"github.com/seqchat/seqchat/internal/testenv"
 	"github.com/seqchat/seqchat/internal/wiring"
 	"github.com/seqchat/seqchat/timeline"
@@ -250,5 +253,55 @@ func TestOneProcessHandsOverLocally(t *testing.T) {
 	defer mu.Unlock()
 	for what, n := range published {
 		t.Errorf("%d %s went through NATS within one process", n, what)
+	}
+}
+
+// With the embedded JetStream, where this process's sequencer appends every
+// event, fanout takes the events from the sequencer instead of reading
+// TIMELINE back: no fanout consumer exists, and members still get every
+// event live, in order, a recall included.
+func TestOneProcessFanoutTakesEventsFromTheSequencer(t *testing.T) {
+	t.Parallel()
+	cfg := testenv.Config(t)
+	cfg.NATSURL, cfg.DataDir = "", t.TempDir()
+	if !cfg.Pipelined() {
+		t.Fatal("an embedded JetStream should make the sequencer TIMELINE's only writer")
+	}
+	s, err := wiring.Start(context.Background(), cfg, testenv.Logger(t), wiring.AllRoles...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Stop() })
+	api := "http://" + s.Addr
+	alice, bob := signUp(t, api, "alice"), signUp(t, api, "bob")
+	var conv struct{ ID string }
+	call(t, "POST", api+"/v1/conversations", alice.token, fmt.Sprintf(`{"kind":"direct","members":[%q]}`, bob.id), &conv)
+	toBob, toAlice := dialWS(t, api, bob), dialWS(t, api, alice)
+	for _, c := range []*websocket.Conn{toBob, toAlice} {
+		write(t, c, `{"type":"sync","id":"s1","cursors":{}}`)
+		readType(t, c, "synced")
+	}
+	for i := 1; i <= 3; i++ {
+		write(t, toAlice, fmt.Sprintf(`{"type":"send","id":"m%d","conv":%q,"body":{"text":"hello"}}`, i, conv.ID))
+	}
+	for i := 1; i <= 3; i++ {
+		readType(t, toAlice, "ack")
+	}
+	write(t, toAlice, fmt.Sprintf(`{"type":"recall","id":"r1","conv":%q,"target":2}`, conv.ID))
+	if f := readType(t, toAlice, "ack"); f["seq"] != float64(4) {
+		t.Fatalf("alice's recall answered %v, want seq 4", f)
+	}
+	for i := 1; i <= 4; i++ {
+		ev := readType(t, toBob, "event")
+		if ev["seq"] != float64(i) {
+			t.Fatalf("bob got %v, want seq %d", ev, i)
+		}
+		if i == 4 && ev["kind"] != "recall" {
+			t.Fatalf("bob got %v, want the recall as seq 4", ev)
+		}
+	}
+	ctx := testenv.Context(t, 10*time.Second)
+	if _, err := s.NATS.JS.Consumer(ctx, timeline.TimelineStream, fanout.ConsumerName); !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		t.Fatalf("fanout consumer on TIMELINE: %v, want none", err)
 	}
 }

@@ -59,10 +59,12 @@ type Projector struct {
 	batch   int
 	log     *slog.Logger
 	local   Local // nil: every edge is reached through NATS
+	feed    *feed // non-nil: events come from Offer, not from TIMELINE (fed.go)
 
 	published prometheus.Counter
 	lag       prometheus.Gauge
 	batchTime prometheus.Histogram
+	dropped   prometheus.Counter
 }
 
 // New returns a fanout projector that reads up to batch events at a time.
@@ -72,6 +74,7 @@ func New(nc *nats.Conn, js jetstream.JetStream, members Members, where Locator, 
 		nc: nc, js: js, members: members, where: newEdgeCache(where, whereTTL), batch: max(batch, 1), log: log,
 		published: f.NewCounter(prometheus.CounterOpts{Name: "chat_fanout_deliveries_total", Help: "Deliveries fanout made to edges (one per event and edge), through NATS or to the edge in its process."}),
 		lag:       f.NewGauge(prometheus.GaugeOpts{Name: "chat_fanout_pending_events", Help: "Events in TIMELINE fanout has not handled yet."}),
+		dropped:   f.NewCounter(prometheus.CounterOpts{Name: "chat_fanout_dropped_events_total", Help: "Events offered by the sequencer in this process that fanout dropped (it was that far behind, or could not deliver them): edges fill such holes from history."}),
 		batchTime: f.NewHistogram(prometheus.HistogramOpts{Name: "chat_fanout_batch_seconds", Help: "Time to fan out one batch of events.", Buckets: prometheus.ExponentialBuckets(0.0002, 2, 14)}),
 	}
 }
@@ -93,6 +96,9 @@ func (p *Projector) Run(ctx context.Context) error {
 		return fmt.Errorf("fanout: listen for connections: %w", err)
 	}
 	defer stop()
+	if p.feed != nil {
+		return p.runFed(ctx)
+	}
 	// Live delivery is only for what happens from now on: when fanout is
 	// first deployed, clients catch up on the past with sync.
 	return timeline.RunProjection(ctx, p.js, timeline.Projection{Name: ConsumerName, Start: jetstream.DeliverNewPolicy, Batch: p.batch, AckDelay: ackDelay}, p.log, p.handle)
@@ -114,10 +120,22 @@ type item struct {
 
 func (p *Projector) handle(ctx context.Context, b *timeline.Events) error {
 	start := time.Now()
-	items := make([]item, 0, len(b.Stored))
+	if err := p.deliver(ctx, b.Stored, func(i int) []byte { return b.Msgs[i].Data() }); err != nil {
+		return err
+	}
+	b.Ack()
+	p.batchTime.Observe(time.Since(start).Seconds())
+	p.lag.Set(float64(b.Pending()))
+	return nil
+}
+
+// deliver carries evs to the edges of their conversations' members; data(i)
+// is evs[i] as TIMELINE holds it.
+func (p *Projector) deliver(ctx context.Context, evs []timeline.Stored, data func(i int) []byte) error {
+	items := make([]item, 0, len(evs))
 	users := map[string]struct{}{}
-	for i := range b.Stored {
-		ev := &b.Stored[i]
+	for i := range evs {
+		ev := &evs[i]
 		// A membership event changes who gets this event and what follows:
 		// forget the cached members before looking them up.
 		if ev.Kind == events.KindMemberJoined || ev.Kind == events.KindMemberLeft {
@@ -140,7 +158,7 @@ func (p *Projector) handle(ctx context.Context, b *timeline.Events) error {
 		for _, u := range to {
 			users[u] = struct{}{}
 		}
-		items = append(items, item{data: b.Msgs[i].Data(), to: to, origin: ev.Origin})
+		items = append(items, item{data: data(i), to: to, origin: ev.Origin})
 	}
 	list := make([]string, 0, len(users))
 	for u := range users {
@@ -186,9 +204,6 @@ func (p *Projector) handle(ctx context.Context, b *timeline.Events) error {
 			return fmt.Errorf("flush deliveries: %w", err)
 		}
 	}
-	b.Ack()
 	p.published.Add(float64(n))
-	p.batchTime.Observe(time.Since(start).Seconds())
-	p.lag.Set(float64(b.Pending()))
 	return nil
 }
