@@ -94,13 +94,7 @@ func TestProjectionLingerFillsBatches(t *testing.T) {
 	c := testenv.Streams(t)
 	ctx := testenv.Context(t, 60*time.Second)
 	tl := timeline.New(c.NC, c.JS)
-	appendSeqs := func(from, to int64) {
-		for s := from; s <= to; s++ {
-			if _, _, err := tl.Append(ctx, timeline.Entry{Event: ev("c1", s)}); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	appendSeqs := func(from, to int64) { appendRange(ctx, t, tl, "c1", from, to) }
 	appendSeqs(1, 1)
 	batches := make(chan []int64, 10)
 	cctx, cancel := context.WithCancel(ctx)
@@ -149,13 +143,7 @@ func TestProjectionAckDelay(t *testing.T) {
 	c := testenv.Streams(t)
 	ctx := testenv.Context(t, 60*time.Second)
 	tl := timeline.New(c.NC, c.JS)
-	appendSeqs := func(from, to int64) {
-		for s := from; s <= to; s++ {
-			if _, _, err := tl.Append(ctx, timeline.Entry{Event: ev("c1", s)}); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	appendSeqs := func(from, to int64) { appendRange(ctx, t, tl, "c1", from, to) }
 	floor := func() uint64 {
 		cons, err := c.JS.Consumer(ctx, timeline.TimelineStream, "ackdelay-test")
 		if err != nil {
@@ -211,4 +199,14 @@ func TestProjectionAckDelay(t *testing.T) {
 		t.Fatal(err)
 	}
 	testenv.Eventually(t, 10*time.Second, "seq 6 acked when the projection stopped", func() bool { return floor() == 6 })
+}
+
+// appendRange appends conv's events from seq from to seq to.
+func appendRange(ctx context.Context, t *testing.T, tl *timeline.Log, conv string, from, to int64) {
+	t.Helper()
+	for s := from; s <= to; s++ {
+		if _, _, err := tl.Append(ctx, timeline.Entry{Event: ev(conv, s)}); err != nil {
+			t.Fatal(err)
+		}
+	}
 }

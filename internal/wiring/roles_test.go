@@ -225,16 +225,9 @@ func TestOneProcessHandsOverLocally(t *testing.T) {
 		t.Fatal(err)
 	}
 	api := "http://" + s.Addr
-	alice, bob := signUp(t, api, "alice"), signUp(t, api, "bob")
-	var conv struct{ ID string }
-	call(t, "POST", api+"/v1/conversations", alice.token, fmt.Sprintf(`{"kind":"direct","members":[%q]}`, bob.id), &conv)
-	toBob, toAlice := dialWS(t, api, bob), dialWS(t, api, alice)
-	for _, c := range []*websocket.Conn{toBob, toAlice} {
-		write(t, c, `{"type":"sync","id":"s1","cursors":{}}`)
-		readType(t, c, "synced")
-	}
+	conv, toAlice, toBob := directChat(t, api)
 	for i := 1; i <= 3; i++ {
-		write(t, toAlice, fmt.Sprintf(`{"type":"send","id":"m%d","conv":%q,"body":{"text":"hello"}}`, i, conv.ID))
+		write(t, toAlice, fmt.Sprintf(`{"type":"send","id":"m%d","conv":%q,"body":{"text":"hello"}}`, i, conv))
 		if ack := readType(t, toAlice, "ack"); ack["seq"] != float64(i) {
 			t.Fatalf("alice got %v, want an ack with seq %d", ack, i)
 		}
@@ -273,21 +266,14 @@ func TestOneProcessFanoutTakesEventsFromTheSequencer(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = s.Stop() })
 	api := "http://" + s.Addr
-	alice, bob := signUp(t, api, "alice"), signUp(t, api, "bob")
-	var conv struct{ ID string }
-	call(t, "POST", api+"/v1/conversations", alice.token, fmt.Sprintf(`{"kind":"direct","members":[%q]}`, bob.id), &conv)
-	toBob, toAlice := dialWS(t, api, bob), dialWS(t, api, alice)
-	for _, c := range []*websocket.Conn{toBob, toAlice} {
-		write(t, c, `{"type":"sync","id":"s1","cursors":{}}`)
-		readType(t, c, "synced")
-	}
+	conv, toAlice, toBob := directChat(t, api)
 	for i := 1; i <= 3; i++ {
-		write(t, toAlice, fmt.Sprintf(`{"type":"send","id":"m%d","conv":%q,"body":{"text":"hello"}}`, i, conv.ID))
+		write(t, toAlice, fmt.Sprintf(`{"type":"send","id":"m%d","conv":%q,"body":{"text":"hello"}}`, i, conv))
 	}
 	for i := 1; i <= 3; i++ {
 		readType(t, toAlice, "ack")
 	}
-	write(t, toAlice, fmt.Sprintf(`{"type":"recall","id":"r1","conv":%q,"target":2}`, conv.ID))
+	write(t, toAlice, fmt.Sprintf(`{"type":"recall","id":"r1","conv":%q,"target":2}`, conv))
 	if f := readType(t, toAlice, "ack"); f["seq"] != float64(4) {
 		t.Fatalf("alice's recall answered %v, want seq 4", f)
 	}
@@ -304,4 +290,19 @@ func TestOneProcessFanoutTakesEventsFromTheSequencer(t *testing.T) {
 	if _, err := s.NATS.JS.Consumer(ctx, timeline.TimelineStream, fanout.ConsumerName); !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		t.Fatalf("fanout consumer on TIMELINE: %v, want none", err)
 	}
+}
+
+// directChat signs up alice and bob, opens their direct conversation, and
+// connects and syncs a socket for each.
+func directChat(t *testing.T, api string) (conv string, toAlice, toBob *websocket.Conn) {
+	t.Helper()
+	alice, bob := signUp(t, api, "alice"), signUp(t, api, "bob")
+	var c struct{ ID string }
+	call(t, "POST", api+"/v1/conversations", alice.token, fmt.Sprintf(`{"kind":"direct","members":[%q]}`, bob.id), &c)
+	toBob, toAlice = dialWS(t, api, bob), dialWS(t, api, alice)
+	for _, ws := range []*websocket.Conn{toBob, toAlice} {
+		write(t, ws, `{"type":"sync","id":"s1","cursors":{}}`)
+		readType(t, ws, "synced")
+	}
+	return c.ID, toAlice, toBob
 }
