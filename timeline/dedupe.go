@@ -122,6 +122,17 @@ func (d *Dedupe) RememberBatch(ctx context.Context, rs []Remembered) error {
 	return nil
 }
 
+// Keys returns how many command results the bucket holds: what its
+// memory in NATS grows with (docs/operations.md, "Memory the NATS servers
+// need").
+func (d *Dedupe) Keys(ctx context.Context) (uint64, error) {
+	st, err := d.js.Stream(ctx, "KV_"+DedupeBucket)
+	if err != nil {
+		return 0, fmt.Errorf("dedupe bucket: %w", err)
+	}
+	return st.CachedInfo().State.Msgs, nil
+}
+
 // Lookup returns the remembered results of those keys that have one, in one
 // round trip.
 func (d *Dedupe) Lookup(ctx context.Context, keys []string) (map[string]events.Result, error) {

@@ -32,6 +32,9 @@ func TestDedupeRememberBatchAndLookup(t *testing.T) {
 	if err := d.RememberBatch(ctx, rs[100:]); err != nil {
 		t.Fatal(err)
 	}
+	if n, err := d.Keys(ctx); err != nil || n != 1500 {
+		t.Fatalf("Keys = %d, %v; want 1500", n, err)
+	}
 	for _, ks := range [][]string{keys[:3], keys[98:102], keys[1099:1102], keys[1497:]} {
 		got, err := d.Lookup(ctx, append(ks, "alice.never"))
 		if err != nil {

@@ -18,6 +18,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -118,8 +119,21 @@ func New(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, members Mem
 		return nil, fmt.Errorf("open bucket %s: %w", timeline.LeaseBucket, err)
 	}
 	f := promauto.With(opt.Metrics)
+	dedupe := timeline.NewDedupe(nc, js)
+	f.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "chat_dedupe_keys",
+		Help: "Command results the DEDUPE bucket holds (the whole bucket's, the same from every sequencer); NATS keeps about 210 bytes of memory per key on every replica.",
+	}, func() float64 {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		n, err := dedupe.Keys(ctx)
+		if err != nil {
+			return math.NaN() // NATS did not answer: no figure rather than a wrong one
+		}
+		return float64(n)
+	})
 	return &Sequencer{
-		opt: opt, nc: nc, js: js, tl: timeline.New(nc, js), members: members, leases: leases, dedupe: timeline.NewDedupe(nc, js),
+		opt: opt, nc: nc, js: js, tl: timeline.New(nc, js), members: members, leases: leases, dedupe: dedupe,
 		recent:    newRecent(200_000),
 		owning:    &ownedLog{log: opt.Log, total: opt.Partitions, quiet: 300 * time.Millisecond, owned: map[int]bool{}},
 		appended:  f.NewCounter(prometheus.CounterOpts{Name: "chat_sequencer_events_appended_total", Help: "Events appended to TIMELINE."}),

@@ -290,6 +290,11 @@ func TestOneProcessFanoutTakesEventsFromTheSequencer(t *testing.T) {
 	if _, err := s.NATS.JS.Consumer(ctx, timeline.TimelineStream, fanout.ConsumerName); !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		t.Fatalf("fanout consumer on TIMELINE: %v, want none", err)
 	}
+	// The four commands' results are remembered, and /metrics counts them.
+	testenv.Eventually(t, 10*time.Second, "chat_dedupe_keys 4 on /metrics", func() bool {
+		_, metrics := get(t, api+"/metrics", "")
+		return strings.Contains(metrics, "\nchat_dedupe_keys 4\n")
+	})
 }
 
 // directChat signs up alice and bob, opens their direct conversation, and
