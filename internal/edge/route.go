@@ -72,14 +72,15 @@ func decodeHead(b []byte) (eventHead, error) {
 // ID is the edge's id: it listens on deliver.<id>.
 func (e *Edge) ID() string { return e.opt.ID }
 
-// Deliver hands a delivery to this edge's connections as if it had come on
-// deliver.<edge-id>: for a fanout projector in the same process
-// (fanout.Local).
-func (e *Edge) Deliver(m *nats.Msg) { e.deliver(m) }
+// DeliverEvent hands ev (data: as TIMELINE holds it) to the connections of
+// the users to, as if it had come on deliver.<edge-id>: for a fanout
+// projector in the same process (fanout.Local), which has it decoded.
+func (e *Edge) DeliverEvent(ev *events.Event, data []byte, to []string) {
+	e.route(eventHead{Conv: ev.Conv, Seq: ev.Seq, ID: ev.ID, From: ev.From, TS: ev.TS}, data, to)
+}
 
 // deliver hands an event fanout sent to this edge to its recipients'
-// connections. It runs on the subscription's goroutine, or on a fanout's in
-// this process, and never blocks; several may run at once.
+// connections. It runs on the subscription's goroutine and never blocks.
 func (e *Edge) deliver(m *nats.Msg) {
 	if m.Header.Get(timeline.HeaderKind) == timeline.KindFrame {
 		e.deliverFrame(m)
@@ -90,13 +91,20 @@ func (e *Edge) deliver(m *nats.Msg) {
 		e.opt.Log.Warn("undecodable delivery; dropped", "err", err)
 		return
 	}
+	e.route(h, m.Data, strings.Fields(m.Header.Get(timeline.HeaderTo)))
+}
+
+// route hands the event h heads (data: as TIMELINE holds it) to the
+// connections of the users to. It runs on deliver's goroutine or on a
+// fanout's in this process, and never blocks; several may run at once.
+func (e *Edge) route(h eventHead, data []byte, to []string) {
 	if h.TS > 0 {
 		e.m.delivery.Observe(max(0, float64(time.Now().UnixMilli()-h.TS)/1000))
 	}
-	frame := eventFrame(m.Data) // encoded once for every connection
+	frame := eventFrame(data) // encoded once for every connection
 	var targets []*conn
 	e.mu.RLock()
-	for _, u := range strings.Fields(m.Header.Get(timeline.HeaderTo)) {
+	for _, u := range to {
 		for c := range e.byUser[u] {
 			targets = append(targets, c)
 		}
