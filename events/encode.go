@@ -92,6 +92,10 @@ func AppendBatch(b []byte, q []Queued) []byte {
 		b = appendString(b, q[i].Reply)
 		b = append(b, `,"c":`...)
 		b = q[i].Cmd.AppendJSON(b)
+		if q[i].Origin != "" {
+			b = append(b, `,"o":`...)
+			b = appendString(b, q[i].Origin)
+		}
 		b = append(b, '}')
 	}
 	return append(b, ']')

@@ -46,7 +46,7 @@ func FuzzEncodeMatchesJSON(f *testing.F) {
 		if gotC := c.AppendJSON(nil); string(gotC) != string(wantC) {
 			t.Fatalf("Command.AppendJSON = %s, json.Marshal = %s", gotC, wantC)
 		}
-		q := []Queued{{Reply: user, Cmd: c}, {Reply: "r.2", Cmd: Command{Op: OpSend, ID: "x"}}}
+		q := []Queued{{Reply: user, Cmd: c}, {Reply: "r.2", Cmd: Command{Op: OpSend, ID: "x"}, Origin: from}}
 		wantQ, _ := json.Marshal(q)
 		if gotQ := AppendBatch(nil, q); string(gotQ) != string(wantQ) {
 			t.Fatalf("AppendBatch = %s, json.Marshal = %s", gotQ, wantQ)

@@ -137,10 +137,13 @@ func Partition(conv string, n int) int {
 }
 
 // Queued is one command of a batched CMDS message, with the subject its
-// answer goes to.
+// answer goes to and, when it differs from the message's origin header, the
+// connection it came from: one message may carry the commands of several
+// connections of one process.
 type Queued struct {
-	Reply string  `json:"r"`
-	Cmd   Command `json:"c"`
+	Reply  string  `json:"r"`
+	Cmd    Command `json:"c"`
+	Origin string  `json:"o,omitempty"`
 }
 
 // Encode returns the event's JSON.

@@ -291,6 +291,8 @@ func fastBatch(b []byte) ([]Queued, bool) {
 				e.Reply, ok = PlainString(v)
 			case "c":
 				ok = fastCommand(v, &e.Cmd)
+			case "o":
+				e.Origin, ok = PlainString(v)
 			}
 			return ok
 		}) {

@@ -19,7 +19,7 @@ func FuzzFastDecodeMatchesJSON(f *testing.F) {
 		`{"conv":"é","Seq":1}`, `{"conv":"a\u0041"}`, `{"seq":01}`, `{"seq":1.5}`, `{"body":null}`,
 		`{"seq":123456789012345678}`, `{"seq":9223372036854775807}`, `{}`, `{"recalled":false,"recalled":true}`,
 		"{\"id\":\"\xff\"}", `{"body":{"a":1}x}`, `{"body":[1,}`, `{"conv":"c1"}trailing`,
-		`[{"r":"_INBOX.a.1","c":{"op":"send","id":"m1","conv":"c1","from":"u1","body":{"text":"hi"}}},{"r":"_INBOX.a.2","c":{"op":"recall","id":"m2","conv":"c1","from":"u1","target":1}}]`,
+		`[{"r":"_INBOX.a.1","c":{"op":"send","id":"m1","conv":"c1","from":"u1","body":{"text":"hi"}}},{"r":"_INBOX.a.2","c":{"op":"recall","id":"m2","conv":"c1","from":"u1","target":1},"o":"e1/2"}]`,
 		`[]`, ` [ { "r" : "x" } ] `, `[{"c":{"op":"send"},"c":{"id":"a"}}]`, `[{"R":"x"}]`, `[null]`, `[{"r":"x"},]`, `[{"r":"x"}]]`,
 	} {
 		f.Add([]byte(s))
@@ -75,7 +75,7 @@ func TestEncodedEventsTakeTheFastPath(t *testing.T) {
 	if !fastCommand(b, &got) || !reflect.DeepEqual(got, c) {
 		t.Fatalf("%s: fast path gave %+v", b, got)
 	}
-	q := []Queued{{Reply: "_INBOX.x.1", Cmd: c}, {Reply: "_INBOX.x.2", Cmd: Command{Op: OpRecall, ID: "r", Conv: "c1", From: "u1", Target: 1}}}
+	q := []Queued{{Reply: "_INBOX.x.1", Cmd: c}, {Reply: "_INBOX.x.2", Cmd: Command{Op: OpRecall, ID: "r", Conv: "c1", From: "u1", Target: 1}, Origin: "edge1/7"}}
 	b, _ = json.Marshal(q)
 	if got, ok := fastBatch(b); !ok || !reflect.DeepEqual(got, q) {
 		t.Fatalf("%s: fast path %v gave %+v", b, ok, got)

@@ -57,9 +57,10 @@ const (
 	// HeaderOrigin names the connection a command came from ("<edge>/<conn>"),
 	// so fanout can skip it: that connection gets an ack instead.
 	HeaderOrigin = "Chat-Origin"
-	// HeaderBatch marks a CMDS message that carries several commands of one
-	// connection for one partition, in the order they were sent: its data
-	// is a JSON array of events.Queued and it has no HeaderReply.
+	// HeaderBatch marks a CMDS message that carries several commands for
+	// one partition, each connection's in the order it sent them: its data
+	// is a JSON array of events.Queued and it has no HeaderReply. A command
+	// from another connection than HeaderOrigin names carries its own.
 	HeaderBatch = "Chat-Batch"
 	// HeaderTo carries the recipients of a delivery to an edge: user ids
 	// separated by spaces. The event's origin connection travels in

@@ -24,7 +24,8 @@ type Submitter struct {
 	prefix     string
 	sub        *nats.Subscription
 
-	adm admission // admit.go
+	adm   admission // admit.go
+	lanes []lane    // one per partition (lane.go)
 
 	mu      sync.Mutex
 	waiting map[string]chan events.Result
@@ -32,7 +33,7 @@ type Submitter struct {
 
 // NewSubmitter subscribes to this process's answer subject.
 func NewSubmitter(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, partitions int) (*Submitter, error) {
-	s := &Submitter{nc: nc, js: js, partitions: partitions, prefix: "_CHAT." + nuid.Next(), waiting: map[string]chan events.Result{}}
+	s := &Submitter{nc: nc, js: js, partitions: partitions, prefix: "_CHAT." + nuid.Next(), waiting: map[string]chan events.Result{}, lanes: make([]lane, max(partitions, 1))}
 	var err error
 	s.sub, err = nc.Subscribe(s.prefix+".*", s.deliver)
 	if err != nil {
@@ -112,16 +113,11 @@ type PendingCommand struct {
 // sequencer in that order, which is how an edge keeps one connection's
 // messages in the order they were sent while many wait for their seq at once.
 func (s *Submitter) Publish(ctx context.Context, cmd events.Command, origin string) (*PendingCommand, error) {
-	p := s.expect()
-	data := cmd.AppendJSON(make([]byte, 0, 160+len(cmd.Body)))
-	m := nats.NewMsg(CmdSubject(s.partitions, cmd.Conv))
-	m.Data = data
-	m.Header.Set(HeaderReply, s.prefix+"."+p.token)
-	if err := s.store(ctx, m, origin); err != nil {
-		p.forget()
+	ps, err := s.PublishBatch(ctx, []events.Command{cmd}, origin)
+	if err != nil {
 		return nil, err
 	}
-	return p, nil
+	return ps[0], nil
 }
 
 // MaxCommandBatchBytes bounds the data of one batched CMDS message, well below
@@ -129,31 +125,26 @@ func (s *Submitter) Publish(ctx context.Context, cmd events.Command, origin stri
 const MaxCommandBatchBytes = 256 << 10
 
 // PublishBatch appends cmds, all of one partition (SamePartition) and in
-// the order given, as one CMDS message, and returns once it is stored: one
-// store, delivery and ack for all of them. The sequencer takes them in that
-// order. One command goes as Publish sends it.
+// the order given, to CMDS and returns once they are stored. They go in
+// one message, with whatever other commands of the partition are waiting
+// for theirs (lane.go): one store, delivery and ack for all of them. The
+// sequencer takes them in that order.
 func (s *Submitter) PublishBatch(ctx context.Context, cmds []events.Command, origin string) ([]*PendingCommand, error) {
-	if len(cmds) == 1 {
-		p, err := s.Publish(ctx, cmds[0], origin)
-		if err != nil {
-			return nil, err
-		}
-		return []*PendingCommand{p}, nil
+	if len(cmds) == 0 {
+		return nil, nil
 	}
+	part := events.Partition(cmds[0].Conv, s.partitions)
 	ps := make([]*PendingCommand, len(cmds))
-	q := make([]events.Queued, len(cmds))
+	g := &group{q: make([]events.Queued, len(cmds)), origin: origin}
 	for i := range cmds {
-		if events.Partition(cmds[i].Conv, s.partitions) != events.Partition(cmds[0].Conv, s.partitions) {
+		if events.Partition(cmds[i].Conv, s.partitions) != part {
 			return nil, fmt.Errorf("publish batch: %s and %s are in different partitions", cmds[0].Conv, cmds[i].Conv)
 		}
 		ps[i] = s.expect()
-		q[i] = events.Queued{Reply: s.prefix + "." + ps[i].token, Cmd: cmds[i]}
+		g.q[i] = events.Queued{Reply: s.prefix + "." + ps[i].token, Cmd: cmds[i]}
+		g.size += 224 + len(cmds[i].Body)
 	}
-	data := events.AppendBatch(make([]byte, 0, len(q)*(224+len(cmds[0].Body))), q)
-	m := nats.NewMsg(CmdSubject(s.partitions, cmds[0].Conv))
-	m.Data = data
-	m.Header.Set(HeaderBatch, "1")
-	if err := s.store(ctx, m, origin); err != nil {
+	if err := s.lanes[part].publish(ctx, s, CmdSubject(s.partitions, cmds[0].Conv), g); err != nil {
 		for _, p := range ps {
 			p.forget()
 		}
@@ -178,10 +169,7 @@ func (s *Submitter) expect() *PendingCommand {
 }
 
 // store appends m to CMDS, retrying until ctx ends.
-func (s *Submitter) store(ctx context.Context, m *nats.Msg, origin string) error {
-	if origin != "" {
-		m.Header.Set(HeaderOrigin, origin)
-	}
+func (s *Submitter) store(ctx context.Context, m *nats.Msg) error {
 	// No Nats-Msg-Id here: a resend must reach the sequencer, which answers
 	// every copy with the original seq; CMDS dropping it would leave the
 	// resender without an answer.

@@ -1,6 +1,7 @@
 package sequencer
 
 import (
+	"cmp"
 	"context"
 	"slices"
 	"time"
@@ -70,14 +71,15 @@ func (s *Sequencer) decode(msgs []jetstream.Msg) (work []*pending, unseen []stri
 	for _, m := range msgs {
 		origin := m.Headers().Get(timeline.HeaderOrigin)
 		if m.Headers().Get(timeline.HeaderBatch) != "" {
-			// Several commands of one connection, in the order it sent them.
+			// Several commands, each connection's in the order it sent
+			// them; one from another connection than the header's says so.
 			q, err := events.DecodeBatch(m.Data())
 			if err != nil {
 				s.opt.Log.Warn("dropping a malformed command batch", "err", err, "origin", origin)
 				continue // no reply subject to refuse it on; acked below
 			}
 			for _, c := range q {
-				take(&pending{reply: c.Reply, origin: origin}, c.Cmd)
+				take(&pending{reply: c.Reply, origin: cmp.Or(c.Origin, origin)}, c.Cmd)
 			}
 			continue
 		}

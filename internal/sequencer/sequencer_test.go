@@ -522,3 +522,79 @@ func TestBatchedCommands(t *testing.T) {
 		}
 	}
 }
+
+// Commands of many connections published at once share CMDS messages
+// (timeline's lanes), yet each connection's commands are sequenced in the
+// order it published them and each event names the connection it came
+// from (none for the api's).
+func TestConcurrentPublishersShareMessages(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, nil)
+	testenv.Seed(t, r.pool, "c1", "alice", "bob")
+	ctx := testenv.Context(t, time.Minute)
+	r.start(t, "seq-1")
+	const senders, each = 16, 25
+	origin := func(s int) string {
+		if s%4 == 3 {
+			return "" // as the api submits
+		}
+		return fmt.Sprintf("edge/%d", s)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, senders)
+	for s := range senders {
+		wg.Go(func() {
+			var ps []*timeline.PendingCommand
+			for i := range each {
+				cmd := events.Command{Op: events.OpSend, ID: fmt.Sprintf("s%d-%03d", s, i), Conv: "c1", From: "alice", Body: json.RawMessage(`{"text":"hi"}`)}
+				p, err := r.sub.Publish(ctx, cmd, origin(s))
+				if err != nil {
+					errs <- err
+					return
+				}
+				ps = append(ps, p)
+			}
+			for _, p := range ps {
+				if _, err := p.Wait(ctx); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	got := r.timeline(t, "c1")
+	if len(got) != senders*each {
+		t.Fatalf("timeline holds %d events, want %d", len(got), senders*each)
+	}
+	next := make([]int, senders)
+	for _, ev := range got {
+		var s, i int
+		if _, err := fmt.Sscanf(ev.ID, "s%d-%03d", &s, &i); err != nil {
+			t.Fatalf("event id %q: %v", ev.ID, err)
+		}
+		if i != next[s] {
+			t.Fatalf("sender %d: event %d came where %d was due", s, i, next[s])
+		}
+		next[s]++
+		if ev.Origin != origin(s) {
+			t.Fatalf("event %s names origin %q, want %q", ev.ID, ev.Origin, origin(s))
+		}
+	}
+	st, err := r.nc.JS.Stream(ctx, timeline.CmdsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := info.State.LastSeq; n >= senders*each {
+		t.Fatalf("%d commands took %d CMDS messages: none were shared", senders*each, n)
+	}
+	t.Logf("%d commands in %d CMDS messages", senders*each, info.State.LastSeq)
+}
