@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -28,12 +29,12 @@ type Submitter struct {
 	lanes []lane    // one per partition (lane.go)
 
 	mu      sync.Mutex
-	waiting map[string]chan events.Result
+	waiting map[string]*PendingCommand
 }
 
 // NewSubmitter subscribes to this process's answer subject.
 func NewSubmitter(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, partitions int) (*Submitter, error) {
-	s := &Submitter{nc: nc, js: js, partitions: partitions, prefix: "_CHAT." + nuid.Next(), waiting: map[string]chan events.Result{}, lanes: make([]lane, max(partitions, 1))}
+	s := &Submitter{nc: nc, js: js, partitions: partitions, prefix: "_CHAT." + nuid.Next(), waiting: map[string]*PendingCommand{}, lanes: make([]lane, max(partitions, 1))}
 	var err error
 	s.sub, err = nc.Subscribe(s.prefix+".*", s.deliver)
 	if err != nil {
@@ -45,10 +46,6 @@ func NewSubmitter(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, pa
 
 // Prefix is the prefix of this client's answer subjects.
 func (s *Submitter) Prefix() string { return s.prefix }
-
-// Answer takes an answer as if it had come on its subject: for a sequencer
-// in the same process (sequencer.Local).
-func (s *Submitter) Answer(m *nats.Msg) { s.deliver(m) }
 
 // Close stops listening for answers.
 func (s *Submitter) Close() { _ = s.sub.Unsubscribe() }
@@ -72,14 +69,29 @@ func (s *Submitter) deliver(m *nats.Msg) {
 	s.dispatch(token, r)
 }
 
-func (s *Submitter) dispatch(token string, r events.Result) {
-	s.mu.Lock()
-	ch := s.waiting[token]
-	delete(s.waiting, token)
-	s.mu.Unlock()
-	if ch != nil {
-		ch <- r
+// Deliver takes answers as if they had come on this client's subjects:
+// for a sequencer in the same process (sequencer.Local), which need not
+// encode them.
+func (s *Submitter) Deliver(answers []events.Answer) {
+	for _, a := range answers {
+		s.dispatch(a.Token, a.Result)
 	}
+}
+
+func (s *Submitter) dispatch(token string, r events.Result) {
+	if p := s.take(token); p != nil {
+		p.resolve(r)
+	}
+}
+
+// take removes a command's answer token: whoever takes it answers the
+// command, once.
+func (s *Submitter) take(token string) *PendingCommand {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.waiting[token]
+	delete(s.waiting, token)
+	return p
 }
 
 // Submit appends cmd and waits until it is sequenced (or refused). origin
@@ -100,11 +112,45 @@ func (s *Submitter) Submit(ctx context.Context, cmd events.Command, origin strin
 }
 
 // PendingCommand is a command published to CMDS whose answer has not been read yet.
-// Its owner must call Wait once.
+// Its owner must call Wait once (Publish, PublishBatch); PublishBatchFunc's
+// are answered through its callback instead.
 type PendingCommand struct {
 	s     *Submitter
 	token string
-	ch    chan events.Result
+	ch    chan events.Result // Wait's
+	batch *answerBatch       // PublishBatchFunc's, with the command's index
+	i     int
+}
+
+// answerBatch is what one PublishBatchFunc's commands share.
+type answerBatch struct {
+	answered func(i int, r events.Result, err error)
+	left     atomic.Int32 // commands not answered yet
+	timer    *time.Timer  // answers the rest when the deadline passes
+}
+
+func (p *PendingCommand) resolve(r events.Result) {
+	if p.batch == nil {
+		p.ch <- r
+		return
+	}
+	p.batch.answered(p.i, r, resultErr(r))
+	if p.batch.left.Add(-1) == 0 {
+		p.batch.timer.Stop()
+	}
+}
+
+// resultErr is a refusal's error.
+func resultErr(r events.Result) error {
+	if r.Code != "" {
+		return events.Errorf(events.ParseCode(r.Code), "%s", r.Message)
+	}
+	return nil
+}
+
+// errNotInTime answers a command whose answer did not come by its deadline.
+func errNotInTime() error {
+	return events.Errorf(events.CodeUnavailable, "not sequenced in time; resend with the same id")
 }
 
 // Publish appends cmd to CMDS and returns once it is stored there, without
@@ -130,42 +176,100 @@ const MaxCommandBatchBytes = 256 << 10
 // for theirs (lane.go): one store, delivery and ack for all of them. The
 // sequencer takes them in that order.
 func (s *Submitter) PublishBatch(ctx context.Context, cmds []events.Command, origin string) ([]*PendingCommand, error) {
-	if len(cmds) == 0 {
-		return nil, nil
+	ps, err := s.pending(cmds, nil)
+	if err != nil {
+		return nil, err
 	}
-	part := events.Partition(cmds[0].Conv, s.partitions)
-	ps := make([]*PendingCommand, len(cmds))
-	g := &group{q: make([]events.Queued, len(cmds)), origin: origin}
-	for i := range cmds {
-		if events.Partition(cmds[i].Conv, s.partitions) != part {
-			return nil, fmt.Errorf("publish batch: %s and %s are in different partitions", cmds[0].Conv, cmds[i].Conv)
-		}
-		ps[i] = s.expect()
-		g.q[i] = events.Queued{Reply: s.prefix + "." + ps[i].token, Cmd: cmds[i]}
-		g.size += 224 + len(cmds[i].Body)
+	for _, p := range ps {
+		p.ch = make(chan events.Result, 1)
 	}
-	if err := s.lanes[part].publish(ctx, s, CmdSubject(s.partitions, cmds[0].Conv), g); err != nil {
-		for _, p := range ps {
-			p.forget()
-		}
+	if err := s.publish(ctx, cmds, origin, ps); err != nil {
 		return nil, err
 	}
 	return ps, nil
+}
+
+// PublishBatchFunc is PublishBatch for a caller that does not wait for the
+// answers: answered is called once for each command, with its index in
+// cmds, when the sequencer answers it, when ctx's deadline passes first
+// (unavailable), or, before this returns the error, when the commands could
+// not be stored. It may be called before this returns, from other
+// goroutines, and for several commands at once. A caller with many commands
+// in flight is spared a goroutine and a channel per command.
+func (s *Submitter) PublishBatchFunc(ctx context.Context, cmds []events.Command, origin string, answered func(i int, r events.Result, err error)) error {
+	b := &answerBatch{answered: answered}
+	ps, err := s.pending(cmds, b)
+	if err != nil {
+		return err
+	}
+	b.left.Store(int32(len(ps)))
+	wait := defaultLaneWait
+	if dl, ok := ctx.Deadline(); ok {
+		wait = time.Until(dl)
+	}
+	// Armed before the tokens are registered: an answer may come (and
+	// stop it) before the store returns.
+	b.timer = time.AfterFunc(wait, func() {
+		for _, p := range ps {
+			if s.take(p.token) != nil {
+				answered(p.i, events.Result{}, errNotInTime())
+			}
+		}
+	})
+	if err := s.publish(ctx, cmds, origin, ps); err != nil {
+		b.timer.Stop()
+		for _, p := range ps {
+			if s.take(p.token) != nil {
+				answered(p.i, events.Result{}, err)
+			}
+		}
+		return err
+	}
+	return nil
+}
+
+// pending makes the answer tokens of cmds, all of one partition; b, if
+// set, is where their answers go.
+func (s *Submitter) pending(cmds []events.Command, b *answerBatch) ([]*PendingCommand, error) {
+	if len(cmds) == 0 {
+		return nil, fmt.Errorf("publish batch: no commands")
+	}
+	ps := make([]*PendingCommand, len(cmds))
+	for i := range cmds {
+		if !s.SamePartition(cmds[0].Conv, cmds[i].Conv) {
+			return nil, fmt.Errorf("publish batch: %s and %s are in different partitions", cmds[0].Conv, cmds[i].Conv)
+		}
+		ps[i] = &PendingCommand{s: s, token: nuid.Next(), batch: b, i: i}
+	}
+	return ps, nil
+}
+
+// publish registers ps's tokens and stores cmds through their partition's
+// lane; on failure the tokens are dropped again (PublishBatchFunc answers
+// what is left of them).
+func (s *Submitter) publish(ctx context.Context, cmds []events.Command, origin string, ps []*PendingCommand) error {
+	g := &group{q: make([]events.Queued, len(cmds)), origin: origin}
+	s.mu.Lock()
+	for i, p := range ps {
+		s.waiting[p.token] = p
+		g.q[i] = events.Queued{Reply: s.prefix + "." + p.token, Cmd: cmds[i]}
+		g.size += 224 + len(cmds[i].Body)
+	}
+	s.mu.Unlock()
+	part := events.Partition(cmds[0].Conv, s.partitions)
+	err := s.lanes[part].publish(ctx, s, CmdSubject(s.partitions, cmds[0].Conv), g)
+	if err != nil && ps[0].batch == nil {
+		for _, p := range ps {
+			p.forget()
+		}
+	}
+	return err
 }
 
 // SamePartition reports whether two conversations' commands may share a
 // batch.
 func (s *Submitter) SamePartition(a, b string) bool {
 	return events.Partition(a, s.partitions) == events.Partition(b, s.partitions)
-}
-
-// expect registers a command's answer token.
-func (s *Submitter) expect() *PendingCommand {
-	p := &PendingCommand{s: s, token: nuid.Next(), ch: make(chan events.Result, 1)}
-	s.mu.Lock()
-	s.waiting[p.token] = p.ch
-	s.mu.Unlock()
-	return p
 }
 
 // store appends m to CMDS, retrying until ctx ends.
@@ -199,12 +303,9 @@ func (p *PendingCommand) Wait(ctx context.Context) (events.Result, error) {
 	defer p.forget()
 	select {
 	case r := <-p.ch:
-		if r.Code != "" {
-			return r, events.Errorf(events.ParseCode(r.Code), "%s", r.Message)
-		}
-		return r, nil
+		return r, resultErr(r)
 	case <-ctx.Done():
-		return events.Result{}, events.Errorf(events.CodeUnavailable, "not sequenced in time; resend with the same id")
+		return events.Result{}, errNotInTime()
 	}
 }
 

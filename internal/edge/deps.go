@@ -6,7 +6,6 @@ import (
 
 	"github.com/seqchat/seqchat/events"
 	"github.com/seqchat/seqchat/internal/activity"
-	"github.com/seqchat/seqchat/timeline"
 )
 
 // What the edge needs from the rest of the system, each defined here
@@ -14,8 +13,10 @@ import (
 
 // Publisher appends commands to CMDS in the order it is called.
 type Publisher interface {
-	// PublishBatch stores commands of one partition, in order, at once.
-	PublishBatch(ctx context.Context, cmds []events.Command, origin string) ([]*timeline.PendingCommand, error)
+	// PublishBatchFunc stores commands of one partition, in order, at
+	// once, and calls answered once for each when its answer comes, when
+	// ctx's deadline passes first or when it could not be stored.
+	PublishBatchFunc(ctx context.Context, cmds []events.Command, origin string, answered func(i int, r events.Result, err error)) error
 	SamePartition(a, b string) bool
 	// Admit takes one of the process's slots for a command in flight,
 	// waiting a little for one when they are all taken, or reports false;

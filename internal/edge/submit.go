@@ -142,32 +142,27 @@ func (c *conn) publishLoop() {
 		for i := range jobs {
 			cmds[i] = jobs[i].cmd
 		}
+		// The answers come to c.answered from whoever receives them: no
+		// goroutine and channel per command waits for them.
 		ctx, cancel := context.WithTimeout(c.ctx, c.e.opt.CommandTimeout)
-		ps, err := c.e.cmds.PublishBatch(ctx, cmds, c.origin)
+		err := c.e.cmds.PublishBatchFunc(ctx, cmds, c.origin, func(i int, res events.Result, err error) {
+			c.answered(jobs[i], res, err)
+		})
+		cancel()
 		if err != nil {
-			cancel()
-			// The commands queued behind them fail too: published now, they
-			// would overtake them when the client resends them.
+			// Those jobs are answered with err already. The commands queued
+			// behind them fail too: published now, they would overtake
+			// them when the client resends them.
 			// And so do the ones sent after them, until the first is resent.
 			c.mu.Lock()
 			rest := c.queue
 			c.queue = nil
 			c.refused, c.refusedAt = inFlightKey(jobs[0].cmd.Conv, jobs[0].cmd.ID), time.Now()
 			c.mu.Unlock()
-			for _, j := range append(jobs, rest...) {
+			for _, j := range rest {
 				c.answered(j, events.Result{}, err)
 			}
-			continue
 		}
-		// One message's commands are sequenced in one batch and answered
-		// together: one goroutine waits for them all.
-		go func() {
-			defer cancel()
-			for i, p := range ps {
-				res, err := p.Wait(ctx)
-				c.answered(jobs[i], res, err)
-			}
-		}()
 	}
 }
 

@@ -3,20 +3,18 @@ package sequencer
 import (
 	"strings"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/seqchat/seqchat/events"
 	"github.com/seqchat/seqchat/timeline"
 )
 
 // Local is a command client in this process (the one-process mode): the
-// answers it waits for are handed to it directly, as the message it would
-// have got on its answer subject, a publish and a delivery fewer for
-// every command.
+// answers it waits for are handed to it directly, neither encoded nor
+// published, a publish and a delivery fewer for every command.
 type Local interface {
 	// Prefix is its answer subjects' prefix: "<prefix>.<token>".
 	Prefix() string
-	Answer(m *nats.Msg)
+	// Deliver takes answers by their subjects' last token.
+	Deliver(answers []events.Answer)
 }
 
 // AnswerLocally hands the answers for c, a command client in this process,
@@ -64,7 +62,7 @@ func (s *Sequencer) answer(work []*pending) {
 		}
 		i := strings.LastIndexByte(p.reply, '.')
 		if i < 0 {
-			s.send("", p.reply, p.result.AppendJSON(nil))
+			s.send(p.reply, p.result.AppendJSON(nil))
 			continue
 		}
 		prefix := p.reply[:i]
@@ -75,21 +73,20 @@ func (s *Sequencer) answer(work []*pending) {
 	}
 	for _, prefix := range order {
 		answers := byPrefix[prefix]
-		if len(answers) == 1 {
-			s.send(prefix, prefix+"."+answers[0].Token, answers[0].Result.AppendJSON(nil))
+		if s.local != nil && prefix == s.local.Prefix() {
+			s.local.Deliver(answers)
 			continue
 		}
-		s.send(prefix, prefix+"."+timeline.ReplyBatchToken, events.AppendAnswers(nil, answers))
+		if len(answers) == 1 {
+			s.send(prefix+"."+answers[0].Token, answers[0].Result.AppendJSON(nil))
+			continue
+		}
+		s.send(prefix+"."+timeline.ReplyBatchToken, events.AppendAnswers(nil, answers))
 	}
 }
 
-// send delivers an answer on subject: to the command client in this
-// process when prefix is its, else through NATS.
-func (s *Sequencer) send(prefix, subject string, data []byte) {
-	if s.local != nil && prefix != "" && prefix == s.local.Prefix() {
-		s.local.Answer(&nats.Msg{Subject: subject, Data: data})
-		return
-	}
+// send publishes an answer on subject.
+func (s *Sequencer) send(subject string, data []byte) {
 	if err := s.nc.Publish(subject, data); err != nil {
 		s.opt.Log.Warn("answer commands", "err", err)
 	}

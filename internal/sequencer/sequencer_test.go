@@ -523,6 +523,76 @@ func TestBatchedCommands(t *testing.T) {
 	}
 }
 
+// PublishBatchFunc answers each command once through its callback: with
+// its seq or refusal when sequenced, and with unavailable when no sequencer
+// answers by the deadline (the edge's way of publishing: no goroutine
+// waits per command).
+func TestPublishBatchFuncAnswersEachOnce(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, nil)
+	testenv.Seed(t, r.pool, "c1", "alice", "bob")
+	ctx := testenv.Context(t, time.Minute)
+	cmds := []events.Command{
+		{Op: events.OpSend, ID: "f0", Conv: "c1", From: "alice", Body: json.RawMessage(`{"text":"a"}`)},
+		{Op: events.OpSend, ID: "f1", Conv: "c1", From: "mallory", Body: json.RawMessage(`{"text":"b"}`)},
+		{Op: events.OpSend, ID: "f2", Conv: "c1", From: "bob", Body: json.RawMessage(`{"text":"c"}`)},
+	}
+	type answer struct {
+		r   events.Result
+		err error
+	}
+	publish := func(timeout time.Duration) [][]answer {
+		t.Helper()
+		got := make([][]answer, len(cmds))
+		var mu sync.Mutex
+		done := make(chan struct{}, len(cmds))
+		pctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		err := r.sub.PublishBatchFunc(pctx, cmds, "edge/1", func(i int, res events.Result, err error) {
+			mu.Lock()
+			got[i] = append(got[i], answer{res, err})
+			mu.Unlock()
+			done <- struct{}{}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range cmds {
+			select {
+			case <-done:
+			case <-ctx.Done():
+				t.Fatal("not every command was answered")
+			}
+		}
+		// Past the deadline (when a timer answers what is left): no second
+		// answer may follow.
+		dl, _ := pctx.Deadline()
+		time.Sleep(time.Until(dl) + 100*time.Millisecond)
+		mu.Lock()
+		defer mu.Unlock()
+		for i := range got {
+			if len(got[i]) != 1 {
+				t.Fatalf("command %d answered %d times: %+v", i, len(got[i]), got[i])
+			}
+		}
+		return got
+	}
+	// No sequencer yet: each is answered unavailable when the deadline passes.
+	for i, a := range publish(300 * time.Millisecond) {
+		if events.CodeOf(a[0].err) != events.CodeUnavailable {
+			t.Fatalf("command %d without a sequencer: %+v, want unavailable", i, a[0])
+		}
+	}
+	r.start(t, "seq-1")
+	got := publish(5 * time.Second)
+	if got[0][0].err != nil || got[2][0].err != nil || got[0][0].r.Seq != 1 || got[2][0].r.Seq != 2 {
+		t.Fatalf("answers %+v: want seqs 1 and 2 for the members' commands", got)
+	}
+	if events.CodeOf(got[1][0].err) != events.CodeForbidden {
+		t.Fatalf("a non-member's command: %+v, want forbidden", got[1][0])
+	}
+}
+
 // Commands of many connections published at once share CMDS messages
 // (timeline's lanes), yet each connection's commands are sequenced in the
 // order it published them and each event names the connection it came
