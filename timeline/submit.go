@@ -184,6 +184,9 @@ func (s *Submitter) PublishBatch(ctx context.Context, cmds []events.Command, ori
 		p.ch = make(chan events.Result, 1)
 	}
 	if err := s.publish(ctx, cmds, origin, ps); err != nil {
+		for _, p := range ps {
+			p.forget()
+		}
 		return nil, err
 	}
 	return ps, nil
@@ -245,8 +248,8 @@ func (s *Submitter) pending(cmds []events.Command, b *answerBatch) ([]*PendingCo
 }
 
 // publish registers ps's tokens and stores cmds through their partition's
-// lane; on failure the tokens are dropped again (PublishBatchFunc answers
-// what is left of them).
+// lane. On failure the tokens stay registered: the caller drops them
+// (PublishBatchFunc answers those no late answer took).
 func (s *Submitter) publish(ctx context.Context, cmds []events.Command, origin string, ps []*PendingCommand) error {
 	g := &group{q: make([]events.Queued, len(cmds)), origin: origin}
 	s.mu.Lock()
@@ -257,13 +260,7 @@ func (s *Submitter) publish(ctx context.Context, cmds []events.Command, origin s
 	}
 	s.mu.Unlock()
 	part := events.Partition(cmds[0].Conv, s.partitions)
-	err := s.lanes[part].publish(ctx, s, CmdSubject(s.partitions, cmds[0].Conv), g)
-	if err != nil && ps[0].batch == nil {
-		for _, p := range ps {
-			p.forget()
-		}
-	}
-	return err
+	return s.lanes[part].publish(ctx, s, CmdSubject(s.partitions, cmds[0].Conv), g)
 }
 
 // SamePartition reports whether two conversations' commands may share a
