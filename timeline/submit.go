@@ -177,7 +177,7 @@ const MaxCommandBatchBytes = 256 << 10
 // sequencer takes them in that order.
 func (s *Submitter) PublishBatch(ctx context.Context, cmds []events.Command, origin string) ([]*PendingCommand, error) {
 	ps, err := s.pending(cmds, nil)
-	if err != nil {
+	if err != nil || len(ps) == 0 {
 		return nil, err
 	}
 	for _, p := range ps {
@@ -202,7 +202,7 @@ func (s *Submitter) PublishBatch(ctx context.Context, cmds []events.Command, ori
 func (s *Submitter) PublishBatchFunc(ctx context.Context, cmds []events.Command, origin string, answered func(i int, r events.Result, err error)) error {
 	b := &answerBatch{answered: answered}
 	ps, err := s.pending(cmds, b)
-	if err != nil {
+	if err != nil || len(ps) == 0 {
 		return err
 	}
 	b.left.Store(int32(len(ps)))
@@ -231,11 +231,11 @@ func (s *Submitter) PublishBatchFunc(ctx context.Context, cmds []events.Command,
 	return nil
 }
 
-// pending makes the answer tokens of cmds, all of one partition; b, if
-// set, is where their answers go.
+// pending makes the answer tokens of cmds, all of one partition (none for
+// no commands: nothing to publish); b, if set, is where their answers go.
 func (s *Submitter) pending(cmds []events.Command, b *answerBatch) ([]*PendingCommand, error) {
 	if len(cmds) == 0 {
-		return nil, fmt.Errorf("publish batch: no commands")
+		return nil, nil
 	}
 	ps := make([]*PendingCommand, len(cmds))
 	for i := range cmds {
