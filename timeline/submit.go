@@ -125,8 +125,24 @@ type PendingCommand struct {
 // answerBatch is what one PublishBatchFunc's commands share.
 type answerBatch struct {
 	answered func(i int, r events.Result, err error)
-	left     atomic.Int32 // commands not answered yet
-	timer    *time.Timer  // answers the rest when the deadline passes
+	left     atomic.Int32  // commands not answered yet
+	wait     time.Duration // until the deadline
+	timer    *time.Timer   // answers the rest when the deadline passes
+}
+
+// arm starts the deadline's timer. publish calls it once ps's tokens are
+// registered and before they are stored: armed earlier, a deadline already
+// (nearly) past could fire before there is anything to take, and the
+// commands would then wait for their answers with no timer behind them.
+// It runs under s.mu, which dispatch takes before resolve reads the timer.
+func (b *answerBatch) arm(s *Submitter, ps []*PendingCommand) {
+	b.timer = time.AfterFunc(b.wait, func() {
+		for _, p := range ps {
+			if s.take(p.token) != nil {
+				b.answered(p.i, events.Result{}, errNotInTime())
+			}
+		}
+	})
 }
 
 func (p *PendingCommand) resolve(r events.Result) {
@@ -206,19 +222,10 @@ func (s *Submitter) PublishBatchFunc(ctx context.Context, cmds []events.Command,
 		return err
 	}
 	b.left.Store(int32(len(ps)))
-	wait := defaultLaneWait
+	b.wait = defaultLaneWait
 	if dl, ok := ctx.Deadline(); ok {
-		wait = time.Until(dl)
+		b.wait = time.Until(dl)
 	}
-	// Armed before the tokens are registered: an answer may come (and
-	// stop it) before the store returns.
-	b.timer = time.AfterFunc(wait, func() {
-		for _, p := range ps {
-			if s.take(p.token) != nil {
-				answered(p.i, events.Result{}, errNotInTime())
-			}
-		}
-	})
 	if err := s.publish(ctx, cmds, origin, ps); err != nil {
 		b.timer.Stop()
 		for _, p := range ps {
@@ -247,8 +254,9 @@ func (s *Submitter) pending(cmds []events.Command, b *answerBatch) ([]*PendingCo
 	return ps, nil
 }
 
-// publish registers ps's tokens and stores cmds through their partition's
-// lane. On failure the tokens stay registered: the caller drops them
+// publish registers ps's tokens, arms their deadline if they share one
+// (PublishBatchFunc), and stores cmds through their partition's lane. On
+// failure the tokens stay registered: the caller drops them
 // (PublishBatchFunc answers those no late answer took).
 func (s *Submitter) publish(ctx context.Context, cmds []events.Command, origin string, ps []*PendingCommand) error {
 	g := &group{q: make([]events.Queued, len(cmds)), origin: origin}
@@ -257,6 +265,9 @@ func (s *Submitter) publish(ctx context.Context, cmds []events.Command, origin s
 		s.waiting[p.token] = p
 		g.q[i] = events.Queued{Reply: s.prefix + "." + p.token, Cmd: cmds[i]}
 		g.size += 224 + len(cmds[i].Body)
+	}
+	if b := ps[0].batch; b != nil {
+		b.arm(s, ps)
 	}
 	s.mu.Unlock()
 	part := events.Partition(cmds[0].Conv, s.partitions)
