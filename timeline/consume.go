@@ -53,6 +53,9 @@ type Events struct {
 	all         []jetstream.Msg // the whole batch, undecodable messages too
 	first, last *jetstream.MsgMetadata
 	late        *lateAck // nil: Ack acks at once
+	// pending is Pending's answer for a batch from a feed (RunFed), which
+	// has no messages: there is nothing to ack, the runner keeps the cursor.
+	pending uint64
 }
 
 // Ack acks the whole batch, undecodable messages too, on a consumer that
@@ -60,6 +63,9 @@ type Events struct {
 // consumers are). On a projection with an AckDelay the ack may follow a
 // little later, covering the batches handled meanwhile too.
 func (b *Events) Ack() {
+	if len(b.all) == 0 {
+		return // fed: nothing to ack
+	}
 	last := b.all[len(b.all)-1]
 	if b.late != nil {
 		b.late.ack(last, len(b.all))
@@ -76,11 +82,21 @@ func (b *Events) InProgress() {
 }
 
 // FirstStreamSeq is the stream sequence of the batch's first message.
-func (b *Events) FirstStreamSeq() uint64 { return b.first.Sequence.Stream }
+func (b *Events) FirstStreamSeq() uint64 {
+	if b.first == nil {
+		return b.Stored[0].StreamSeq // fed: never empty
+	}
+	return b.first.Sequence.Stream
+}
 
 // Pending is how many messages the consumer had still to deliver after the
 // batch: the projection's lag.
-func (b *Events) Pending() uint64 { return b.last.NumPending }
+func (b *Events) Pending() uint64 {
+	if b.last == nil {
+		return b.pending
+	}
+	return b.last.NumPending
+}
 
 // take decodes msgs into b. An event that does not decode is logged and
 // skipped: no retry would make it decode, and the batch's ack covers it.
@@ -308,6 +324,13 @@ func consume(ctx context.Context, cons jetstream.Consumer, max int, linger time.
 // behind newer ones). A consumer that did not exist starts as cfg says; so
 // does one on a work queue, which holds nothing but what is not acked.
 func ResetConsumer(ctx context.Context, js jetstream.JetStream, stream string, cfg jetstream.ConsumerConfig) (jetstream.Consumer, error) {
+	return resetConsumer(ctx, js, stream, cfg, 0)
+}
+
+// resetConsumer is ResetConsumer for a consumer whose work is known done
+// up to stream sequence past too (a projection's cursor, fed.go), which it
+// starts after if that is further than the ack floor.
+func resetConsumer(ctx context.Context, js jetstream.JetStream, stream string, cfg jetstream.ConsumerConfig, past uint64) (jetstream.Consumer, error) {
 	st, err := js.Stream(ctx, stream)
 	if err != nil {
 		return nil, fmt.Errorf("reset consumer %s: %w", cfg.Durable, err)
@@ -325,10 +348,13 @@ func ResetConsumer(ctx context.Context, js jetstream.JetStream, stream string, c
 		}
 		if !workQueue {
 			cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
-			cfg.OptStartSeq = info.AckFloor.Stream + 1
+			cfg.OptStartSeq = max(info.AckFloor.Stream, past) + 1
 		}
 	case !errors.Is(err, jetstream.ErrConsumerNotFound):
 		return nil, fmt.Errorf("reset consumer %s: %w", cfg.Durable, err)
+	case past > 0 && !workQueue:
+		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		cfg.OptStartSeq = past + 1
 	}
 	cons, err := js.CreateOrUpdateConsumer(ctx, stream, cfg)
 	if err != nil {
@@ -364,13 +390,19 @@ type Projection struct {
 // acked a whole batch at a time, handing batches to h decoded
 // (ConsumeEvents).
 func RunProjection(ctx context.Context, js jetstream.JetStream, p Projection, log *slog.Logger, h EventHandler) error {
-	cons, err := ResetConsumer(ctx, js, TimelineStream, jetstream.ConsumerConfig{
+	// Where the projection ran fed (fed.go) its consumer was left behind
+	// or removed: go on from its cursor rather than replay what it did.
+	past, err := newCursors(js).get(ctx, p.Name)
+	if err != nil {
+		return err
+	}
+	cons, err := resetConsumer(ctx, js, TimelineStream, jetstream.ConsumerConfig{
 		Durable:       p.Name,
 		AckPolicy:     jetstream.AckAllPolicy,
 		AckWait:       10 * time.Second,
 		MaxAckPending: 20 * p.Batch,
 		DeliverPolicy: p.Start,
-	})
+	}, past)
 	if err != nil {
 		return err
 	}

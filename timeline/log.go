@@ -192,6 +192,30 @@ func (l *Log) Get(ctx context.Context, streamSeq uint64) (Stored, error) {
 	return msgs[0], nil
 }
 
+// ReadFrom returns up to n events of every conversation from stream
+// sequence from on, in stream order, and the stream sequence of the last
+// message it read (0: none); an event that does not decode is skipped, as
+// a projection's consumer skips it. It reads what this server holds: for a
+// projection in the process of TIMELINE's only writer (fed.go).
+func (l *Log) ReadFrom(ctx context.Context, from uint64, n int) (evs []Stored, through uint64, err error) {
+	msgs, err := l.dg.get(ctx, TimelineStream, directReq{Seq: max(from, 1), Batch: max(n, 1)})
+	if err != nil {
+		return nil, 0, err
+	}
+	evs = make([]Stored, 0, len(msgs))
+	for _, m := range msgs {
+		seq, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
+		if err != nil {
+			return nil, 0, fmt.Errorf("direct get %s: bad sequence header: %w", TimelineStream, err)
+		}
+		through = seq
+		if s, err := decodeStored(m); err == nil {
+			evs = append(evs, s)
+		}
+	}
+	return evs, through, nil
+}
+
 // Last returns conv's position; a conversation with no event is at zero.
 // It shows every acked append: on a replicated stream it asks the leader.
 func (l *Log) Last(ctx context.Context, conv string) (Position, error) {

@@ -5,8 +5,9 @@
 // conversation's events by seq (log.go), dedupe of command ids (dedupe.go),
 // the command client that submits to CMDS and waits for the sequencer's
 // answer (submit.go, admit.go), durable consumers run as loops over batches
-// (consume.go), and leases that give one process at a time a piece of work
-// (lease.go).
+// (consume.go), projections fed by the sequencer of their process with
+// their own position (fed.go), and leases that give one process at a time
+// a piece of work (lease.go).
 package timeline
 
 import (
@@ -26,6 +27,7 @@ const (
 	TimelineStream = "TIMELINE"
 	DedupeBucket   = "DEDUPE"
 	LeaseBucket    = "SEQ_LEASES"
+	CursorBucket   = "PROJECTIONS"
 )
 
 // Settings are the stream settings an operator may change.
@@ -152,6 +154,7 @@ func ensure(ctx context.Context, js jetstream.JetStream, s Settings) error {
 	buckets := []jetstream.KeyValueConfig{
 		{Bucket: DedupeBucket, Description: "command id to seq, for resends past the duplicate window", TTL: dedupeTTL, Storage: s.storage(), Replicas: s.Replicas},
 		{Bucket: LeaseBucket, Description: "which sequencer owns which partition", TTL: leaseTTL, Storage: jetstream.MemoryStorage, Replicas: s.Replicas},
+		{Bucket: CursorBucket, Description: "how far each projection fed in process has applied TIMELINE (fed.go)", Storage: s.storage(), Replicas: s.Replicas},
 	}
 	for _, cfg := range buckets {
 		if kv, err := js.KeyValue(ctx, cfg.Bucket); err == nil {

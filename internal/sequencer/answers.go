@@ -21,24 +21,28 @@ type Local interface {
 // to it directly. Call it before Run.
 func (s *Sequencer) AnswerLocally(c Local) { s.local = c }
 
-// Fanout is a fanout projector in this process that takes its events from
-// this sequencer (the one-process mode, where it appends every event of
-// TIMELINE): each batch's new events are handed to it once they are
-// stored and answered.
-type Fanout interface {
+// Taker is a projector in this process that takes its events from this
+// sequencer rather than from TIMELINE (the one-process mode, where it
+// appends every event of TIMELINE): fanout, and the history and unread
+// projections' feeds (timeline.Feed). Each batch's new events are handed
+// to every taker once they are stored and answered, with their stream
+// sequences; the takers share the slice and must not change it.
+type Taker interface {
 	Offer(evs []timeline.Stored)
 }
 
-// FanOutLocally hands f the events this sequencer appends. Only where
-// nothing else appends to TIMELINE. Call it before Run.
-func (s *Sequencer) FanOutLocally(f Fanout) { s.fan = f }
+// OfferLocally hands t the events this sequencer appends, besides the
+// takers offered them already. Only where nothing else appends to
+// TIMELINE. Call it before Run.
+func (s *Sequencer) OfferLocally(t Taker) { s.takers = append(s.takers, t) }
 
-// offer hands the local fanout the events of work, in order: those appended
-// now and, for a resend the duplicate window answered, the original (the
-// first copy may have been stored unconfirmed and never fanned out; an edge
-// drops a seq it has).
+// offer hands the local takers the events of work, in order: those
+// appended now and, for a resend the duplicate window answered, the
+// original (the first copy may have been stored unconfirmed and never
+// fanned out; an edge drops a seq it has, a projection a stream sequence
+// it is past).
 func (s *Sequencer) offer(work []*pending) {
-	if s.fan == nil {
+	if len(s.takers) == 0 {
 		return
 	}
 	var evs []timeline.Stored
@@ -46,9 +50,14 @@ func (s *Sequencer) offer(work []*pending) {
 		if p.ev.Seq == 0 || p.result == nil || p.result.Code != "" || p.result.Seq != p.ev.Seq {
 			continue
 		}
-		evs = append(evs, timeline.Stored{Event: p.ev, Origin: p.origin})
+		evs = append(evs, timeline.Stored{Event: p.ev, StreamSeq: p.streamSeq, Origin: p.origin})
 	}
-	s.fan.Offer(evs)
+	if len(evs) == 0 {
+		return
+	}
+	for _, t := range s.takers {
+		t.Offer(evs)
+	}
 }
 
 // answer sends each command's result to whoever waits for it, one message

@@ -220,12 +220,13 @@ func (s *Sequencer) appendRounds(ctx context.Context, state map[string]*timeline
 					return fmt.Errorf("resolve duplicate %s: %w", fl.p.cmd.DedupeKey(), err)
 				}
 				s.dups.Inc()
-				fl.p.ev = orig.Event
+				fl.p.ev, fl.p.streamSeq = orig.Event, streamSeq
 				delete(state, conv) // the original need not be the last event
 				s.settle(fl.p)
 				queues[conv] = queues[conv][1:]
 			default:
 				fl.pos.Seq, fl.pos.StreamSeq = fl.p.ev.Seq, streamSeq
+				fl.p.streamSeq = streamSeq
 				s.appended.Inc()
 				s.settle(fl.p)
 				queues[conv] = queues[conv][1:]
@@ -264,10 +265,11 @@ func (s *Sequencer) appendAtomic(ctx context.Context, state map[string]*timeline
 // the conversations of the rest, which the rounds read again.
 func (s *Sequencer) settleAppended(state map[string]*timeline.Position, batch []*pending, n int, first uint64) {
 	for i, p := range batch[:n] {
+		p.streamSeq = first + uint64(i)
 		// nil: position cleared the state while the batch was built; the
 		// conversation is read again when next needed.
 		if pos := state[p.cmd.Conv]; pos != nil {
-			pos.Seq, pos.StreamSeq = p.ev.Seq, first+uint64(i)
+			pos.Seq, pos.StreamSeq = p.ev.Seq, p.streamSeq
 		}
 		s.settle(p)
 	}

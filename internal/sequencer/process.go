@@ -18,7 +18,10 @@ type pending struct {
 	reply  string
 	origin string
 	ev     events.Event
-	result *events.Result
+	// streamSeq is where ev is in TIMELINE, once appended (or, for a
+	// duplicate, where the original is).
+	streamSeq uint64
+	result    *events.Result
 	// sameAs is an earlier command of the batch this one repeats the effect
 	// of (a second recall of one target); it gets that one's result.
 	sameAs *pending

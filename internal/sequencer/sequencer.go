@@ -84,8 +84,8 @@ type Sequencer struct {
 	dedupe  *timeline.Dedupe
 	recent  *recent
 	owning  *ownedLog
-	local   Local  // nil: every answer goes through NATS
-	fan     Fanout // nil: fanout reads TIMELINE itself
+	local   Local   // nil: every answer goes through NATS
+	takers  []Taker // none: every projector reads TIMELINE itself
 
 	appended  prometheus.Counter
 	refused   *prometheus.CounterVec

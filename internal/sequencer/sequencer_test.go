@@ -25,6 +25,7 @@ import (
 type rig struct {
 	atomic    bool
 	pipelined bool // only with one sequencer at a time: Options.Pipelined
+	takers    []sequencer.Taker
 	cfg       config.Config
 	pool      *pgxpool.Pool
 	nc        *timeline.Conn
@@ -77,6 +78,9 @@ func (r *rig) startLog(t testing.TB, id string, log *slog.Logger) (stop func()) 
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, tk := range r.takers {
+		s.OfferLocally(tk)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -676,4 +680,86 @@ func TestConcurrentPublishersShareMessages(t *testing.T) {
 		t.Fatalf("%d commands took %d CMDS messages: none were shared", senders*each, n)
 	}
 	t.Logf("%d commands in %d CMDS messages", senders*each, info.State.LastSeq)
+}
+
+// offers records what a sequencer offers its local takers.
+type offers struct {
+	mu  sync.Mutex
+	got []timeline.Stored
+}
+
+func (o *offers) Offer(evs []timeline.Stored) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.got = append(o.got, evs...)
+}
+
+// The events a sequencer hands the projections of its process carry the
+// stream sequences they are stored at (a fed projection applies by them,
+// timeline.RunFed), however they were appended; a resend answered as a
+// duplicate offers the original where it is. Every appended event is
+// offered.
+func TestOfferedEventsCarryTheirStreamSequence(t *testing.T) {
+	t.Parallel()
+	for _, mode := range []struct {
+		name              string
+		atomic, pipelined bool
+		storage           string
+	}{
+		{"rounds", false, false, "file"},
+		{"atomic", true, false, "memory"},
+		{"pipelined", false, true, "file"},
+	} {
+		t.Run(mode.name, func(t *testing.T) {
+			t.Parallel()
+			r := newRig(t, func(c *config.Config) { c.StreamStorage = mode.storage })
+			r.atomic, r.pipelined = mode.atomic, mode.pipelined
+			o := &offers{}
+			r.takers = []sequencer.Taker{o}
+			convs := []string{"c1", "c2", "c3"}
+			for _, c := range convs {
+				testenv.Seed(t, r.pool, c, "alice", "bob")
+			}
+			r.start(t, "seq-1")
+			ctx := testenv.Context(t, time.Minute)
+			var wg sync.WaitGroup
+			for i := range 60 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					cmd := events.Command{Op: events.OpSend, ID: fmt.Sprintf("m%d", i%50), Conv: convs[i%3], From: "alice", Body: json.RawMessage(`{"text":"x"}`)}
+					if _, err := r.sub.Submit(ctx, cmd, ""); err != nil {
+						t.Error(err)
+					}
+				}()
+			}
+			wg.Wait()
+			var appended int
+			for _, c := range convs {
+				appended += len(r.timeline(t, c))
+			}
+			// Offered once answered: the last may follow the answer.
+			var got []timeline.Stored
+			testenv.Eventually(t, 10*time.Second, "every appended event offered", func() bool {
+				o.mu.Lock()
+				defer o.mu.Unlock()
+				got = slices.Clone(o.got)
+				return len(got) >= appended
+			})
+			seen := map[uint64]bool{}
+			for _, e := range got {
+				at, err := r.tl.Get(ctx, e.StreamSeq)
+				if err != nil {
+					t.Fatalf("offered %s/%d at #%d: %v", e.Conv, e.Seq, e.StreamSeq, err)
+				}
+				if at.Conv != e.Conv || at.Seq != e.Seq || at.ID != e.ID {
+					t.Fatalf("offered %s/%d (%s) at #%d, which holds %s/%d (%s)", e.Conv, e.Seq, e.ID, e.StreamSeq, at.Conv, at.Seq, at.ID)
+				}
+				seen[e.StreamSeq] = true
+			}
+			if len(seen) != appended {
+				t.Fatalf("%d events offered, %d appended", len(seen), appended)
+			}
+		})
+	}
 }

@@ -57,15 +57,20 @@ func (p *process) wireProjectors(ctx context.Context) error {
 		return leased("projector-"+name, run)
 	}
 	p.fanout = fanout.New(p.nc.NC, p.nc.JS, postgres.NewMemberCache(p.pool, 0), p.pres, cfg.ProjectorBatch, p.log.With("role", "fanout"), p.reg)
+	hist := history.NewProjector(postgres.NewHistoryWriter(p.pool), p.nc.JS, cfg.ProjectorBatch, cfg.ProjectorLinger, p.log.With("role", "projector"), p.reg)
+	unreads := unreadprojector.NewProjector(p.unreads, p.pool, postgres.NewMemberCache(p.pool, 0), p.nc.JS, cfg.ProjectorBatch, cfg.ProjectorLinger, p.log.With("role", "unread"), p.reg)
 	if p.seq != nil && cfg.Pipelined() {
-		// This process's sequencer appends every event (fed.go in fanout).
+		// This process's sequencer appends every event: it hands them to
+		// the projectors here (fed.go in fanout and in timeline).
 		p.fanout.TakeOffered()
-		p.seq.FanOutLocally(p.fanout)
+		p.seq.OfferLocally(p.fanout)
+		hf, uf := timeline.NewFeed(history.ConsumerName, p.reg), timeline.NewFeed(unreadprojector.ConsumerName, p.reg)
+		hist.TakeOffered(hf)
+		unreads.TakeOffered(uf)
+		p.seq.OfferLocally(hf)
+		p.seq.OfferLocally(uf)
 	}
-	p.run(
-		projector("history", history.NewProjector(postgres.NewHistoryWriter(p.pool), p.nc.JS, cfg.ProjectorBatch, cfg.ProjectorLinger, p.log.With("role", "projector"), p.reg).Run),
-		projector("unread", unreadprojector.NewProjector(p.unreads, p.pool, postgres.NewMemberCache(p.pool, 0), p.nc.JS, cfg.ProjectorBatch, cfg.ProjectorLinger, p.log.With("role", "unread"), p.reg).Run),
-		projector("fanout", p.fanout.Run))
+	p.run(projector("history", hist.Run), projector("unread", unreads.Run), projector("fanout", p.fanout.Run))
 	// Webhooks and offline push: one leased consumer per URL (server.go).
 	p.run(p.hookRuns(leased)...)
 	return nil

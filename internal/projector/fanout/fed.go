@@ -39,7 +39,8 @@ type feed struct {
 func (p *Projector) TakeOffered() { p.feed = &feed{batches: make(chan []timeline.Stored, feedBatches)} }
 
 // Offer hands fanout events just appended to TIMELINE, in each
-// conversation's seq order, with Origin set; fanout owns the slice. It
+// conversation's seq order, with Origin set; fanout shares the slice with
+// the sequencer's other takers and only reads it. It
 // never blocks: when fanout is feedBatches batches behind, the events are
 // dropped (and counted).
 func (p *Projector) Offer(evs []timeline.Stored) {

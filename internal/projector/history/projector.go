@@ -35,6 +35,7 @@ type Projector struct {
 	batch   int
 	linger  time.Duration
 	log     *slog.Logger
+	feed    *timeline.Feed // non-nil: events come from the sequencer in this process
 	written prometheus.Counter
 	lag     prometheus.Gauge
 }
@@ -50,17 +51,29 @@ func NewProjector(store Store, js jetstream.JetStream, batch int, linger time.Du
 	}
 }
 
+// TakeOffered makes the projector apply what the sequencer of its process
+// offers f (timeline.RunFed) rather than read TIMELINE through its
+// consumer. Only where that sequencer appends every event of TIMELINE
+// (config.Config.Pipelined). Call it before Run.
+func (p *Projector) TakeOffered(f *timeline.Feed) { p.feed = f }
+
 // Run projects until ctx ends.
 func (p *Projector) Run(ctx context.Context) error {
-	return timeline.RunProjection(ctx, p.js, timeline.Projection{Name: ConsumerName, Start: jetstream.DeliverAllPolicy, Batch: p.batch, Linger: p.linger}, p.log, func(ctx context.Context, b *timeline.Events) error {
-		if err := p.store.Apply(ctx, b.Stored); err != nil {
-			return err
-		}
-		b.Ack()
-		p.written.Add(float64(len(b.Stored)))
-		p.lag.Set(float64(b.Pending()))
-		return nil
-	})
+	proj := timeline.Projection{Name: ConsumerName, Start: jetstream.DeliverAllPolicy, Batch: p.batch, Linger: p.linger}
+	if p.feed != nil {
+		return timeline.RunFed(ctx, p.js, proj, p.feed, p.log, p.handle)
+	}
+	return timeline.RunProjection(ctx, p.js, proj, p.log, p.handle)
+}
+
+func (p *Projector) handle(ctx context.Context, b *timeline.Events) error {
+	if err := p.store.Apply(ctx, b.Stored); err != nil {
+		return err
+	}
+	b.Ack()
+	p.written.Add(float64(len(b.Stored)))
+	p.lag.Set(float64(b.Pending()))
+	return nil
 }
 
 // Rebuild empties the history and replays TIMELINE from its first event up

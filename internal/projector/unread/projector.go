@@ -73,6 +73,7 @@ type Projector struct {
 	batch   int
 	linger  time.Duration
 	log     *slog.Logger
+	feed    *timeline.Feed // non-nil: events come from the sequencer in this process
 	applied prometheus.Counter
 	ops     prometheus.Counter
 }
@@ -88,19 +89,31 @@ func NewProjector(store *counts.Store, pool *postgres.Pool, members Members, js 
 	}
 }
 
+// TakeOffered makes the projector apply what the sequencer of its process
+// offers f (timeline.RunFed) rather than read TIMELINE through its
+// consumer. Only where that sequencer appends every event of TIMELINE
+// (config.Config.Pipelined). Call it before Run.
+func (p *Projector) TakeOffered(f *timeline.Feed) { p.feed = f }
+
 // Run projects until ctx ends. Events are applied in stream order, one batch
 // per Redis round trip.
 func (p *Projector) Run(ctx context.Context) error {
-	return timeline.RunProjection(ctx, p.js, timeline.Projection{Name: ConsumerName, Start: jetstream.DeliverAllPolicy, Batch: p.batch, Linger: p.linger}, p.log, func(ctx context.Context, b *timeline.Events) error {
-		// A batch that starts at TIMELINE's first event has nothing before
-		// it a projection could hold: a missing marker then means a fresh
-		// install, not a Redis that lost its data.
-		if err := p.apply(ctx, b.Stored, b.FirstStreamSeq() == 1); err != nil {
-			return err
-		}
-		b.Ack()
-		return nil
-	})
+	proj := timeline.Projection{Name: ConsumerName, Start: jetstream.DeliverAllPolicy, Batch: p.batch, Linger: p.linger}
+	if p.feed != nil {
+		return timeline.RunFed(ctx, p.js, proj, p.feed, p.log, p.handle)
+	}
+	return timeline.RunProjection(ctx, p.js, proj, p.log, p.handle)
+}
+
+func (p *Projector) handle(ctx context.Context, b *timeline.Events) error {
+	// A batch that starts at TIMELINE's first event has nothing before
+	// it a projection could hold: a missing marker then means a fresh
+	// install, not a Redis that lost its data.
+	if err := p.apply(ctx, b.Stored, b.FirstStreamSeq() == 1); err != nil {
+		return err
+	}
+	b.Ack()
+	return nil
 }
 
 func (p *Projector) apply(ctx context.Context, stored []timeline.Stored, fromStart bool) error {

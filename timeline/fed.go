@@ -1,0 +1,413 @@
+package timeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+// Fed projections. In the process of TIMELINE's only writer (the
+// one-process mode, config.Config.Pipelined), the sequencer hands each
+// batch of events it appends to the projections of the same process, with
+// their stream sequences, rather than have each read them back from
+// TIMELINE through its durable consumer: a delivery, its decoding and,
+// per batch, an ack and a pull fewer for every event and projection.
+//
+// The guarantee stays the consumer's: a projection applies every event of
+// TIMELINE, in stream order, at least once. It keeps its position (the
+// stream sequence of the last event applied) and applies only the event
+// right after it. What the feed does not bring in order (two partitions'
+// batches crossing, a batch dropped because the projection is behind, an
+// event nobody offered) is a gap: events past it wait, up to gapWait, and
+// then the projection reads the gap from TIMELINE itself (Log.ReadFrom),
+// as it does when it starts and when the feed has been quiet for a while.
+// An event that comes twice (read, then offered) is past the position and
+// dropped.
+//
+// The position is kept in the bucket PROJECTIONS at most every
+// cursorEvery and when the projection stops; after a crash the events
+// since are applied again, which projections take as they take a
+// redelivery (they are idempotent). RunProjection starts a consumer after
+// the cursor when the process runs the projection from TIMELINE again.
+
+// feedBatches is how many offered batches wait for a projection before
+// further ones are dropped (and read from TIMELINE instead): the sequencer
+// never waits on a projection, and a projection that far behind reads
+// TIMELINE as well as it would through a consumer.
+const feedBatches = 1024
+
+const (
+	// gapWait is how long events past a gap wait for the feed to fill it
+	// before the projection reads it from TIMELINE: long enough for two
+	// partitions' batches that crossed, short against the projections'
+	// linger.
+	gapWait = 50 * time.Millisecond
+	// quietProbe is how often a projection whose feed brings nothing looks
+	// at TIMELINE for events it was not offered.
+	quietProbe = 500 * time.Millisecond
+	// cursorEvery is how often the position is written while it moves.
+	cursorEvery = time.Second
+)
+
+// Feed carries the events this process's sequencer appends to one
+// projection in the same process.
+type Feed struct {
+	batches chan []Stored
+	tl      *Log // for what the feed did not bring, made on first use
+	dropped prometheus.Counter
+	read    prometheus.Counter
+}
+
+// NewFeed returns an empty feed for the projection name, its metrics
+// registered with reg.
+func NewFeed(name string, reg prometheus.Registerer) *Feed {
+	f := promauto.With(reg)
+	label := prometheus.Labels{"projection": name}
+	return &Feed{
+		batches: make(chan []Stored, feedBatches),
+		dropped: f.NewCounter(prometheus.CounterOpts{Name: "chat_projection_feed_dropped_events_total", ConstLabels: label, Help: "Events the sequencer offered a projection in its process that the feed dropped, the projection being that far behind; it reads them from TIMELINE."}),
+		read:    f.NewCounter(prometheus.CounterOpts{Name: "chat_projection_timeline_read_events_total", ConstLabels: label, Help: "Events a projection fed in process read from TIMELINE itself: on start, and what its feed did not bring in order."}),
+	}
+}
+
+// Offer hands the feed events just appended to TIMELINE, StreamSeq set,
+// in any order; the slice may be shared with other feeds and is only read.
+// It never blocks: when the projection is feedBatches batches behind, the
+// events are dropped and the projection reads them from TIMELINE.
+func (f *Feed) Offer(evs []Stored) {
+	if len(evs) == 0 {
+		return
+	}
+	select {
+	case f.batches <- evs:
+	default:
+		f.dropped.Add(float64(len(evs)))
+	}
+}
+
+// RunFed runs projection p from feed until ctx ends: h gets the events of
+// TIMELINE in stream order, in batches of up to p.Batch, waiting up to
+// p.Linger for a batch to fill, as RunProjection hands them from the
+// consumer (Ack does nothing: the runner keeps the position). It removes
+// the projection's durable consumer, which would only hold back what
+// TIMELINE keeps for nobody.
+func RunFed(ctx context.Context, js jetstream.JetStream, p Projection, feed *Feed, log *slog.Logger, h EventHandler) error {
+	if feed.tl == nil {
+		// One Log for the feed's runs (one at a time): each holds a
+		// subscription for its reads.
+		feed.tl = New(js.Conn(), js)
+	}
+	r := &fedRun{p: p, feed: feed, log: log, h: h, tl: feed.tl, cursors: newCursors(js), held: map[uint64]Stored{}}
+	pos, err := r.start(ctx, js)
+	if err != nil {
+		return err
+	}
+	r.pos, r.saved = pos, pos
+	defer func() {
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		if err := r.save(wctx); err != nil {
+			log.Warn("keep the projection's position", "projection", p.Name, "err", err)
+		}
+	}()
+	return r.run(ctx)
+}
+
+// fedRun is one run of a fed projection.
+type fedRun struct {
+	p       Projection
+	feed    *Feed
+	log     *slog.Logger
+	h       EventHandler
+	tl      *Log
+	cursors cursors
+
+	pos       uint64            // last stream sequence applied
+	saved     uint64            // pos as last written to the bucket
+	savedAt   time.Time         // when
+	held      map[uint64]Stored // events past pos+1, by stream sequence
+	head      uint64            // highest stream sequence seen
+	gapSince  time.Time         // when events began to wait past a gap (zero: none)
+	stalled   bool              // the last read of a gap found nothing
+	lastOffer time.Time         // when the feed last brought something
+	b         Events
+}
+
+// start finds where the projection is: past its cursor, past what its
+// consumer acked, or, for one that never ran, where p.Start says.
+func (r *fedRun) start(ctx context.Context, js jetstream.JetStream) (uint64, error) {
+	pos, err := r.cursors.get(ctx, r.p.Name)
+	if err != nil {
+		return 0, err
+	}
+	cons, err := js.Consumer(ctx, TimelineStream, r.p.Name)
+	switch {
+	case err == nil:
+		info, err := cons.Info(ctx)
+		if err != nil {
+			return 0, fmt.Errorf("projection %s: %w", r.p.Name, err)
+		}
+		pos = max(pos, info.AckFloor.Stream)
+		if err := js.DeleteConsumer(ctx, TimelineStream, r.p.Name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return 0, fmt.Errorf("projection %s: remove its consumer: %w", r.p.Name, err)
+		}
+		// Written before anything else: the consumer that held the
+		// position is gone.
+		if err := r.cursors.put(ctx, r.p.Name, pos); err != nil {
+			return 0, err
+		}
+	case !errors.Is(err, jetstream.ErrConsumerNotFound):
+		return 0, fmt.Errorf("projection %s: %w", r.p.Name, err)
+	case pos == 0 && r.p.Start == jetstream.DeliverNewPolicy:
+		st, err := js.Stream(ctx, TimelineStream)
+		if err != nil {
+			return 0, fmt.Errorf("projection %s: %w", r.p.Name, err)
+		}
+		pos = st.CachedInfo().State.LastSeq
+	}
+	return pos, nil
+}
+
+func (r *fedRun) run(ctx context.Context) error {
+	gap := time.NewTimer(time.Hour)
+	gap.Stop()
+	probe := time.NewTicker(quietProbe)
+	defer probe.Stop()
+	// Whatever TIMELINE holds past the position comes first.
+	for {
+		moved, err := r.fill(ctx)
+		if err != nil {
+			return err
+		}
+		if !moved || ctx.Err() != nil {
+			break
+		}
+	}
+	for {
+		r.take()
+		if _, ok := r.held[r.pos+1]; ok {
+			if err := r.applyHeld(ctx); err != nil {
+				return err
+			}
+			continue
+		}
+		if len(r.held) > 0 {
+			// Events past a gap: let the feed fill it for a moment, then
+			// read it (at once when too much waits on it, unless the last
+			// read found nothing there yet).
+			if r.gapSince.IsZero() {
+				r.gapSince = time.Now()
+				gap.Reset(gapWait)
+			} else if time.Since(r.gapSince) >= gapWait || len(r.held) >= 4*r.batch() && !r.stalled {
+				moved, err := r.fill(ctx)
+				if err != nil {
+					return err
+				}
+				if r.stalled = !moved; r.stalled {
+					r.gapSince = time.Now()
+					gap.Reset(gapWait)
+				}
+				continue
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case evs := <-r.feed.batches:
+			r.hold(evs)
+		case <-gap.C:
+		case <-probe.C:
+			if time.Since(r.lastOffer) >= quietProbe && len(r.held) == 0 {
+				if _, err := r.fill(ctx); err != nil {
+					return err
+				}
+			}
+		}
+	}
+}
+
+func (r *fedRun) batch() int { return max(r.p.Batch, 1) }
+
+// take holds whatever the feed has waiting, without blocking.
+func (r *fedRun) take() {
+	for {
+		select {
+		case evs := <-r.feed.batches:
+			r.hold(evs)
+		default:
+			return
+		}
+	}
+}
+
+// hold keeps the events of evs the projection has not applied.
+func (r *fedRun) hold(evs []Stored) {
+	r.lastOffer = time.Now()
+	for _, e := range evs {
+		if e.StreamSeq > r.pos {
+			r.held[e.StreamSeq] = e
+			r.head = max(r.head, e.StreamSeq)
+		}
+	}
+}
+
+// applyHeld applies the run of held events from pos+1 on, lingering for
+// more when the batch is not full.
+func (r *fedRun) applyHeld(ctx context.Context) error {
+	r.b.Stored = r.b.Stored[:0]
+	next := r.pos + 1
+	collect := func() {
+		for len(r.b.Stored) < r.batch() {
+			e, ok := r.held[next]
+			if !ok {
+				return
+			}
+			delete(r.held, next)
+			r.b.Stored = append(r.b.Stored, e)
+			next++
+		}
+	}
+	collect()
+	if r.p.Linger > 0 && len(r.b.Stored) < r.batch() {
+		linger := time.NewTimer(r.p.Linger)
+	wait:
+		for len(r.b.Stored) < r.batch() {
+			select {
+			case evs := <-r.feed.batches:
+				r.hold(evs)
+				collect()
+			case <-linger.C:
+				break wait
+			case <-ctx.Done():
+				break wait
+			}
+		}
+		linger.Stop()
+	}
+	return r.apply(ctx, next-1)
+}
+
+// fill reads from TIMELINE what follows pos (a batch of it) and applies
+// it; moved is false when there was nothing.
+func (r *fedRun) fill(ctx context.Context) (moved bool, err error) {
+	evs, through, err := r.tl.ReadFrom(ctx, r.pos+1, r.batch())
+	if err != nil {
+		if ctx.Err() != nil {
+			return false, nil
+		}
+		return false, fmt.Errorf("projection %s: read TIMELINE from #%d: %w", r.p.Name, r.pos+1, err)
+	}
+	if through <= r.pos {
+		return false, nil
+	}
+	r.head = max(r.head, through)
+	r.b.Stored = append(r.b.Stored[:0], evs...)
+	r.feed.read.Add(float64(len(evs)))
+	r.log.Debug("projection read TIMELINE", "projection", r.p.Name, "from", r.pos+1, "through", through, "events", len(evs))
+	return true, r.apply(ctx, through)
+}
+
+// apply hands r.b to the handler, retrying as RunProjection does, and
+// moves the position to through.
+func (r *fedRun) apply(ctx context.Context, through uint64) error {
+	if len(r.b.Stored) > 0 {
+		r.b.pending = r.head - through
+		backoff := 50 * time.Millisecond
+		for attempt := 1; ; attempt++ {
+			err := r.h(ctx, &r.b)
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				return nil
+			}
+			if attempt >= 10 {
+				return fmt.Errorf("projection %s: batch failed %d times: %w", r.p.Name, attempt, err)
+			}
+			r.log.Warn("batch failed; retrying", "projection", r.p.Name, "err", err, "size", len(r.b.Stored), "backoff", backoff)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 2*time.Second)
+		}
+	}
+	r.pos = max(r.pos, through)
+	for seq := range r.held {
+		if seq <= r.pos {
+			delete(r.held, seq)
+		}
+	}
+	if len(r.held) == 0 {
+		r.gapSince = time.Time{}
+	}
+	if time.Since(r.savedAt) >= cursorEvery {
+		if err := r.save(ctx); err != nil {
+			// Not fatal: the position is kept next time, or the events
+			// since are applied again.
+			r.log.Warn("keep the projection's position", "projection", r.p.Name, "err", err)
+		}
+	}
+	return nil
+}
+
+// save writes the position if it moved.
+func (r *fedRun) save(ctx context.Context) error {
+	r.savedAt = time.Now()
+	if r.pos == r.saved {
+		return nil
+	}
+	if err := r.cursors.put(ctx, r.p.Name, r.pos); err != nil {
+		return err
+	}
+	r.saved = r.pos
+	return nil
+}
+
+// cursors are the positions of fed projections, in the bucket PROJECTIONS.
+type cursors struct{ js jetstream.JetStream }
+
+func newCursors(js jetstream.JetStream) cursors { return cursors{js} }
+
+// get returns name's position; 0 if it has none (or there is no bucket: a
+// stream set up before fed projections).
+func (c cursors) get(ctx context.Context, name string) (uint64, error) {
+	kv, err := c.js.KeyValue(ctx, CursorBucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("projection %s: open %s: %w", name, CursorBucket, err)
+	}
+	e, err := kv.Get(ctx, name)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("projection %s: read its position: %w", name, err)
+	}
+	pos, err := strconv.ParseUint(string(e.Value()), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("projection %s: position %q: %w", name, e.Value(), err)
+	}
+	return pos, nil
+}
+
+func (c cursors) put(ctx context.Context, name string, pos uint64) error {
+	kv, err := c.js.KeyValue(ctx, CursorBucket)
+	if err != nil {
+		return fmt.Errorf("projection %s: open %s: %w", name, CursorBucket, err)
+	}
+	if _, err := kv.Put(ctx, name, strconv.AppendUint(nil, pos, 10)); err != nil {
+		return fmt.Errorf("projection %s: keep its position: %w", name, err)
+	}
+	return nil
+}
