@@ -104,12 +104,13 @@ func RunFed(ctx context.Context, js jetstream.JetStream, p Projection, feed *Fee
 		// subscription for its reads.
 		feed.tl = New(js.Conn(), js)
 	}
-	r := &fedRun{p: p, feed: feed, log: log, h: h, tl: feed.tl, cursors: newCursors(js), held: map[uint64]Stored{}}
+	r := &fedRun{p: p, feed: feed, log: log, h: h, tl: feed.tl, cursors: newCursors(js)}
 	pos, err := r.start(ctx, js)
 	if err != nil {
 		return err
 	}
 	r.pos, r.saved = pos, pos
+	r.held.front = pos + 1
 	defer func() {
 		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 		defer cancel()
@@ -129,14 +130,14 @@ type fedRun struct {
 	tl      *Log
 	cursors cursors
 
-	pos       uint64            // last stream sequence applied
-	saved     uint64            // pos as last written to the bucket
-	savedAt   time.Time         // when
-	held      map[uint64]Stored // events past pos+1, by stream sequence
-	head      uint64            // highest stream sequence seen
-	gapSince  time.Time         // when events began to wait past a gap (zero: none)
-	stalled   bool              // the last read of a gap found nothing
-	lastOffer time.Time         // when the feed last brought something
+	pos       uint64    // last stream sequence applied
+	saved     uint64    // pos as last written to the bucket
+	savedAt   time.Time // when
+	held      held      // offered events past pos, not applied yet
+	head      uint64    // highest stream sequence seen
+	gapSince  time.Time // when events began to wait past a gap (zero: none)
+	stalled   bool      // the last read of a gap found nothing
+	lastOffer time.Time // when the feed last brought something
 	b         Events
 }
 
@@ -190,22 +191,22 @@ func (r *fedRun) run(ctx context.Context) error {
 			break
 		}
 	}
-	for {
+	for ctx.Err() == nil {
 		r.take()
-		if _, ok := r.held[r.pos+1]; ok {
+		if r.held.ready() {
 			if err := r.applyHeld(ctx); err != nil {
 				return err
 			}
 			continue
 		}
-		if len(r.held) > 0 {
+		if r.held.n > 0 {
 			// Events past a gap: let the feed fill it for a moment, then
 			// read it (at once when too much waits on it, unless the last
 			// read found nothing there yet).
 			if r.gapSince.IsZero() {
 				r.gapSince = time.Now()
 				gap.Reset(gapWait)
-			} else if time.Since(r.gapSince) >= gapWait || len(r.held) >= 4*r.batch() && !r.stalled {
+			} else if time.Since(r.gapSince) >= gapWait || r.held.n >= 4*r.batch() && !r.stalled {
 				moved, err := r.fill(ctx)
 				if err != nil {
 					return err
@@ -224,13 +225,14 @@ func (r *fedRun) run(ctx context.Context) error {
 			r.hold(evs)
 		case <-gap.C:
 		case <-probe.C:
-			if time.Since(r.lastOffer) >= quietProbe && len(r.held) == 0 {
+			if time.Since(r.lastOffer) >= quietProbe && r.held.n == 0 {
 				if _, err := r.fill(ctx); err != nil {
 					return err
 				}
 			}
 		}
 	}
+	return nil
 }
 
 func (r *fedRun) batch() int { return max(r.p.Batch, 1) }
@@ -250,10 +252,9 @@ func (r *fedRun) take() {
 // hold keeps the events of evs the projection has not applied.
 func (r *fedRun) hold(evs []Stored) {
 	r.lastOffer = time.Now()
-	for _, e := range evs {
-		if e.StreamSeq > r.pos {
-			r.held[e.StreamSeq] = e
-			r.head = max(r.head, e.StreamSeq)
+	for i := range evs {
+		if r.held.put(&evs[i]) {
+			r.head = max(r.head, evs[i].StreamSeq)
 		}
 	}
 }
@@ -261,20 +262,7 @@ func (r *fedRun) hold(evs []Stored) {
 // applyHeld applies the run of held events from pos+1 on, lingering for
 // more when the batch is not full.
 func (r *fedRun) applyHeld(ctx context.Context) error {
-	r.b.Stored = r.b.Stored[:0]
-	next := r.pos + 1
-	collect := func() {
-		for len(r.b.Stored) < r.batch() {
-			e, ok := r.held[next]
-			if !ok {
-				return
-			}
-			delete(r.held, next)
-			r.b.Stored = append(r.b.Stored, e)
-			next++
-		}
-	}
-	collect()
+	r.b.Stored = r.held.run(r.b.Stored[:0], r.batch())
 	if r.p.Linger > 0 && len(r.b.Stored) < r.batch() {
 		linger := time.NewTimer(r.p.Linger)
 	wait:
@@ -282,7 +270,7 @@ func (r *fedRun) applyHeld(ctx context.Context) error {
 			select {
 			case evs := <-r.feed.batches:
 				r.hold(evs)
-				collect()
+				r.b.Stored = r.held.run(r.b.Stored, r.batch())
 			case <-linger.C:
 				break wait
 			case <-ctx.Done():
@@ -291,7 +279,7 @@ func (r *fedRun) applyHeld(ctx context.Context) error {
 		}
 		linger.Stop()
 	}
-	return r.apply(ctx, next-1)
+	return r.apply(ctx, r.pos+uint64(len(r.b.Stored)))
 }
 
 // fill reads from TIMELINE what follows pos (a batch of it) and applies
@@ -315,7 +303,7 @@ func (r *fedRun) fill(ctx context.Context) (moved bool, err error) {
 }
 
 // apply hands r.b to the handler, retrying as RunProjection does, and
-// moves the position to through.
+// moves the position to through, and the held window past it.
 func (r *fedRun) apply(ctx context.Context, through uint64) error {
 	if len(r.b.Stored) > 0 {
 		r.b.pending = r.head - through
@@ -341,12 +329,9 @@ func (r *fedRun) apply(ctx context.Context, through uint64) error {
 		}
 	}
 	r.pos = max(r.pos, through)
-	for seq := range r.held {
-		if seq <= r.pos {
-			delete(r.held, seq)
-		}
-	}
-	if len(r.held) == 0 {
+	// What was read may have been held too.
+	r.held.skip(r.pos + 1)
+	if r.held.n == 0 {
 		r.gapSince = time.Time{}
 	}
 	if time.Since(r.savedAt) >= cursorEvery {
@@ -410,4 +395,93 @@ func (c cursors) put(ctx context.Context, name string, pos uint64) error {
 		return fmt.Errorf("projection %s: keep its position: %w", name, err)
 	}
 	return nil
+}
+
+// maxHeld bounds how far past the position offered events are held; one
+// further is dropped and read from TIMELINE when its turn comes.
+const maxHeld = 1 << 16
+
+// held is the window of offered events from stream sequence front on (the
+// projection's position plus one, plus what is collected for the batch at
+// hand), as a ring: the event at stream sequence s sits at s mod len(ring),
+// so nothing moves as the window does. It points into the offered slices,
+// which nobody changes.
+type held struct {
+	ring  []*Stored
+	front uint64
+	n     int // events held
+}
+
+// put holds e; false if it is before the window or too far past it.
+func (h *held) put(e *Stored) bool {
+	if e.StreamSeq < h.front {
+		return false
+	}
+	d := e.StreamSeq - h.front
+	if d >= maxHeld {
+		return false
+	}
+	if d >= uint64(len(h.ring)) {
+		h.grow(d + 1)
+	}
+	slot := &h.ring[e.StreamSeq&uint64(len(h.ring)-1)]
+	if *slot == nil {
+		h.n++
+	}
+	*slot = e
+	return true
+}
+
+// grow makes the ring at least n long (a power of two).
+func (h *held) grow(n uint64) {
+	size := max(len(h.ring), 64)
+	for uint64(size) < n {
+		size *= 2
+	}
+	ring := make([]*Stored, size)
+	for _, e := range h.ring {
+		if e != nil {
+			ring[e.StreamSeq&uint64(size-1)] = e
+		}
+	}
+	h.ring = ring
+}
+
+// ready reports whether the event at the front is held.
+func (h *held) ready() bool {
+	return h.n > 0 && h.ring[h.front&uint64(len(h.ring)-1)] != nil
+}
+
+// run appends to out the events held from the front on, up to max in all,
+// and moves the front past them.
+func (h *held) run(out []Stored, max int) []Stored {
+	for len(out) < max && h.ready() {
+		slot := &h.ring[h.front&uint64(len(h.ring)-1)]
+		out = append(out, **slot)
+		*slot = nil
+		h.n--
+		h.front++
+	}
+	return out
+}
+
+// skip moves the front to next, letting go of what it passes.
+func (h *held) skip(next uint64) {
+	if next <= h.front {
+		return
+	}
+	if h.n > 0 {
+		if next-h.front >= uint64(len(h.ring)) {
+			clear(h.ring)
+			h.n = 0
+		} else {
+			for s := h.front; s < next; s++ {
+				if slot := &h.ring[s&uint64(len(h.ring)-1)]; *slot != nil {
+					*slot = nil
+					h.n--
+				}
+			}
+		}
+	}
+	h.front = next
 }

@@ -2,7 +2,9 @@ package timeline_test
 
 import (
 	"context"
+	"math/rand/v2"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -140,5 +142,50 @@ func TestRunFedAppliesEveryEventOnceInOrder(t *testing.T) {
 	stop()
 	if got := last.got(); !slices.Equal(got, []uint64{16}) {
 		t.Fatalf("consumer run after the fed ones applied %v, want [16]", got)
+	}
+}
+
+// Offered in chunks out of order, some never, while the projection applies
+// in small batches: every event once, in stream order.
+func TestRunFedShuffledOffers(t *testing.T) {
+	t.Parallel()
+	c := testenv.Streams(t)
+	ctx := testenv.Context(t, time.Minute)
+	tl, js := timeline.New(c.NC, c.JS), c.JS
+	feed := timeline.NewFeed("shuffled", prometheus.NewRegistry())
+	var a applied
+	proj := timeline.Projection{Name: "shuffled", Start: jetstream.DeliverAllPolicy, Batch: 7, Linger: time.Millisecond}
+	stop := run(t, ctx, func(ctx context.Context) error {
+		return timeline.RunFed(ctx, js, proj, feed, testenv.Logger(t), a.handle)
+	})
+	rnd := rand.New(rand.NewPCG(1, 2))
+	const n = 600
+	var pending []timeline.Stored
+	for i := range n {
+		e := ev("c"+strconv.Itoa(i%5), int64(i/5+1))
+		seq, _, err := tl.Append(ctx, timeline.Entry{Event: e, MsgID: e.Conv + e.ID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rnd.IntN(10) > 0 { // one in ten never offered
+			pending = append(pending, timeline.Stored{Event: *e, StreamSeq: seq})
+		}
+		if len(pending) >= 12 || i == n-1 {
+			rnd.Shuffle(len(pending), func(i, j int) { pending[i], pending[j] = pending[j], pending[i] })
+			for len(pending) > 0 {
+				k := 1 + rnd.IntN(len(pending))
+				feed.Offer(slices.Clone(pending[:k]))
+				pending = pending[k:]
+			}
+		}
+	}
+	testenv.Eventually(t, 20*time.Second, "every event applied", func() bool { return len(a.got()) >= n })
+	stop()
+	var want []uint64
+	for s := uint64(1); s <= n; s++ {
+		want = append(want, s)
+	}
+	if got := a.got(); !slices.Equal(got, want) {
+		t.Fatalf("applied %d events, not 1..%d in order: %v", len(got), n, got)
 	}
 }
