@@ -91,7 +91,13 @@ func TestRunFedAppliesEveryEventOnceInOrder(t *testing.T) {
 	appendN(2)
 	var first applied
 	stop := run(t, ctx, func(ctx context.Context) error { return timeline.RunProjection(ctx, js, proj, log, first.handle) })
-	testenv.Eventually(t, 10*time.Second, "the consumer's two events", func() bool { return len(first.got()) == 2 })
+	testenv.Eventually(t, 10*time.Second, "the consumer's two events acked", func() bool {
+		cons, err := js.Consumer(ctx, timeline.TimelineStream, "fedtest")
+		return err == nil && len(first.got()) == 2 && cons.CachedInfo() != nil && func() bool {
+			info, err := cons.Info(ctx)
+			return err == nil && info.AckFloor.Stream == 2
+		}()
+	})
 	stop()
 
 	// Fed: it starts after the consumer's ack floor, reading what TIMELINE
