@@ -166,10 +166,12 @@ func laneMessage(subject string, gs []*group) *nats.Msg {
 		m.Header.Set(HeaderReply, q.Reply)
 		return m
 	}
-	var all []events.Queued
-	size := 0
+	size, n := 0, 0
 	for _, g := range gs {
-		size += g.size
+		size, n = size+g.size, n+len(g.q)
+	}
+	all := make([]events.Queued, 0, n)
+	for _, g := range gs {
 		for _, q := range g.q {
 			if g.origin != origin {
 				q.Origin = g.origin

@@ -45,7 +45,7 @@ func (s *Sequencer) offer(work []*pending) {
 	if len(s.takers) == 0 {
 		return
 	}
-	var evs []timeline.Stored
+	evs := make([]timeline.Stored, 0, len(work))
 	for _, p := range work {
 		if p.ev.Seq == 0 || p.result == nil || p.result.Code != "" || p.result.Seq != p.ev.Seq {
 			continue

@@ -81,8 +81,11 @@ func (s *Sequencer) decode(msgs []jetstream.Msg) (work []*pending, unseen []stri
 				s.opt.Log.Warn("dropping a malformed command batch", "err", err, "origin", origin)
 				continue // no reply subject to refuse it on; acked below
 			}
-			for _, c := range q {
-				take(&pending{reply: c.Reply, origin: cmp.Or(c.Origin, origin)}, c.Cmd)
+			// One allocation for the message's commands, not one each.
+			ps := make([]pending, len(q))
+			for i, c := range q {
+				ps[i] = pending{reply: c.Reply, origin: cmp.Or(c.Origin, origin)}
+				take(&ps[i], c.Cmd)
 			}
 			continue
 		}
