@@ -34,3 +34,30 @@ func TestCheckBody(t *testing.T) {
 		}
 	}
 }
+
+// BodyText's hand-written plain case says what encoding/json says, for
+// every valid body.
+func FuzzBodyTextMatchesJSON(f *testing.F) {
+	for _, s := range []string{
+		`{"text":"hi"}`, `{"text":"hé"}`, `{"text":"a\"b"}`, `{"text":1}`, `{"text":null}`,
+		`{"Text":"x"}`, `{"text":"a","text":"b"}`, `{"text":"a","TEXT":"b"}`, `{"x":{"text":"n"},"text":"t"}`,
+		`{"text":["a"]}`, `{}`, `[]`, `"text"`, `{"te\u0078t":"y"}`, `{"text":"<&>"}`, ` {"text" : "sp" } `,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		if !json.Valid(body) {
+			return
+		}
+		var b struct {
+			Text any `json:"text"`
+		}
+		want := ""
+		if len(body) > 0 && body[0] == '{' && json.Unmarshal(body, &b) == nil {
+			want, _ = b.Text.(string)
+		}
+		if got := BodyText(body); got != want {
+			t.Fatalf("BodyText(%s) = %q, encoding/json says %q", body, got, want)
+		}
+	})
+}

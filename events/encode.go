@@ -19,15 +19,15 @@ func (e *Event) AppendJSON(b []byte) []byte {
 		return appendMarshal(b, e)
 	}
 	b = append(b, `{"conv":`...)
-	b = appendString(b, e.Conv)
+	b = AppendString(b, e.Conv)
 	b = append(b, `,"seq":`...)
 	b = strconv.AppendInt(b, e.Seq, 10)
 	b = append(b, `,"kind":`...)
-	b = appendString(b, string(e.Kind))
+	b = AppendString(b, string(e.Kind))
 	b = append(b, `,"id":`...)
-	b = appendString(b, e.ID)
+	b = AppendString(b, e.ID)
 	b = append(b, `,"from":`...)
-	b = appendString(b, e.From)
+	b = AppendString(b, e.From)
 	b = append(b, `,"ts":`...)
 	b = strconv.AppendInt(b, e.TS, 10)
 	b = appendBodyTargetUser(b, e.Body, e.Target, e.User)
@@ -53,7 +53,7 @@ func (e *Event) AppendJSON(b []byte) []byte {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendString(b, k)
+			b = AppendString(b, k)
 			b = append(b, ':')
 			b = strconv.AppendInt(b, e.Reactions[k], 10)
 		}
@@ -68,13 +68,13 @@ func (c *Command) AppendJSON(b []byte) []byte {
 		return appendMarshal(b, c)
 	}
 	b = append(b, `{"op":`...)
-	b = appendString(b, string(c.Op))
+	b = AppendString(b, string(c.Op))
 	b = append(b, `,"id":`...)
-	b = appendString(b, c.ID)
+	b = AppendString(b, c.ID)
 	b = append(b, `,"conv":`...)
-	b = appendString(b, c.Conv)
+	b = AppendString(b, c.Conv)
 	b = append(b, `,"from":`...)
-	b = appendString(b, c.From)
+	b = AppendString(b, c.From)
 	b = appendBodyTargetUser(b, c.Body, c.Target, c.User)
 	b = appendRich(b, c.ReplyTo, c.Mentions, c.Emoji, c.On)
 	return append(b, '}')
@@ -89,12 +89,12 @@ func AppendBatch(b []byte, q []Queued) []byte {
 			b = append(b, ',')
 		}
 		b = append(b, `{"r":`...)
-		b = appendString(b, q[i].Reply)
+		b = AppendString(b, q[i].Reply)
 		b = append(b, `,"c":`...)
 		b = q[i].Cmd.AppendJSON(b)
 		if q[i].Origin != "" {
 			b = append(b, `,"o":`...)
-			b = appendString(b, q[i].Origin)
+			b = AppendString(b, q[i].Origin)
 		}
 		b = append(b, '}')
 	}
@@ -114,7 +114,7 @@ func appendBodyTargetUser(b, body []byte, target int64, user string) []byte {
 	}
 	if user != "" {
 		b = append(b, `,"user":`...)
-		b = appendString(b, user)
+		b = AppendString(b, user)
 	}
 	return b
 }
@@ -132,13 +132,13 @@ func appendRich(b []byte, replyTo int64, mentions []string, emoji string, on *bo
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendString(b, m)
+			b = AppendString(b, m)
 		}
 		b = append(b, ']')
 	}
 	if emoji != "" {
 		b = append(b, `,"emoji":`...)
-		b = appendString(b, emoji)
+		b = AppendString(b, emoji)
 	}
 	if on != nil {
 		b = append(b, `,"on":`...)

@@ -25,7 +25,7 @@ func (r Result) AppendJSON(b []byte) []byte {
 	}
 	if r.Conv != "" {
 		field("conv")
-		b = appendString(b, r.Conv)
+		b = AppendString(b, r.Conv)
 	}
 	if r.Seq != 0 {
 		field("seq")
@@ -37,11 +37,11 @@ func (r Result) AppendJSON(b []byte) []byte {
 	}
 	if r.Code != "" {
 		field("code")
-		b = appendString(b, r.Code)
+		b = AppendString(b, r.Code)
 	}
 	if r.Message != "" {
 		field("message")
-		b = appendString(b, r.Message)
+		b = AppendString(b, r.Message)
 	}
 	return append(b, '}')
 }
@@ -54,7 +54,7 @@ func AppendAnswers(b []byte, answers []Answer) []byte {
 			b = append(b, ',')
 		}
 		b = append(b, `{"t":`...)
-		b = appendString(b, a.Token)
+		b = AppendString(b, a.Token)
 		b = append(b, `,"r":`...)
 		b = a.Result.AppendJSON(b)
 		b = append(b, '}')
@@ -62,9 +62,10 @@ func AppendAnswers(b []byte, answers []Answer) []byte {
 	return append(b, ']')
 }
 
-// appendString appends s as a JSON string: as it is when it needs no
-// escape, else as encoding/json writes it.
-func appendString(b []byte, s string) []byte {
+// AppendString appends s as a JSON string, as json.Marshal writes it: as it
+// is when it needs no escape, else by encoding/json. For the hand-written
+// encoders of other packages' frames too (the edge's acks).
+func AppendString(b []byte, s string) []byte {
 	for i := 0; i < len(s); i++ {
 		if escaped[s[i]] {
 			q, _ := json.Marshal(s)

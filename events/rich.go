@@ -1,6 +1,7 @@
 package events
 
 import (
+	"bytes"
 	"encoding/json"
 	"unicode"
 	"unicode/utf8"
@@ -27,10 +28,32 @@ func ValidEmoji(s string) bool {
 }
 
 // BodyText returns a message body's "text" field, or "" when it has none:
-// what search indexes.
+// what search indexes. body is an event's, valid JSON (bodies are checked
+// before they are sequenced).
 func BodyText(body json.RawMessage) string {
 	if len(body) == 0 || body[0] != '{' {
 		return ""
+	}
+	// The plain case by hand (every stored message goes through here):
+	// a flat object whose keys need no escape and whose "text", if it is
+	// a string, has none either. encoding/json takes the rest, and a key
+	// only it would match ("Text": it matches field names regardless of
+	// case), and stays the definition (FuzzBodyTextMatchesJSON).
+	var text string
+	plain := ScanFlat(body, func(key, val []byte) bool {
+		if string(key) != "text" {
+			return !bytes.EqualFold(key, []byte("text"))
+		}
+		text = ""
+		if len(val) > 0 && val[0] == '"' {
+			s, ok := PlainString(val)
+			text = s
+			return ok
+		}
+		return true // not a string: no text
+	})
+	if plain {
+		return text
 	}
 	var b struct {
 		Text any `json:"text"`

@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 
@@ -40,6 +41,25 @@ func TestMalformedFramesSayWhatIsWrong(t *testing.T) {
 		}
 		if id != tc.id {
 			t.Errorf("%s: id %q, want %q", tc.in, id, tc.id)
+		}
+	}
+}
+
+// The hand-written ack says what json.Marshal says.
+func TestAckFrameMatchesJSON(t *testing.T) {
+	t.Parallel()
+	for _, a := range []ackFrame{
+		{Type: "ack", ID: "01J9ZX", Conv: "c1", Seq: 7, TS: 1763800000000},
+		{Type: "ack", ID: "r1", Conv: "c1"},
+		{Type: "ack", ID: "a<b>&\"c\\", Conv: "é\u2028\x01", Seq: -1},
+		{Type: "ack", ID: "", Conv: "", TS: 3},
+	} {
+		want, err := json.Marshal(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := a.appendJSON(nil); string(got) != string(want) {
+			t.Fatalf("ack %+v: %s, json.Marshal says %s", a, got, want)
 		}
 	}
 }

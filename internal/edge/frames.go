@@ -2,6 +2,7 @@ package edge
 
 import (
 	"encoding/json"
+	"strconv"
 	"unicode/utf8"
 
 	"github.com/seqchat/seqchat/events"
@@ -15,6 +16,26 @@ type ackFrame struct {
 	Conv string `json:"conv"`
 	Seq  int64  `json:"seq,omitempty"`
 	TS   int64  `json:"ts,omitempty"`
+}
+
+// appendJSON appends a encoded as json.Marshal encodes it: by hand, since
+// every acked command sends one.
+func (a ackFrame) appendJSON(b []byte) []byte {
+	b = append(b, `{"type":`...)
+	b = events.AppendString(b, a.Type)
+	b = append(b, `,"id":`...)
+	b = events.AppendString(b, a.ID)
+	b = append(b, `,"conv":`...)
+	b = events.AppendString(b, a.Conv)
+	if a.Seq != 0 {
+		b = append(b, `,"seq":`...)
+		b = strconv.AppendInt(b, a.Seq, 10)
+	}
+	if a.TS != 0 {
+		b = append(b, `,"ts":`...)
+		b = strconv.AppendInt(b, a.TS, 10)
+	}
+	return append(b, '}')
 }
 
 type errorFrame struct {

@@ -24,7 +24,7 @@ func (c *conn) read(id, conv string, seq int64) {
 		c.fail(id, err)
 		return
 	}
-	c.send(encode(ackFrame{Type: "ack", ID: id, Conv: conv}))
+	c.send(ackFrame{Type: "ack", ID: id, Conv: conv}.appendJSON(nil))
 }
 
 // member checks that user belongs to each of convs (membership's one rule)

@@ -191,7 +191,7 @@ func (c *conn) answered(j job, res events.Result, err error) {
 		return
 	}
 	c.e.m.ackTime.Observe(time.Since(j.start).Seconds())
-	ack := encode(ackFrame{Type: "ack", ID: j.cmd.ID, Conv: j.cmd.Conv, Seq: res.Seq, TS: res.TS})
+	ack := ackFrame{Type: "ack", ID: j.cmd.ID, Conv: j.cmd.Conv, Seq: res.Seq, TS: res.TS}.appendJSON(make([]byte, 0, 64+len(j.cmd.ID)+len(j.cmd.Conv)))
 	s := c.stream(j.cmd.Conv)
 	if s.addAck(res.Seq, ack) {
 		c.send(ack)
