@@ -1,9 +1,7 @@
 package edge
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"slices"
 	"time"
 
@@ -182,22 +180,25 @@ const replayChunk = 64
 // eventFrame(ev.Encode()) gives, encoded into one buffer for the page
 // rather than twice into two of their own per event.
 func replayFrames(list []events.Event, out [][]byte) [][]byte {
-	var page bytes.Buffer
-	page.Grow(len(list) * 256)
-	enc := json.NewEncoder(&page) // escapes HTML as json.Marshal does
-	const prefix = `{"type":"event"`
+	// One buffer for the chunk's frames, each an event as json.Marshal
+	// writes it (Event.AppendJSON) with the frame's type in front.
+	size := 0
 	for i := range list {
-		start := page.Len()
-		page.WriteString(prefix)
-		if err := enc.Encode(&list[i]); err != nil {
-			continue // an Event always encodes (Event.Encode); skipped like an unframeable one
-		}
-		b := page.Bytes()[start : page.Len()-1] // the newline Encode ends with
-		if len(b) < len(prefix)+2 || b[len(prefix)] != '{' {
+		size += 192 + len(list[i].Body)
+	}
+	page := make([]byte, 0, size)
+	for i := range list {
+		start := len(page)
+		page = list[i].AppendJSON(page)
+		if len(page)-start < 2 || page[start] != '{' {
+			page = page[:start] // never: an Event always encodes as an object
 			continue
 		}
-		b[len(prefix)] = ',' // an Event is never an empty object
-		out = append(out, b[:len(b):len(b)])
+		// {"conv":… becomes {"type":"event","conv":…
+		page = append(page, `"type":"event",`...)
+		copy(page[start+1+len(`"type":"event",`):], page[start+1:len(page)-len(`"type":"event",`)])
+		copy(page[start+1:], `"type":"event",`)
+		out = append(out, page[start:len(page):len(page)])
 	}
 	return out
 }
