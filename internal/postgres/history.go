@@ -102,12 +102,18 @@ func (h *History) read(ctx context.Context, conv string, from, to int64, recalls
 		}
 		return nil
 	}
+	// One set of destinations for every row (a page is up to 1,000 of
+	// them), cleared before each: Scan sets each anew.
+	var (
+		e         events.Event
+		streamSeq int64
+		body      []byte
+		rc        richScan
+	)
+	dest := append([]any{&e.Seq, &streamSeq, &e.Kind, &e.ID, &e.From, &e.TS, &body, &e.Target, &e.User, &e.Recalled}, rc.dest()...)
 	for rows.Next() {
-		e := events.Event{Conv: conv}
-		var streamSeq int64
-		var body []byte
-		var rc richScan
-		if err := rows.Scan(append([]any{&e.Seq, &streamSeq, &e.Kind, &e.ID, &e.From, &e.TS, &body, &e.Target, &e.User, &e.Recalled}, rc.dest()...)...); err != nil {
+		e, body, rc = events.Event{Conv: conv}, nil, richScan{}
+		if err := rows.Scan(dest...); err != nil {
 			return nil, fmt.Errorf("scan history: %w", err)
 		}
 		e.Body = body
