@@ -64,6 +64,11 @@ func (o *ownedLog) stop() {
 func (s *Sequencer) Run(ctx context.Context) error {
 	defer s.owning.stop()
 	var wg sync.WaitGroup
+	// DEDUPE's writer outlives the partitions: what they queue last is
+	// written on the way out.
+	stop, remembered := make(chan struct{}), make(chan struct{})
+	go func() { defer close(remembered); s.rememberLoop(ctx, stop) }()
+	defer func() { close(stop); <-remembered }()
 	for p := 0; p < s.opt.Partitions; p++ {
 		wg.Add(1)
 		go func() {

@@ -3,7 +3,7 @@ package sequencer
 import (
 	"cmp"
 	"context"
-	"slices"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -48,9 +48,7 @@ func (s *Sequencer) process(ctx context.Context, state map[string]*timeline.Posi
 	}
 	s.answer(work)
 	s.offer(work)
-	if err := s.remember(ctx, work, msgs); err != nil {
-		return err
-	}
+	s.remember(work, msgs)
 	s.batchSize.Observe(float64(len(work)))
 	s.batchTime.Observe(time.Since(start).Seconds())
 	return nil
@@ -100,23 +98,53 @@ func (s *Sequencer) decode(msgs []jetstream.Msg) (work []*pending, unseen []stri
 	return work, unseen
 }
 
-// remember stores the appended commands' results in DEDUPE (one atomic
-// write for the batch with AtomicBatches, else pipelined writes) and acks
-// msgs once they are stored.
-func (s *Sequencer) remember(ctx context.Context, work []*pending, msgs []jetstream.Msg) error {
-	var results []timeline.Remembered
+// remember queues the appended commands' results for DEDUPE and msgs to
+// be acked once they are stored (rememberLoop). The next batch need not
+// wait for that: should remembering fail, the commands stay unacked and
+// come back (as duplicates, answered with their seq) to be remembered
+// again.
+func (s *Sequencer) remember(work []*pending, msgs []jetstream.Msg) {
+	s.toRemember.mu.Lock()
+	defer s.toRemember.mu.Unlock()
 	for _, p := range work {
 		if p.ev.Seq == 0 || p.result == nil || p.result.Code != "" {
 			continue
 		}
-		results = append(results, timeline.Remembered{Key: p.cmd.DedupeKey(), Result: *p.result})
+		s.toRemember.results = append(s.toRemember.results, timeline.Remembered{Key: p.cmd.DedupeKey(), Result: *p.result})
 	}
-	// The commands are acked once their ids are remembered, but the next
-	// batch need not wait for that. Should remembering fail, they stay
-	// unacked and come back (as duplicates, answered with their seq) to be
-	// remembered again. (msgs is the caller's buffer: keep a copy.)
-	msgs = slices.Clone(msgs)
-	go func() {
+	// msgs is the caller's buffer: this appends copies of its elements.
+	s.toRemember.msgs = append(s.toRemember.msgs, msgs...)
+	select {
+	case s.toRemember.wake <- struct{}{}:
+	default:
+	}
+}
+
+// rememberQueue is what waits for DEDUPE, of every partition's batches.
+type rememberQueue struct {
+	mu      sync.Mutex
+	results []timeline.Remembered
+	msgs    []jetstream.Msg
+	wake    chan struct{}
+}
+
+// rememberLoop writes what remember queues, everything queued at once
+// (one PubAck wait for the batches of every partition that came while the
+// last write was under way, one goroutine for all), then acks the
+// commands; until stop is closed, once no partition queues any more, and
+// then what is left, briefly even when ctx has ended.
+func (s *Sequencer) rememberLoop(ctx context.Context, stop <-chan struct{}) {
+	q := &s.toRemember
+	var results []timeline.Remembered
+	var msgs []jetstream.Msg
+	write := func(ctx context.Context) {
+		q.mu.Lock()
+		results, q.results = q.results, results[:0]
+		msgs, q.msgs = q.msgs, msgs[:0]
+		q.mu.Unlock()
+		if len(msgs) == 0 {
+			return
+		}
 		remember := s.dedupe.Remember
 		if s.opt.AtomicBatches {
 			remember = s.dedupe.RememberBatch
@@ -125,13 +153,25 @@ func (s *Sequencer) remember(ctx context.Context, work []*pending, msgs []jetstr
 			if ctx.Err() == nil {
 				s.opt.Log.Warn("remember command ids; leaving the commands for redelivery", "err", err)
 			}
-			return
-		}
-		for _, m := range msgs {
-			if err := m.Ack(); err != nil {
-				s.opt.Log.Warn("ack command", "err", err)
+		} else {
+			for _, m := range msgs {
+				if err := m.Ack(); err != nil {
+					s.opt.Log.Warn("ack command", "err", err)
+				}
 			}
 		}
-	}()
-	return nil
+		clear(results)
+		clear(msgs)
+	}
+	for {
+		select {
+		case <-q.wake:
+			write(ctx)
+		case <-stop:
+			wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+			write(wctx)
+			cancel()
+			return
+		}
+	}
 }

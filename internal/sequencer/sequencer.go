@@ -87,6 +87,8 @@ type Sequencer struct {
 	local   Local   // nil: every answer goes through NATS
 	takers  []Taker // none: every projector reads TIMELINE itself
 
+	toRemember rememberQueue // rememberLoop's
+
 	appended  prometheus.Counter
 	refused   *prometheus.CounterVec
 	dups      prometheus.Counter
@@ -133,7 +135,8 @@ func New(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, members Mem
 		return float64(n)
 	})
 	return &Sequencer{
-		opt: opt, nc: nc, js: js, tl: timeline.New(nc, js), members: members, leases: leases, dedupe: dedupe,
+		toRemember: rememberQueue{wake: make(chan struct{}, 1)},
+		opt:        opt, nc: nc, js: js, tl: timeline.New(nc, js), members: members, leases: leases, dedupe: dedupe,
 		recent:    newRecent(200_000),
 		owning:    &ownedLog{log: opt.Log, total: opt.Partitions, quiet: 300 * time.Millisecond, owned: map[int]bool{}},
 		appended:  f.NewCounter(prometheus.CounterOpts{Name: "chat_sequencer_events_appended_total", Help: "Events appended to TIMELINE."}),
