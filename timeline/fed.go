@@ -279,6 +279,10 @@ func (r *fedRun) applyHeld(ctx context.Context) error {
 		}
 		linger.Stop()
 	}
+	// The feed brought the next events: a gap past them is a new one and
+	// gets its own wait. (After a read from TIMELINE the gap it read may
+	// go on: the next read follows at once.)
+	r.gapSince = time.Time{}
 	return r.apply(ctx, r.pos+uint64(len(r.b.Stored)))
 }
 
