@@ -230,6 +230,13 @@ func (r *fedRun) run(ctx context.Context) error {
 					return err
 				}
 			}
+			// A position that moved last before traffic stopped is kept
+			// now, not only when the next batch comes.
+			if time.Since(r.savedAt) >= cursorEvery {
+				if err := r.save(ctx); err != nil {
+					r.log.Warn("keep the projection's position", "projection", r.p.Name, "err", err)
+				}
+			}
 		}
 	}
 	return nil
