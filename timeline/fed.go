@@ -95,7 +95,8 @@ func (f *Feed) Offer(evs []Stored) {
 // RunFed runs projection p from feed until ctx ends: h gets the events of
 // TIMELINE in stream order, in batches of up to p.Batch, waiting up to
 // p.Linger for a batch to fill, as RunProjection hands them from the
-// consumer (Ack does nothing: the runner keeps the position). It removes
+// consumer (but with no messages: Msgs is empty and Ack does nothing, the
+// runner keeps the position). It removes
 // the projection's durable consumer, which would only hold back what
 // TIMELINE keeps for nobody.
 func RunFed(ctx context.Context, js jetstream.JetStream, p Projection, feed *Feed, log *slog.Logger, h EventHandler) error {

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -87,6 +88,32 @@ func TestCluster(t *testing.T) {
 			split.offered, split.dur, split.rate, split.p50, split.p99, single.rate, single.p50, single.p99)
 	})
 
+	t.Run("kill-one-process", func(t *testing.T) {
+		// The one-process mode with its embedded JetStream, where the
+		// history and unread projectors take their events from the
+		// sequencer in memory (timeline.RunFed): SIGKILL under traffic,
+		// start again on the same data, and every acked message is in
+		// the history and the unread counts, checked from outside.
+		for _, p := range c.all() {
+			if p != c.redis {
+				p.stop()
+			}
+		}
+		one := startChatd(t, c)
+		pg := ""
+		for _, kv := range one.env {
+			if v, ok := strings.CutPrefix(kv, "CHAT_POSTGRES_URL="); ok {
+				pg = v
+			}
+		}
+		// Its TIMELINE is its embedded server's, on a port of its own
+		// choosing each time it starts.
+		to := target{api: one.addr, edges: []string{one.addr}, src: func(t *testing.T) checker.Sources {
+			return checker.Sources{NATS: embeddedNATS(t, one), Postgres: pg, Redis: c.redisURL, RedisPrefix: "chatd:"}
+		}}
+		results = append(results, runScenarioOn(t, c, to, fault{name: "kill-one-process", do: killOneProcess(one)}))
+	})
+
 	var b strings.Builder
 	fmt.Fprintf(&b, "\n%-16s %-10s %-10s %-10s %-9s %-7s %-22s %s\n", "scenario", "first-ack", "all-acked", "live-evt", "stall", "unacked", "outage acks/events", "checker")
 	for _, r := range results {
@@ -104,12 +131,30 @@ func TestCluster(t *testing.T) {
 	t.Log(b.String())
 }
 
-func runScenario(t *testing.T, c *Cluster, f fault) result {
+// target is what a scenario's clients talk to and where the checker reads
+// the projections (and TIMELINE, if NATS is set).
+type target struct {
+	api   string
+	edges []string
+	src   func(t *testing.T) checker.Sources // asked when the check begins
+}
+
+// target is the cluster's.
+func (c *Cluster) target() target {
+	src := checker.Sources{NATS: c.natsURL, Postgres: c.pgURL, Redis: c.redisURL, RedisPrefix: c.prefix}
+	return target{api: c.api.addr, edges: c.edgeAddrs(), src: func(*testing.T) checker.Sources { return src }}
+}
+
+func runScenario(t *testing.T, c *Cluster, f fault) result { return runScenarioOn(t, c, c.target(), f) }
+
+// runScenarioOn runs f while clients chat through to, then checks what
+// was acked against to's stores.
+func runScenarioOn(t *testing.T, c *Cluster, to target, f fault) result {
 	res := result{name: f.name}
-	users := makeUsers(t, c.api.addr, strings.ReplaceAll(testenv.Name(f.name[:4]), "-", ""), clientsPerScenario)
+	users := makeUsers(t, to.api, strings.ReplaceAll(testenv.Name(f.name[:4]), "-", ""), clientsPerScenario)
 	histPath := filepath.Join(c.dir, f.name+".jsonl")
 	rec := newRecorder(t, histPath)
-	tr := startTraffic(users, c.edgeAddrs(), rec, defaultLoad)
+	tr := startTraffic(users, to.edges, rec, defaultLoad)
 	defer tr.finish(time.Second)
 
 	// Warm up: every client has been acked at least once.
@@ -150,15 +195,16 @@ func runScenario(t *testing.T, c *Cluster, f fault) result {
 	}
 
 	rec.close()
-	res.report = check(t, c, rec.snapshot(), histPath)
+	res.report = check(t, rec.snapshot(), histPath, to.src(t))
 	return res
 }
 
-// check runs the checker on a history, polling until the projections have
-// caught up (or a deadline passes), and fails the test on any violation.
-func check(t *testing.T, c *Cluster, hist []checker.Record, histPath string) *checker.Report {
+// check runs the checker on a history against src, polling until the
+// projections have caught up (or a deadline passes), and fails the test on
+// any violation.
+func check(t *testing.T, hist []checker.Record, histPath string, src checker.Sources) *checker.Report {
 	convs := checker.Convs(hist)
-	src := checker.Sources{NATS: c.natsURL, Postgres: c.pgURL, Redis: c.redisURL, RedisPrefix: c.prefix, Convs: convs}
+	src.Convs = convs
 	var rep *checker.Report
 	deadline := time.Now().Add(90 * time.Second)
 	start := time.Now()
@@ -182,8 +228,8 @@ func check(t *testing.T, c *Cluster, hist []checker.Record, histPath string) *ch
 	if rep == nil {
 		t.Fatalf("could not load the state for the checker")
 	}
-	t.Logf("checker (projections settled after %v; replay with: go run ./tests/check -history %s -nats %s -postgres '%s' -redis %s -redis-prefix %s -only-history-convs):\n%s",
-		time.Since(start).Round(time.Millisecond), histPath, c.natsURL, c.pgURL, c.redisURL, c.prefix, rep)
+	t.Logf("checker (projections settled after %v; replay with: go run ./tests/check -history %s -nats '%s' -postgres '%s' -redis %s -redis-prefix %s -only-history-convs):\n%s",
+		time.Since(start).Round(time.Millisecond), histPath, src.NATS, src.Postgres, src.Redis, src.RedisPrefix, rep)
 	if !rep.OK() {
 		t.Errorf("checker found %d violations: %s", rep.Total(), rep.Summary())
 	}
@@ -426,4 +472,40 @@ func startChatd(t *testing.T, c *Cluster) *proc {
 	t.Cleanup(p.stop)
 	p.waitHTTP(t, "/readyz", 90*time.Second)
 	return p
+}
+
+// killOneProcess is a fault for one chatd: SIGKILL, then start it again
+// on the same data directory.
+func killOneProcess(one *proc) func(t *testing.T, c *Cluster, tr *traffic) (time.Time, time.Time) {
+	return func(t *testing.T, c *Cluster, tr *traffic) (time.Time, time.Time) {
+		at := time.Now()
+		one.signal(t, syscall.SIGKILL, 10*time.Second)
+		one.start(t)
+		one.waitHTTP(t, "/readyz", 90*time.Second)
+		return at, time.Now()
+	}
+}
+
+// embeddedNATS is the URL of the embedded JetStream of a running chatd, as
+// its last start logged it.
+func embeddedNATS(t *testing.T, p *proc) string {
+	t.Helper()
+	b, err := os.ReadFile(p.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := ""
+	for _, line := range strings.Split(string(b), "\n") {
+		var l struct {
+			Msg string `json:"msg"`
+			URL string `json:"url"`
+		}
+		if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "embedded JetStream started" {
+			url = l.URL
+		}
+	}
+	if url == "" {
+		t.Fatalf("%s logged no embedded JetStream URL", p.name)
+	}
+	return url
 }
