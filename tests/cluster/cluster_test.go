@@ -100,16 +100,10 @@ func TestCluster(t *testing.T) {
 			}
 		}
 		one := startChatd(t, c)
-		pg := ""
-		for _, kv := range one.env {
-			if v, ok := strings.CutPrefix(kv, "CHAT_POSTGRES_URL="); ok {
-				pg = v
-			}
-		}
 		// Its TIMELINE is its embedded server's, on a port of its own
 		// choosing each time it starts.
 		to := target{api: one.addr, edges: []string{one.addr}, src: func(t *testing.T) checker.Sources {
-			return checker.Sources{NATS: embeddedNATS(t, one), Postgres: pg, Redis: c.redisURL, RedisPrefix: "chatd:"}
+			return checker.Sources{NATS: embeddedNATS(t, one), Postgres: one.getenv("CHAT_POSTGRES_URL"), Redis: c.redisURL, RedisPrefix: one.getenv("CHAT_REDIS_PREFIX")}
 		}}
 		results = append(results, runScenarioOn(t, c, to, fault{name: "kill-one-process", do: killOneProcess(one)}))
 	})
@@ -455,15 +449,22 @@ func measure(t *testing.T, name, api string, edges []string) throughput {
 
 // startChatd runs the one-process mode (embedded JetStream) beside the
 // cluster's Redis, on a database of its own.
+// startChatd starts a one-process chatd with stores of its own (data
+// directory, database, Redis prefix): an old TIMELINE beside a new
+// database would hold conversations the database does not know.
 func startChatd(t *testing.T, c *Cluster) *proc {
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	p := &proc{name: "chatd", bin: filepath.Join(c.bins, "chatd"), addr: addr, log: filepath.Join(c.dir, "chatd.log"),
+	dir, err := os.MkdirTemp(c.dir, "chatd-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{name: "chatd", bin: filepath.Join(c.bins, "chatd"), addr: addr, log: filepath.Join(dir, "chatd.log"),
 		env: append(baseEnv(),
 			"CHAT_HTTP_ADDR="+addr,
 			"CHAT_POSTGRES_URL="+testenv.Postgres(t),
 			"CHAT_REDIS_URL="+c.redisURL,
-			"CHAT_REDIS_PREFIX=chatd:",
-			"CHAT_DATA_DIR="+filepath.Join(c.dir, "chatd-data"),
+			"CHAT_REDIS_PREFIX="+testenv.Name("chatd")+":",
+			"CHAT_DATA_DIR="+filepath.Join(dir, "data"),
 			"CHAT_TOKEN_SECRET="+c.secret,
 			"CHAT_RATE_LIMITS=off",
 			"CHAT_PASSWORD_COST=4",
@@ -508,4 +509,15 @@ func embeddedNATS(t *testing.T, p *proc) string {
 		t.Fatalf("%s logged no embedded JetStream URL", p.name)
 	}
 	return url
+}
+
+// getenv is the value p was started with for key.
+func (p *proc) getenv(key string) string {
+	v := ""
+	for _, kv := range p.env {
+		if after, ok := strings.CutPrefix(kv, key+"="); ok {
+			v = after
+		}
+	}
+	return v
 }
