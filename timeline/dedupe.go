@@ -143,7 +143,13 @@ func (d *Dedupe) Lookup(ctx context.Context, keys []string) (map[string]events.R
 	for i, k := range keys {
 		subjects[i] = dedupePrefix + k
 	}
-	msgs, err := d.dg.get(ctx, "KV_"+DedupeBucket, directReq{MultiLast: subjects})
+	// One key (most batches at moderate rates) is a plain direct get: one
+	// answer, where a multi-subject get adds an end-of-batch message.
+	req := directReq{MultiLast: subjects}
+	if len(subjects) == 1 {
+		req = directReq{LastFor: subjects[0]}
+	}
+	msgs, err := d.dg.get(ctx, "KV_"+DedupeBucket, req)
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package timeline_test
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -35,8 +36,13 @@ func TestDedupeRememberBatchAndLookup(t *testing.T) {
 	if n, err := d.Keys(ctx); err != nil || n != 1500 {
 		t.Fatalf("Keys = %d, %v; want 1500", n, err)
 	}
-	for _, ks := range [][]string{keys[:3], keys[98:102], keys[1099:1102], keys[1497:]} {
-		got, err := d.Lookup(ctx, append(ks, "alice.never"))
+	// With a key never remembered; and one key alone, found or not (a
+	// plain direct get rather than a multi-subject one).
+	lookups := [][]string{append(keys[:3:3], "alice.never"), append(keys[98:102:102], "alice.never"), append(keys[1099:1102:1102], "alice.never"), append(keys[1497:], "alice.never"),
+		keys[7:8], keys[1200:1201], {"alice.never"}}
+	for _, l := range lookups {
+		ks := slices.DeleteFunc(slices.Clone(l), func(k string) bool { return k == "alice.never" })
+		got, err := d.Lookup(ctx, l)
 		if err != nil {
 			t.Fatal(err)
 		}
