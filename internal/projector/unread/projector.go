@@ -30,7 +30,10 @@ type Members interface {
 }
 
 // Ops turns events into projection ops, in order. Member events invalidate
-// members so that later events of the batch see the change.
+// members so that later events of the batch see the change. An event of a
+// conversation Postgres does not know (a database restored from before it)
+// has nobody to count for and makes no op: retrying would stop the
+// projection for good.
 func Ops(ctx context.Context, members Members, stored []timeline.Stored) ([]counts.Op, error) {
 	var ops []counts.Op
 	for i := range stored {
@@ -38,6 +41,9 @@ func Ops(ctx context.Context, members Members, stored []timeline.Stored) ([]coun
 		switch e.Kind {
 		case events.KindMessage:
 			cv, err := members.Get(ctx, e.Conv)
+			if events.CodeOf(err) == events.CodeNotFound {
+				continue
+			}
 			if err != nil {
 				return nil, err
 			}
@@ -47,6 +53,9 @@ func Ops(ctx context.Context, members Members, stored []timeline.Stored) ([]coun
 			ops = appendMentions(ops, cv, e)
 		case events.KindRecall:
 			cv, err := members.Get(ctx, e.Conv)
+			if events.CodeOf(err) == events.CodeNotFound {
+				continue
+			}
 			if err != nil {
 				return nil, err
 			}
