@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -60,7 +61,8 @@ const (
 // projection in the same process.
 type Feed struct {
 	batches chan []Stored
-	tl      *Log // for what the feed did not bring, made on first use
+	tl      *Log          // for what the feed did not bring, made on first use
+	applied atomic.Uint64 // the running projection's position (Applied)
 	dropped prometheus.Counter
 	read    prometheus.Counter
 }
@@ -76,6 +78,12 @@ func NewFeed(name string, reg prometheus.Registerer) *Feed {
 		read:    f.NewCounter(prometheus.CounterOpts{Name: "chat_projection_timeline_read_events_total", ConstLabels: label, Help: "Events a projection fed in process read from TIMELINE itself: on start, and what its feed did not bring in order."}),
 	}
 }
+
+// Applied is the stream sequence up to which the projection has applied
+// TIMELINE, as its run in this process last said (0 before it ran): what
+// a consumer's ack floor tells of a projection run from TIMELINE (the
+// offline push waits on the unread projection's).
+func (f *Feed) Applied() uint64 { return f.applied.Load() }
 
 // Offer hands the feed events just appended to TIMELINE, StreamSeq set,
 // in any order; the slice may be shared with other feeds and is only read.
@@ -112,6 +120,7 @@ func RunFed(ctx context.Context, js jetstream.JetStream, p Projection, feed *Fee
 	}
 	r.pos, r.saved = pos, pos
 	r.held.front = pos + 1
+	feed.applied.Store(pos)
 	defer func() {
 		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 		defer cancel()
@@ -341,6 +350,7 @@ func (r *fedRun) apply(ctx context.Context, through uint64) error {
 		}
 	}
 	r.pos = max(r.pos, through)
+	r.feed.applied.Store(r.pos)
 	// What was read may have been held too.
 	r.held.skip(r.pos + 1)
 	if r.held.n == 0 {

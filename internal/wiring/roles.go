@@ -10,6 +10,7 @@ import (
 	"github.com/seqchat/seqchat/internal/postgres"
 	"github.com/seqchat/seqchat/internal/projector/fanout"
 	"github.com/seqchat/seqchat/internal/projector/history"
+	"github.com/seqchat/seqchat/internal/projector/hooks"
 	unreadprojector "github.com/seqchat/seqchat/internal/projector/unread"
 	"github.com/seqchat/seqchat/internal/sequencer"
 	"github.com/seqchat/seqchat/internal/webui"
@@ -59,6 +60,7 @@ func (p *process) wireProjectors(ctx context.Context) error {
 	p.fanout = fanout.New(p.nc.NC, p.nc.JS, postgres.NewMemberCache(p.pool, 0), p.pres, cfg.ProjectorBatch, p.log.With("role", "fanout"), p.reg)
 	hist := history.NewProjector(postgres.NewHistoryWriter(p.pool), p.nc.JS, cfg.ProjectorBatch, cfg.ProjectorLinger, p.log.With("role", "projector"), p.reg)
 	unreads := unreadprojector.NewProjector(p.unreads, p.pool, postgres.NewMemberCache(p.pool, 0), p.nc.JS, cfg.ProjectorBatch, cfg.ProjectorLinger, p.log.With("role", "unread"), p.reg)
+	var unreadFed hooks.Progress // nil: the unread projection has its consumer
 	if p.seq != nil && cfg.Pipelined() {
 		// This process's sequencer appends every event: it hands them to
 		// the projectors here (fed.go in fanout and in timeline).
@@ -69,10 +71,11 @@ func (p *process) wireProjectors(ctx context.Context) error {
 		unreads.TakeOffered(uf)
 		p.seq.OfferLocally(hf)
 		p.seq.OfferLocally(uf)
+		unreadFed = uf
 	}
 	p.run(projector("history", hist.Run), projector("unread", unreads.Run), projector("fanout", p.fanout.Run))
 	// Webhooks and offline push: one leased consumer per URL (server.go).
-	p.run(p.hookRuns(leased)...)
+	p.run(p.hookRuns(leased, unreadFed)...)
 	return nil
 }
 

@@ -26,8 +26,9 @@ func (p *process) serverOptions(ctx context.Context, frames push.Frames) (api.Se
 }
 
 // hookRuns returns the webhooks' and the offline push's runs, each under
-// its own lease.
-func (p *process) hookRuns(leased hooks.Leased) []func(context.Context) error {
+// its own lease; unreadFed is the unread projection's feed when it runs fed
+// in this process.
+func (p *process) hookRuns(leased hooks.Leased, unreadFed hooks.Progress) []func(context.Context) error {
 	cfg := p.cfg
 	urls := config.List(cfg.WebhookURLs)
 	if len(urls) == 0 && cfg.PushURL == "" {
@@ -37,6 +38,9 @@ func (p *process) hookRuns(leased hooks.Leased) []func(context.Context) error {
 	runs := hooks.NewWebhooks(p.nc.JS, urls, cfg.WebhookSecret, cfg.ProjectorBatch, m, p.log.With("role", "webhooks")).Runs(leased)
 	if cfg.PushURL != "" {
 		o := hooks.NewOffline(p.nc.JS, cfg.PushURL, cfg.WebhookSecret, postgres.NewMemberCache(p.pool, 0), p.pres.Online, p.unreads, cfg.ProjectorBatch, m, p.log.With("role", "push"))
+		if unreadFed != nil {
+			o.FollowUnread(unreadFed)
+		}
 		runs = append(runs, leased(hooks.OfflineConsumer, o.Run))
 	}
 	return runs

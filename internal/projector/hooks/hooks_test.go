@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -99,6 +101,12 @@ type system struct {
 
 func startSystem(t *testing.T, change func(*config.Config), roles ...wiring.Role) *system {
 	t.Helper()
+	return startSystemLog(t, change, testenv.Logger(t), roles...)
+}
+
+// startSystemLog is startSystem logging to log.
+func startSystemLog(t *testing.T, change func(*config.Config), log *slog.Logger, roles ...wiring.Role) *system {
+	t.Helper()
 	cfg := testenv.Config(t)
 	cfg.ServerKeys = serverKey
 	cfg.WebhookSecret = secret
@@ -106,7 +114,7 @@ func startSystem(t *testing.T, change func(*config.Config), roles ...wiring.Role
 	if roles == nil {
 		roles = wiring.AllRoles
 	}
-	a, err := wiring.Start(context.Background(), cfg, testenv.Logger(t), roles...)
+	a, err := wiring.Start(context.Background(), cfg, log, roles...)
 	if err != nil {
 		t.Fatalf("start: %v", err)
 	}
@@ -403,13 +411,36 @@ func dialWS(t *testing.T, addr, token string) *websocket.Conn {
 }
 
 func TestOfflinePush(t *testing.T) {
-	r := newReceiver(t, func(n int) int {
-		if n <= 2 {
-			return http.StatusServiceUnavailable // retried, not lost
-		}
-		return http.StatusOK
+	t.Run("projectors from TIMELINE", func(t *testing.T) {
+		r := newReceiver(t, offlineAnswers)
+		testOfflinePush(t, r, startSystem(t, func(c *config.Config) { c.PushURL = r.srv.URL }))
 	})
-	s := startSystem(t, func(c *config.Config) { c.PushURL = r.srv.URL })
+	// In one process with the embedded JetStream the unread projection is
+	// fed by the sequencer and has no consumer: the push waits on its feed
+	// (a wait on the consumer would time out, and say so, for every batch).
+	t.Run("one process, projections fed in memory", func(t *testing.T) {
+		r := newReceiver(t, offlineAnswers)
+		var logs testenv.LogBuffer
+		s := startSystemLog(t, func(c *config.Config) {
+			c.PushURL, c.NATSURL, c.StreamStorage = r.srv.URL, "", "file"
+		}, slog.New(slog.NewTextHandler(&logs, nil)))
+		testOfflinePush(t, r, s)
+		if strings.Contains(logs.String(), "unread projection lags") {
+			t.Fatalf("the push waited out the unread projection:\n%s", logs.String())
+		}
+	})
+}
+
+// offlineAnswers is the push receiver's answers: two failures first
+// (retried, not lost), then success.
+func offlineAnswers(n int) int {
+	if n <= 2 {
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusOK
+}
+
+func testOfflinePush(t *testing.T, r *receiver, s *system) {
 	s.waitConsumer(hooks.OfflineConsumer)
 	alice, bob, carol, dave := s.user("alice"), s.user("bob"), s.user("carol"), s.user("dave")
 	c1 := s.group(alice, bob, carol, dave)

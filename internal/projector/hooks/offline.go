@@ -63,7 +63,21 @@ type Offline struct {
 	post    *poster
 	log     *slog.Logger
 	m       *Metrics
+	// unreadFed, if set, tells how far the unread projection, fed in this
+	// process (timeline.RunFed), has applied TIMELINE: it has no consumer
+	// whose ack floor would.
+	unreadFed Progress
 }
+
+// Progress tells how far a projection has applied TIMELINE
+// (timeline.Feed).
+type Progress interface {
+	Applied() uint64
+}
+
+// FollowUnread has the offline push wait on p, the unread projection fed
+// in this process, rather than on the unread consumer. Call it before Run.
+func (o *Offline) FollowUnread(p Progress) { o.unreadFed = p }
 
 // NewOffline returns the offline push to url.
 func NewOffline(js jetstream.JetStream, url, secret string, members Members, online func(ctx context.Context, users []string) (map[string]bool, error), badges Badges, batch int, m *Metrics, log *slog.Logger) *Offline {
@@ -184,10 +198,16 @@ const unreadWait = 5 * time.Second
 // by unreadWait at most; their badges may be low then.
 func (o *Offline) waitUnread(ctx context.Context, seq uint64) {
 	deadline := time.Now().Add(unreadWait)
-	for wait := 5 * time.Millisecond; ; wait = min(2*wait, 200*time.Millisecond) {
+	applied := func() bool {
+		if o.unreadFed != nil {
+			return o.unreadFed.Applied() >= seq
+		}
 		// Looking the consumer up reads its current state: one round trip.
 		cons, err := o.js.Consumer(ctx, timeline.TimelineStream, unreadprojector.ConsumerName)
-		if err == nil && cons.CachedInfo().AckFloor.Stream >= seq {
+		return err == nil && cons.CachedInfo().AckFloor.Stream >= seq
+	}
+	for wait := 5 * time.Millisecond; ; wait = min(2*wait, 200*time.Millisecond) {
+		if applied() {
 			return
 		}
 		if time.Now().After(deadline) {
