@@ -8,16 +8,20 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/seqchat/seqchat/internal/projector/fanout"
+	"github.com/seqchat/seqchat/internal/projector/history"
+	unreadprojector "github.com/seqchat/seqchat/internal/projector/unread"
 	"github.com/seqchat/seqchat/internal/testenv"
 	"github.com/seqchat/seqchat/internal/wiring"
 	"github.com/seqchat/seqchat/timeline"
@@ -250,10 +254,11 @@ func TestOneProcessHandsOverLocally(t *testing.T) {
 }
 
 // With the embedded JetStream, where this process's sequencer appends every
-// event, fanout takes the events from the sequencer instead of reading
-// TIMELINE back: no fanout consumer exists, and members still get every
-// event live, in order, a recall included.
-func TestOneProcessFanoutTakesEventsFromTheSequencer(t *testing.T) {
+// event, fanout, history and unread take the events from the sequencer
+// instead of reading TIMELINE back: none of them has a consumer, members
+// still get every event live, in order, a recall included, and the
+// history in Postgres gets every event, the positions kept in PROJECTIONS.
+func TestOneProcessProjectorsTakeEventsFromTheSequencer(t *testing.T) {
 	t.Parallel()
 	cfg := testenv.Config(t)
 	cfg.NATSURL, cfg.DataDir = "", t.TempDir()
@@ -287,9 +292,38 @@ func TestOneProcessFanoutTakesEventsFromTheSequencer(t *testing.T) {
 		}
 	}
 	ctx := testenv.Context(t, 10*time.Second)
-	if _, err := s.NATS.JS.Consumer(ctx, timeline.TimelineStream, fanout.ConsumerName); !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		t.Fatalf("fanout consumer on TIMELINE: %v, want none", err)
+	for _, name := range []string{fanout.ConsumerName, history.ConsumerName, unreadprojector.ConsumerName} {
+		if _, err := s.NATS.JS.Consumer(ctx, timeline.TimelineStream, name); !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			t.Fatalf("%s consumer on TIMELINE: %v, want none", name, err)
+		}
 	}
+	pool, err := pgxpool.New(ctx, cfg.PostgresURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	testenv.Eventually(t, 10*time.Second, "the four events in the history, the recalled one erased", func() bool {
+		var n, recalled int
+		err := pool.QueryRow(ctx, "SELECT count(*), count(*) FILTER (WHERE recalled) FROM events WHERE conv_id=$1", conv).Scan(&n, &recalled)
+		return err == nil && n == 4 && recalled == 1
+	})
+	kv, err := s.NATS.JS.KeyValue(ctx, timeline.CursorBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := s.NATS.JS.Stream(ctx, timeline.TimelineStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := strconv.FormatUint(st.CachedInfo().State.LastSeq, 10)
+	testenv.Eventually(t, 10*time.Second, "history's and unread's positions at TIMELINE's last event, kept", func() bool {
+		for _, name := range []string{history.ConsumerName, unreadprojector.ConsumerName} {
+			if e, err := kv.Get(ctx, name); err != nil || string(e.Value()) != last {
+				return false
+			}
+		}
+		return true
+	})
 	// The four commands' results are remembered, and /metrics counts them.
 	testenv.Eventually(t, 10*time.Second, "chat_dedupe_keys 4 on /metrics", func() bool {
 		_, metrics := get(t, api+"/metrics", "")
