@@ -289,30 +289,55 @@ func consume(ctx context.Context, cons jetstream.Consumer, max int, linger time.
 			mds = append(mds, md)
 		}
 		take(batch, mds)
-		backoff := 50 * time.Millisecond
-		for attempt := 1; ; attempt++ {
-			err := h(ctx)
-			if err == nil {
-				batch = batch[:0]
-				break
-			}
-			if ctx.Err() != nil {
-				return nil
-			}
-			if attempt >= 10 {
-				return fmt.Errorf("consume: batch failed %d times: %w", attempt, err)
-			}
-			log.Warn("batch failed; retrying", "err", err, "size", len(batch), "backoff", backoff)
+		done, err := RetryBatch(ctx, log, len(batch), func() {
 			for _, m := range batch {
 				_ = m.InProgress() // keep them ours while we retry
 			}
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(backoff):
-			}
-			backoff = min(2*backoff, 2*time.Second)
+		}, h)
+		if err != nil {
+			return fmt.Errorf("consume: %w", err)
 		}
+		if !done {
+			return nil
+		}
+		batch = batch[:0]
+	}
+}
+
+// batchAttempts is how often a batch is tried before its loop gives up
+// (a consumer is set up again, a fed projection restarts, fed fanout drops
+// the batch).
+const batchAttempts = 10
+
+// RetryBatch runs h, the handling of one batch of size events, until it
+// succeeds (done), ctx ends (not done, no error), or it has failed
+// batchAttempts times, about ten seconds (the last error). Between tries
+// it logs, calls keep (nil: nothing) and waits, 50 ms at first, doubling
+// up to 2 s: a transient failure never reorders or drops work. Every loop
+// over batches (consumers, fed projections, fed fanout) retries so.
+func RetryBatch(ctx context.Context, log *slog.Logger, size int, keep func(), h func(context.Context) error) (done bool, err error) {
+	backoff := 50 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := h(ctx)
+		if err == nil {
+			return true, nil
+		}
+		if ctx.Err() != nil {
+			return false, nil
+		}
+		if attempt >= batchAttempts {
+			return false, fmt.Errorf("batch failed %d times: %w", attempt, err)
+		}
+		log.Warn("batch failed; retrying", "err", err, "size", size, "backoff", backoff)
+		if keep != nil {
+			keep()
+		}
+		select {
+		case <-ctx.Done():
+			return false, nil
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 2*time.Second)
 	}
 }
 

@@ -113,6 +113,7 @@ func RunFed(ctx context.Context, js jetstream.JetStream, p Projection, feed *Fee
 		// subscription for its reads.
 		feed.tl = New(js.Conn(), js)
 	}
+	log = log.With("projection", p.Name)
 	r := &fedRun{p: p, feed: feed, log: log, h: h, tl: feed.tl, cursors: newCursors(js)}
 	pos, err := r.start(ctx, js)
 	if err != nil {
@@ -125,7 +126,7 @@ func RunFed(ctx context.Context, js jetstream.JetStream, p Projection, feed *Fee
 		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 		defer cancel()
 		if err := r.save(wctx); err != nil {
-			log.Warn("keep the projection's position", "projection", p.Name, "err", err)
+			log.Warn("keep the projection's position", "err", err)
 		}
 	}()
 	return r.run(ctx)
@@ -244,7 +245,7 @@ func (r *fedRun) run(ctx context.Context) error {
 			// now, not only when the next batch comes.
 			if time.Since(r.savedAt) >= cursorEvery {
 				if err := r.save(ctx); err != nil {
-					r.log.Warn("keep the projection's position", "projection", r.p.Name, "err", err)
+					r.log.Warn("keep the projection's position", "err", err)
 				}
 			}
 		}
@@ -319,7 +320,7 @@ func (r *fedRun) fill(ctx context.Context) (moved bool, err error) {
 	r.head = max(r.head, through)
 	r.b.Stored = append(r.b.Stored[:0], evs...)
 	r.feed.read.Add(float64(len(evs)))
-	r.log.Debug("projection read TIMELINE", "projection", r.p.Name, "from", r.pos+1, "through", through, "events", len(evs))
+	r.log.Debug("projection read TIMELINE", "from", r.pos+1, "through", through, "events", len(evs))
 	return true, r.apply(ctx, through)
 }
 
@@ -328,25 +329,12 @@ func (r *fedRun) fill(ctx context.Context) (moved bool, err error) {
 func (r *fedRun) apply(ctx context.Context, through uint64) error {
 	if len(r.b.Stored) > 0 {
 		r.b.pending = r.head - through
-		backoff := 50 * time.Millisecond
-		for attempt := 1; ; attempt++ {
-			err := r.h(ctx, &r.b)
-			if err == nil {
-				break
-			}
-			if ctx.Err() != nil {
-				return nil
-			}
-			if attempt >= 10 {
-				return fmt.Errorf("projection %s: batch failed %d times: %w", r.p.Name, attempt, err)
-			}
-			r.log.Warn("batch failed; retrying", "projection", r.p.Name, "err", err, "size", len(r.b.Stored), "backoff", backoff)
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(backoff):
-			}
-			backoff = min(2*backoff, 2*time.Second)
+		done, err := RetryBatch(ctx, r.log, len(r.b.Stored), nil, func(ctx context.Context) error { return r.h(ctx, &r.b) })
+		if err != nil {
+			return fmt.Errorf("projection %s: %w", r.p.Name, err)
+		}
+		if !done {
+			return nil
 		}
 	}
 	r.pos = max(r.pos, through)
@@ -360,7 +348,7 @@ func (r *fedRun) apply(ctx context.Context, through uint64) error {
 		if err := r.save(ctx); err != nil {
 			// Not fatal: the position is kept next time, or the events
 			// since are applied again.
-			r.log.Warn("keep the projection's position", "projection", r.p.Name, "err", err)
+			r.log.Warn("keep the projection's position", "err", err)
 		}
 	}
 	return nil

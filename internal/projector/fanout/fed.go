@@ -58,7 +58,7 @@ func (p *Projector) Offer(evs []timeline.Stored) {
 
 // runFed delivers what is offered until ctx ends, a batch of up to p.batch
 // events at a time (more when one offer was bigger), retrying a batch that
-// fails for a while before dropping it.
+// fails for about ten seconds (timeline.RetryBatch) before dropping it.
 func (p *Projector) runFed(ctx context.Context) error {
 	// A consumer a fanout that read TIMELINE left behind would only hold
 	// state nobody reads.
@@ -85,33 +85,14 @@ func (p *Projector) runFed(ctx context.Context) error {
 			}
 		}
 		start := time.Now()
-		backoff := 50 * time.Millisecond
-		for attempt := 1; ; attempt++ {
-			err := p.deliver(ctx, batch, data)
-			if err == nil {
-				break
-			}
-			if ctx.Err() != nil {
-				return nil
-			}
-			if attempt >= fedAttempts {
-				p.log.Warn("dropping a batch fanout could not deliver; edges will fill the hole from history", "err", err, "size", len(batch))
-				p.dropped.Add(float64(len(batch)))
-				break
-			}
-			p.log.Warn("fanout batch failed; retrying", "err", err, "size", len(batch), "backoff", backoff)
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(backoff):
-			}
-			backoff = min(2*backoff, 2*time.Second)
+		done, err := timeline.RetryBatch(ctx, p.log, len(batch), nil, func(ctx context.Context) error { return p.deliver(ctx, batch, data) })
+		if err != nil {
+			p.log.Warn("dropping a batch fanout could not deliver; edges will fill the hole from history", "err", err, "size", len(batch))
+			p.dropped.Add(float64(len(batch)))
+		} else if !done {
+			return nil // ctx ended
 		}
 		p.batchTime.Observe(time.Since(start).Seconds())
 		p.lag.Set(float64(p.feed.queued.Add(-int64(len(batch)))))
 	}
 }
-
-// fedAttempts is how often a batch is tried before it is dropped: about
-// ten seconds with the backoff above.
-const fedAttempts = 10
