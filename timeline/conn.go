@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -22,6 +23,8 @@ type Conn struct {
 	NC     *nats.Conn
 	JS     jetstream.JetStream
 	Server *server.Server // nil when connected to an external server
+	// lock holds the embedded server's data directory (lockDataDir).
+	lock *os.File
 }
 
 // Register exposes the connection's traffic in reg: messages and bytes in
@@ -56,6 +59,9 @@ func (c *Conn) Close() {
 	if c.Server != nil {
 		c.Server.Shutdown()
 		c.Server.WaitForShutdown()
+	}
+	if c.lock != nil {
+		c.lock.Close() // and with it the flock
 	}
 }
 
@@ -107,7 +113,8 @@ func StartEmbedded(dir, host string, port int, sync Sync) (*server.Server, error
 
 // Connect connects to url (comma-separated servers), or, when url is empty,
 // starts an embedded server in dataDir, syncing as sync says, and connects
-// to it in-process. (An external server syncs as its own configuration
+// to it in-process; the directory is this process's until Close (one
+// embedded server per directory: another process's Connect on it fails). (An external server syncs as its own configuration
 // says; sync is not used then.)
 func Connect(ctx context.Context, url, dataDir string, sync Sync, name string, log *slog.Logger) (*Conn, error) {
 	opts := []nats.Option{
@@ -127,8 +134,14 @@ func Connect(ctx context.Context, url, dataDir string, sync Sync, name string, l
 	}
 	c := &Conn{}
 	if url == "" {
+		lock, err := lockDataDir(dataDir)
+		if err != nil {
+			return nil, err
+		}
+		c.lock = lock
 		ns, err := StartEmbedded(dataDir, "127.0.0.1", -1, sync)
 		if err != nil {
+			c.Close()
 			return nil, err
 		}
 		c.Server = ns
