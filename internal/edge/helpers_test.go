@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -35,6 +36,13 @@ func startWith(t *testing.T, change func(*config.Config)) *system {
 	if change != nil {
 		change(&cfg)
 	}
+	// Under TestOneProcess the first process runs its own embedded
+	// JetStream (the one-process mode: fanout, history and unread take the
+	// sequencer's events in memory) and the second edge connects to it.
+	oneProcess := strings.HasPrefix(t.Name(), "TestOneProcess/")
+	if oneProcess {
+		cfg.NATSURL = ""
+	}
 	log := testenv.Logger(t)
 	ctx := context.Background()
 	cfg.InstanceID = "e1"
@@ -43,6 +51,13 @@ func startWith(t *testing.T, change func(*config.Config)) *system {
 		t.Fatalf("start main: %v", err)
 	}
 	t.Cleanup(func() { _ = main.Stop() })
+	if oneProcess {
+		if !cfg.Pipelined() || main.NATS.Server == nil {
+			t.Fatal("the first process should run the one-process mode")
+		}
+		// Every other process a test starts connects to it.
+		cfg.NATSURL = main.NATS.Server.ClientURL()
+	}
 	cfg2 := cfg
 	cfg2.InstanceID, cfg2.HTTPAddr = "e2", "127.0.0.1:0"
 	edge, err := wiring.Start(ctx, cfg2, log, wiring.Edge)
