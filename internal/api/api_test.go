@@ -34,8 +34,7 @@ type env struct {
 
 func start(t *testing.T) *env {
 	t.Helper()
-	cfg := testenv.Config(t)
-	a, err := wiring.Start(context.Background(), cfg, testenv.Logger(t), wiring.API, wiring.Sequencer, wiring.Projector)
+	a, cfg, err := startSystem(t, testenv.Config(t), wiring.API, wiring.Sequencer, wiring.Projector)
 	if err != nil {
 		t.Fatalf("start system: %v", err)
 	}
@@ -48,6 +47,31 @@ func start(t *testing.T) *env {
 		}
 	})
 	return &env{base: "http://" + a.Addr, pool: a.Pool, cfg: cfg, client: &http.Client{Timeout: 30 * time.Second}}
+}
+
+// startSystem starts roles on cfg, and returns the configuration for any
+// other process a test starts beside them. Under TestOneProcess the system
+// runs the one-process mode (its own embedded JetStream: the history and
+// unread projections take the sequencer's events in memory) and the
+// configuration returned connects to that server.
+func startSystem(t *testing.T, cfg config.Config, roles ...wiring.Role) (*wiring.System, config.Config, error) {
+	t.Helper()
+	oneProcess := strings.HasPrefix(t.Name(), "TestOneProcess/")
+	if oneProcess {
+		cfg.NATSURL = ""
+	}
+	a, err := wiring.Start(context.Background(), cfg, testenv.Logger(t), roles...)
+	if err != nil {
+		return nil, cfg, err
+	}
+	if oneProcess {
+		if !cfg.Pipelined() || a.NATS.Server == nil {
+			_ = a.Stop()
+			t.Fatal("the system should run the one-process mode")
+		}
+		cfg.NATSURL = a.NATS.Server.ClientURL()
+	}
+	return a, cfg, nil
 }
 
 type resp struct {

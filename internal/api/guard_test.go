@@ -21,7 +21,7 @@ func startWith(t *testing.T, change func(*config.Config)) *env {
 	t.Helper()
 	cfg := testenv.Config(t)
 	change(&cfg)
-	a, err := wiring.Start(context.Background(), cfg, testenv.Logger(t), wiring.API, wiring.Sequencer, wiring.Projector)
+	a, cfg, err := startSystem(t, cfg, wiring.API, wiring.Sequencer, wiring.Projector)
 	if err != nil {
 		t.Fatalf("start system: %v", err)
 	}

@@ -17,10 +17,10 @@ import (
 	"github.com/seqchat/seqchat/unread"
 )
 
-// startApp is start with a chosen configuration and roles.
+// startRoles is start with a chosen configuration and roles.
 func startRoles(t *testing.T, cfg config.Config, roles ...wiring.Role) (*env, *wiring.System) {
 	t.Helper()
-	a, err := wiring.Start(context.Background(), cfg, testenv.Logger(t), roles...)
+	a, cfg, err := startSystem(t, cfg, roles...)
 	if err != nil {
 		t.Fatalf("start system: %v", err)
 	}
