@@ -2,6 +2,7 @@ package timeline
 
 import (
 	"fmt"
+	"strconv"
 
 	"github.com/seqchat/seqchat/events"
 )
@@ -19,7 +20,8 @@ const (
 
 // CmdSubject is where commands for conv wait in CMDS.
 func CmdSubject(partitions int, conv string) string {
-	return fmt.Sprintf("cmd.%d.%s", events.Partition(conv, partitions), conv)
+	// One allocation: it is made for every CMDS message.
+	return "cmd." + strconv.Itoa(events.Partition(conv, partitions)) + "." + conv
 }
 
 // CmdPartitionFilter selects one partition's commands.

@@ -22,7 +22,7 @@ func (s *Sequencer) admit(ctx context.Context, work []*pending, unseen []string)
 		if p.result != nil {
 			continue
 		}
-		if r, ok := remembered[p.cmd.DedupeKey()]; ok {
+		if r, ok := remembered[p.key]; ok {
 			p.result = &r
 			s.dups.Inc()
 		} else if err := s.check(ctx, &p.cmd); err != nil {

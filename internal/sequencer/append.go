@@ -125,7 +125,7 @@ func (s *Sequencer) unsettled(ctx context.Context, state map[string]*timeline.Po
 		if p.result != nil {
 			continue
 		}
-		key := p.cmd.DedupeKey()
+		key := p.key
 		if keys[key] {
 			break
 		}
@@ -192,7 +192,7 @@ func (s *Sequencer) appendRounds(ctx context.Context, state map[string]*timeline
 			p.ev = s.event(&p.cmd, ts)
 			p.ev.Seq = pos.Seq + 1
 			expect := pos.StreamSeq
-			f, err := s.tl.AppendAsync(timeline.Entry{Event: &p.ev, MsgID: p.cmd.DedupeKey(), Origin: p.origin, Expect: &expect})
+			f, err := s.tl.AppendAsync(timeline.Entry{Event: &p.ev, MsgID: p.key, Origin: p.origin, Expect: &expect})
 			if err != nil {
 				return err
 			}
@@ -217,7 +217,7 @@ func (s *Sequencer) appendRounds(ctx context.Context, state map[string]*timeline
 				// answer with the original.
 				orig, err := s.tl.Get(ctx, streamSeq)
 				if err != nil {
-					return fmt.Errorf("resolve duplicate %s: %w", fl.p.cmd.DedupeKey(), err)
+					return fmt.Errorf("resolve duplicate %s: %w", fl.p.key, err)
 				}
 				s.dups.Inc()
 				fl.p.ev, fl.p.streamSeq = orig.Event, streamSeq
@@ -282,7 +282,7 @@ func (s *Sequencer) settleAppended(state map[string]*timeline.Position, batch []
 // settle records the result of an appended command.
 func (s *Sequencer) settle(p *pending) {
 	p.result = &events.Result{Conv: p.ev.Conv, Seq: p.ev.Seq, TS: p.ev.TS}
-	s.recent.put(p.cmd.DedupeKey(), *p.result)
+	s.recent.put(p.key, *p.result)
 	if p.cmd.Op == events.OpRecall && p.ev.Kind == events.KindRecall {
 		s.recent.put(recallKey(p.cmd.Conv, p.cmd.Target), *p.result)
 	}

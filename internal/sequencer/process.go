@@ -14,7 +14,9 @@ import (
 
 // pending is one command on its way to the timeline.
 type pending struct {
-	cmd    events.Command
+	cmd events.Command
+	// key is cmd's dedupe key (Command.DedupeKey), made once.
+	key    string
 	reply  string
 	origin string
 	ev     events.Event
@@ -60,12 +62,12 @@ func (s *Sequencer) process(ctx context.Context, state map[string]*timeline.Posi
 func (s *Sequencer) decode(msgs []jetstream.Msg) (work []*pending, unseen []string) {
 	work = make([]*pending, 0, len(msgs))
 	take := func(p *pending, cmd events.Command) {
-		if r, ok := s.recent.get(cmd.DedupeKey()); ok {
-			p.cmd, p.result = cmd, &r
+		p.cmd, p.key = cmd, cmd.DedupeKey()
+		if r, ok := s.recent.get(p.key); ok {
+			p.result = &r
 			s.dups.Inc()
 		} else {
-			p.cmd = cmd
-			unseen = append(unseen, cmd.DedupeKey())
+			unseen = append(unseen, p.key)
 		}
 		work = append(work, p)
 	}
@@ -110,7 +112,7 @@ func (s *Sequencer) remember(work []*pending, msgs []jetstream.Msg) {
 		if p.ev.Seq == 0 || p.result == nil || p.result.Code != "" {
 			continue
 		}
-		s.toRemember.results = append(s.toRemember.results, timeline.Remembered{Key: p.cmd.DedupeKey(), Result: *p.result})
+		s.toRemember.results = append(s.toRemember.results, timeline.Remembered{Key: p.key, Result: *p.result})
 	}
 	// msgs is the caller's buffer: this appends copies of its elements.
 	s.toRemember.msgs = append(s.toRemember.msgs, msgs...)
