@@ -43,17 +43,17 @@ type conn struct {
 
 	mu         sync.Mutex
 	streams    map[string]*stream
-	inFlight   map[string]int // conv+"/"+id of commands waiting for their seq
+	inFlight   map[commandID]int // commands waiting for their seq
 	nInFlight  int
 	queue      []job // commands waiting to be published, in frame order
 	publishing bool  // a goroutine is draining queue
 	// queued wakes a lingering publishLoop (made with its first one).
 	queued chan struct{}
-	// refused is the command (inFlightKey) that was refused for load or
+	// refused is the command that was refused for load or
 	// failed to publish, refusedAt when: until it is resent, the
 	// connection's later commands are refused too, so that none overtakes
 	// it (see submit).
-	refused   string
+	refused   commandID
 	refusedAt time.Time
 
 	// Until its first sync is answered the connection holds the live

@@ -106,7 +106,7 @@ func (c *conn) armHold() {
 // ownID returns id when the event is a command of this connection still
 // waiting for its answer; c.mu is held.
 func (c *conn) ownID(conv, id, from string) string {
-	if from == c.user && c.inFlight[inFlightKey(conv, id)] > 0 {
+	if from == c.user && c.inFlight[commandID{conv, id}] > 0 {
 		return id
 	}
 	return ""

@@ -18,13 +18,18 @@ type job struct {
 	start time.Time
 }
 
-func inFlightKey(conv, id string) string { return conv + "/" + id }
+// commandID is a command of one connection: its conversation and id. A
+// struct rather than one string, so that no key is built per command or
+// per delivered event.
+type commandID struct{ conv, id string }
+
+func (j job) id() commandID { return commandID{j.cmd.Conv, j.cmd.ID} }
 
 // submit queues cmd for publishing. Commands are published one at a time in
 // frame order, so one connection's messages keep their order in the
 // timeline; their answers are awaited concurrently.
 func (c *conn) submit(cmd events.Command) {
-	key := inFlightKey(cmd.Conv, cmd.ID)
+	key := commandID{cmd.Conv, cmd.ID}
 	c.mu.Lock()
 	// A command refused for load may be resent after later ones were
 	// sent: admitted, those would overtake it. So after a refusal the
@@ -33,13 +38,13 @@ func (c *conn) submit(cmd events.Command) {
 	// refusal and a resend after the retry hint; a client that has not
 	// resent by then has given up on that command, and blocking its
 	// connection longer would only cost goodput.
-	if c.refused != "" && c.refused != key && time.Since(c.refusedAt) < refusedBlock {
+	if c.refused != (commandID{}) && c.refused != key && time.Since(c.refusedAt) < refusedBlock {
 		c.mu.Unlock()
 		c.e.m.refusedBehind.Inc()
 		c.fail(cmd.ID, events.Errorf(events.CodeUnavailable, "an earlier command of this connection was refused; resend it first, then this one, with the same ids"))
 		return
 	}
-	c.refused = ""
+	c.refused = commandID{}
 	if c.nInFlight >= maxInFlight {
 		c.refused, c.refusedAt = key, time.Now()
 		c.mu.Unlock()
@@ -61,7 +66,7 @@ func (c *conn) submit(cmd events.Command) {
 	c.mu.Lock()
 	c.nInFlight++
 	if c.inFlight == nil {
-		c.inFlight = map[string]int{} // made once the connection sends
+		c.inFlight = map[commandID]int{} // made once the connection sends
 	}
 	c.inFlight[key]++
 	c.queue = append(c.queue, job{cmd: cmd, start: time.Now()})
@@ -157,7 +162,7 @@ func (c *conn) publishLoop() {
 			c.mu.Lock()
 			rest := c.queue
 			c.queue = nil
-			c.refused, c.refusedAt = inFlightKey(jobs[0].cmd.Conv, jobs[0].cmd.ID), time.Now()
+			c.refused, c.refusedAt = jobs[0].id(), time.Now()
 			c.mu.Unlock()
 			for _, j := range rest {
 				c.answered(j, events.Result{}, err)
@@ -175,7 +180,7 @@ func (c *conn) answered(j job, res events.Result, err error) {
 	// Once the ack is recorded (an ack tells nothing of where a stream
 	// without a cursor starts).
 	defer c.releaseIfDue()
-	key := inFlightKey(j.cmd.Conv, j.cmd.ID)
+	key := j.id()
 	c.nInFlight--
 	if c.inFlight[key]--; c.inFlight[key] <= 0 {
 		delete(c.inFlight, key)
