@@ -408,6 +408,11 @@ type Projection struct {
 	// edges drop a seq they have already), since what was handled in the
 	// last AckDelay before a crash comes again.
 	AckDelay time.Duration
+	// Feed, if set, is where the sequencer of this process offers the
+	// events it appends: RunProjection then runs from it (RunFed), not
+	// from a consumer. Only where that sequencer appends every event of
+	// TIMELINE (config.Config.Pipelined).
+	Feed *Feed
 }
 
 // RunProjection runs a projector's durable consumer of TIMELINE: reset to
@@ -415,6 +420,9 @@ type Projection struct {
 // acked a whole batch at a time, handing batches to h decoded
 // (ConsumeEvents).
 func RunProjection(ctx context.Context, js jetstream.JetStream, p Projection, log *slog.Logger, h EventHandler) error {
+	if p.Feed != nil {
+		return RunFed(ctx, js, p, log, h)
+	}
 	// Where the projection ran fed (fed.go) its consumer was left behind
 	// or removed: go on from its cursor rather than replay what it did.
 	past, err := newCursors(js).get(ctx, p.Name)

@@ -100,14 +100,16 @@ func (f *Feed) Offer(evs []Stored) {
 	}
 }
 
-// RunFed runs projection p from feed until ctx ends: h gets the events of
+// RunFed runs projection p from p.Feed until ctx ends (RunProjection does
+// so for a projection with a Feed): h gets the events of
 // TIMELINE in stream order, in batches of up to p.Batch, waiting up to
 // p.Linger for a batch to fill, as RunProjection hands them from the
 // consumer (but with no messages: Msgs is empty and Ack does nothing, the
 // runner keeps the position). It removes
 // the projection's durable consumer, which would only hold back what
 // TIMELINE keeps for nobody.
-func RunFed(ctx context.Context, js jetstream.JetStream, p Projection, feed *Feed, log *slog.Logger, h EventHandler) error {
+func RunFed(ctx context.Context, js jetstream.JetStream, p Projection, log *slog.Logger, h EventHandler) error {
+	feed := p.Feed
 	if feed.tl == nil {
 		// One Log for the feed's runs (one at a time): each holds a
 		// subscription for its reads.

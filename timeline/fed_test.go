@@ -105,7 +105,9 @@ func TestRunFedAppliesEveryEventOnceInOrder(t *testing.T) {
 	appendN(2)
 	feed := timeline.NewFeed("fedtest", prometheus.NewRegistry())
 	var fed applied
-	stop = run(t, ctx, func(ctx context.Context) error { return timeline.RunFed(ctx, js, proj, feed, log, fed.handle) })
+	fedProj := proj
+	fedProj.Feed = feed
+	stop = run(t, ctx, func(ctx context.Context) error { return timeline.RunFed(ctx, js, fedProj, log, fed.handle) })
 	testenv.Eventually(t, 10*time.Second, "events 3 and 4 read on start", func() bool { return len(fed.got()) == 2 })
 	if _, err := js.Consumer(ctx, timeline.TimelineStream, "fedtest"); err == nil {
 		t.Fatal("the fed projection's consumer is still there")
@@ -132,7 +134,7 @@ func TestRunFedAppliesEveryEventOnceInOrder(t *testing.T) {
 	// A second fed run goes on after its position.
 	appendN(1) // 15
 	var again applied
-	stop = run(t, ctx, func(ctx context.Context) error { return timeline.RunFed(ctx, js, proj, feed, log, again.handle) })
+	stop = run(t, ctx, func(ctx context.Context) error { return timeline.RunFed(ctx, js, fedProj, log, again.handle) })
 	feed.Offer(at(14, 15))
 	testenv.Eventually(t, 10*time.Second, "event 15", func() bool { return len(again.got()) >= 1 })
 	stop()
@@ -160,9 +162,9 @@ func TestRunFedShuffledOffers(t *testing.T) {
 	tl, js := timeline.New(c.NC, c.JS), c.JS
 	feed := timeline.NewFeed("shuffled", prometheus.NewRegistry())
 	var a applied
-	proj := timeline.Projection{Name: "shuffled", Start: jetstream.DeliverAllPolicy, Batch: 7, Linger: time.Millisecond}
+	proj := timeline.Projection{Name: "shuffled", Start: jetstream.DeliverAllPolicy, Batch: 7, Linger: time.Millisecond, Feed: feed}
 	stop := run(t, ctx, func(ctx context.Context) error {
-		return timeline.RunFed(ctx, js, proj, feed, testenv.Logger(t), a.handle)
+		return timeline.RunFed(ctx, js, proj, testenv.Logger(t), a.handle)
 	})
 	rnd := rand.New(rand.NewPCG(1, 2))
 	const n = 600

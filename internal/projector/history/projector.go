@@ -59,11 +59,7 @@ func (p *Projector) TakeOffered(f *timeline.Feed) { p.feed = f }
 
 // Run projects until ctx ends.
 func (p *Projector) Run(ctx context.Context) error {
-	proj := timeline.Projection{Name: ConsumerName, Start: jetstream.DeliverAllPolicy, Batch: p.batch, Linger: p.linger}
-	if p.feed != nil {
-		return timeline.RunFed(ctx, p.js, proj, p.feed, p.log, p.handle)
-	}
-	return timeline.RunProjection(ctx, p.js, proj, p.log, p.handle)
+	return timeline.RunProjection(ctx, p.js, timeline.Projection{Name: ConsumerName, Start: jetstream.DeliverAllPolicy, Batch: p.batch, Linger: p.linger, Feed: p.feed}, p.log, p.handle)
 }
 
 func (p *Projector) handle(ctx context.Context, b *timeline.Events) error {
